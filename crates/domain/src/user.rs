@@ -1,0 +1,317 @@
+//! The `User` aggregate: one consistency boundary per user id.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+use esr_schema::{
+    ActedOn, Action, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered, UserEvent, UserId,
+};
+use serde::{Deserialize, Serialize};
+
+/// What the command side knows about a user: just enough to check every invariant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The version of the last event folded in; 0 for a user with no events.
+    pub version: u64,
+    pub registered: bool,
+    pub name: String,
+    pub surname: String,
+    pub birth_date: Option<NaiveDate>,
+    pub friends: BTreeSet<UserId>,
+}
+
+/// What a client (or a policy) asks of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Register {
+        name: String,
+        surname: String,
+        birth_date: Option<NaiveDate>,
+    },
+    ChangePersonalInfo {
+        name: Option<String>,
+        surname: Option<String>,
+        birth_date: Option<NaiveDate>,
+    },
+    Act {
+        action: Action,
+        object: String,
+        text: Option<String>,
+    },
+    AddFriend {
+        friend_id: UserId,
+        /// Looked up by the caller before deciding: is the friend a registered user?
+        friend_registered: bool,
+        /// Issued by the friendship policy to mirror the friend's own `friend_added`.
+        reciprocal: bool,
+    },
+    RemoveFriend {
+        friend_id: UserId,
+        reciprocal: bool,
+    },
+}
+
+/// Facts from outside the aggregate that a decision needs, passed in so `decide` stays pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    pub today: NaiveDate,
+}
+
+/// Why a command was refused. Nothing is written for a refused command.
+///
+/// HTTP mapping: [`Rejection::NotRegistered`] is 404, [`Rejection::InvalidField`] is 422, every
+/// other variant (a domain rule) is 409.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("user is not registered")]
+    NotRegistered,
+    #[error("user is already registered")]
+    AlreadyRegistered,
+    #[error("a user cannot befriend themselves")]
+    FriendWithSelf,
+    #[error("user {0} is not registered")]
+    FriendNotRegistered(UserId),
+    #[error("user {0} is already a friend")]
+    AlreadyFriends(UserId),
+    #[error("user {0} is not a friend")]
+    NotFriends(UserId),
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+}
+
+impl Rejection {
+    /// A stable, machine-readable code for API errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::NotRegistered => "not_registered",
+            Rejection::AlreadyRegistered => "already_registered",
+            Rejection::FriendWithSelf => "friend_with_self",
+            Rejection::FriendNotRegistered(_) => "friend_not_registered",
+            Rejection::AlreadyFriends(_) => "already_friends",
+            Rejection::NotFriends(_) => "not_friends",
+            Rejection::InvalidField { .. } => "invalid_field",
+        }
+    }
+}
+
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_OBJECT_CHARS: usize = 200;
+pub const MAX_TEXT_CHARS: usize = 2000;
+/// Nobody alive was born before this.
+pub const EARLIEST_BIRTH_DATE: (i32, u32, u32) = (1900, 1, 1);
+
+impl User {
+    /// Fold a history from nothing.
+    pub fn from_history<'a>(events: impl IntoIterator<Item = &'a UserEvent>) -> Self {
+        let mut user = User::default();
+        for event in events {
+            user.evolve(event);
+        }
+        user
+    }
+
+    /// Apply one event. Total: every event applies to every state, because stored history is
+    /// a fact even if it was written by an older, laxer version of `decide`.
+    pub fn evolve(&mut self, event: &UserEvent) {
+        self.version += 1;
+        match event {
+            UserEvent::Registered(e) => {
+                self.registered = true;
+                self.name.clone_from(&e.name);
+                self.surname.clone_from(&e.surname);
+                self.birth_date = e.birth_date;
+            }
+            UserEvent::PersonalInfoChanged(e) => {
+                if let Some(name) = &e.name {
+                    self.name.clone_from(name);
+                }
+                if let Some(surname) = &e.surname {
+                    self.surname.clone_from(surname);
+                }
+                if e.birth_date.is_some() {
+                    self.birth_date = e.birth_date;
+                }
+            }
+            UserEvent::ActedOn(_) => {}
+            UserEvent::FriendAdded(e) => {
+                self.friends.insert(e.friend_id.clone());
+            }
+            UserEvent::FriendRemoved(e) => {
+                self.friends.remove(&e.friend_id);
+            }
+        }
+    }
+
+    /// Decide what a command does to this user: the events to append (possibly none, when the
+    /// command asks for what is already true), or why it is refused.
+    pub fn decide(
+        &self,
+        id: &UserId,
+        command: &Command,
+        context: Context,
+    ) -> Result<Vec<UserEvent>, Rejection> {
+        if !self.registered && !matches!(command, Command::Register { .. }) {
+            return Err(Rejection::NotRegistered);
+        }
+        match command {
+            Command::Register {
+                name,
+                surname,
+                birth_date,
+            } => {
+                if self.registered {
+                    return Err(Rejection::AlreadyRegistered);
+                }
+                Ok(vec![UserEvent::Registered(Registered {
+                    name: valid_name("name", name)?,
+                    surname: valid_name("surname", surname)?,
+                    birth_date: birth_date
+                        .map(|d| valid_birth_date(d, context.today))
+                        .transpose()?,
+                })])
+            }
+            Command::ChangePersonalInfo {
+                name,
+                surname,
+                birth_date,
+            } => {
+                if name.is_none() && surname.is_none() && birth_date.is_none() {
+                    return Err(Rejection::InvalidField {
+                        field: "body",
+                        reason: "give at least one of name, surname, birth_date".into(),
+                    });
+                }
+                let name = name.as_deref().map(|n| valid_name("name", n)).transpose()?;
+                let surname = surname
+                    .as_deref()
+                    .map(|s| valid_name("surname", s))
+                    .transpose()?;
+                let birth_date = birth_date
+                    .map(|d| valid_birth_date(d, context.today))
+                    .transpose()?;
+                // Only what differs is recorded; asking for the current values changes nothing.
+                let change = PersonalInfoChanged {
+                    name: name.filter(|n| *n != self.name),
+                    surname: surname.filter(|s| *s != self.surname),
+                    birth_date: birth_date.filter(|d| Some(*d) != self.birth_date),
+                };
+                if change == PersonalInfoChanged::default() {
+                    Ok(vec![])
+                } else {
+                    Ok(vec![UserEvent::PersonalInfoChanged(change)])
+                }
+            }
+            Command::Act {
+                action,
+                object,
+                text,
+            } => {
+                let object = valid_text("object", object, MAX_OBJECT_CHARS)?;
+                let text = match (action, text) {
+                    (Action::Comment, Some(text)) => {
+                        Some(valid_text("text", text, MAX_TEXT_CHARS)?)
+                    }
+                    (Action::Comment, None) => {
+                        return Err(Rejection::InvalidField {
+                            field: "text",
+                            reason: "a comment needs a text".into(),
+                        });
+                    }
+                    (_, Some(_)) => {
+                        return Err(Rejection::InvalidField {
+                            field: "text",
+                            reason: "only a comment has a text".into(),
+                        });
+                    }
+                    (_, None) => None,
+                };
+                Ok(vec![UserEvent::ActedOn(ActedOn {
+                    action: *action,
+                    object,
+                    text,
+                })])
+            }
+            Command::AddFriend {
+                friend_id,
+                friend_registered,
+                reciprocal,
+            } => {
+                if friend_id == id {
+                    return Err(Rejection::FriendWithSelf);
+                }
+                if !friend_registered {
+                    return Err(Rejection::FriendNotRegistered(friend_id.clone()));
+                }
+                if self.friends.contains(friend_id) {
+                    // The policy mirroring a friendship that already holds is a no-op, not an error.
+                    return if *reciprocal {
+                        Ok(vec![])
+                    } else {
+                        Err(Rejection::AlreadyFriends(friend_id.clone()))
+                    };
+                }
+                Ok(vec![UserEvent::FriendAdded(FriendAdded {
+                    friend_id: friend_id.clone(),
+                    reciprocal: *reciprocal,
+                })])
+            }
+            Command::RemoveFriend {
+                friend_id,
+                reciprocal,
+            } => {
+                if !self.friends.contains(friend_id) {
+                    return if *reciprocal {
+                        Ok(vec![])
+                    } else {
+                        Err(Rejection::NotFriends(friend_id.clone()))
+                    };
+                }
+                Ok(vec![UserEvent::FriendRemoved(FriendRemoved {
+                    friend_id: friend_id.clone(),
+                    reciprocal: *reciprocal,
+                })])
+            }
+        }
+    }
+
+    /// The aggregate snapshot, MessagePack in the named form like events.
+    pub fn to_snapshot(&self) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+        rmp_serde::to_vec_named(self)
+    }
+
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(bytes)
+    }
+}
+
+fn valid_name(field: &'static str, raw: &str) -> Result<String, Rejection> {
+    valid_text(field, raw, MAX_NAME_CHARS)
+}
+
+/// Trimmed, non-empty, bounded, and free of control characters (which break logs and terminals).
+fn valid_text(field: &'static str, raw: &str, max_chars: usize) -> Result<String, Rejection> {
+    let invalid = |reason: String| Rejection::InvalidField { field, reason };
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(invalid("must not be empty".into()));
+    }
+    if text.chars().count() > max_chars {
+        return Err(invalid(format!("at most {max_chars} characters")));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(invalid("must not contain control characters".into()));
+    }
+    Ok(text.to_owned())
+}
+
+fn valid_birth_date(date: NaiveDate, today: NaiveDate) -> Result<NaiveDate, Rejection> {
+    let (y, m, d) = EARLIEST_BIRTH_DATE;
+    let earliest = NaiveDate::from_ymd_opt(y, m, d).unwrap_or(NaiveDate::MIN);
+    if date < earliest || date > today {
+        return Err(Rejection::InvalidField {
+            field: "birth_date",
+            reason: format!("must be between {earliest} and today"),
+        });
+    }
+    Ok(date)
+}

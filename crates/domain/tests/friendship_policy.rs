@@ -1,0 +1,82 @@
+//! Given an event, then the commands the friendship policy issues.
+
+use chrono::{DateTime, Utc};
+use esr_domain::friendship::react;
+use esr_schema::{ActedOn, Action, EventEnvelope, FriendAdded, FriendRemoved, UserEvent, UserId};
+use uuid::Uuid;
+
+fn id(raw: &str) -> UserId {
+    UserId::parse(raw).unwrap()
+}
+
+fn envelope_of_user_1(event: &UserEvent) -> EventEnvelope {
+    EventEnvelope {
+        event_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001),
+        user_id: id("1"),
+        version: 4,
+        event_type: event.event_type().into(),
+        schema_version: 1,
+        occurred_at: DateTime::<Utc>::UNIX_EPOCH,
+        correlation_id: "req".into(),
+        causation_id: "cmd".into(),
+    }
+}
+
+fn react_to(event: UserEvent) -> Vec<esr_domain::friendship::PolicyCommand> {
+    react(&envelope_of_user_1(&event), &event)
+}
+
+#[test]
+fn a_friend_added_makes_the_friend_add_back() {
+    insta::assert_debug_snapshot!(react_to(UserEvent::FriendAdded(FriendAdded {
+        friend_id: id("2"),
+        reciprocal: false
+    })));
+}
+
+#[test]
+fn a_friend_removed_makes_the_friend_remove_back() {
+    insta::assert_debug_snapshot!(react_to(UserEvent::FriendRemoved(FriendRemoved {
+        friend_id: id("2"),
+        reciprocal: false
+    })));
+}
+
+#[test]
+fn a_mirror_event_causes_nothing() {
+    assert_eq!(
+        react_to(UserEvent::FriendAdded(FriendAdded {
+            friend_id: id("2"),
+            reciprocal: true
+        })),
+        vec![]
+    );
+    assert_eq!(
+        react_to(UserEvent::FriendRemoved(FriendRemoved {
+            friend_id: id("2"),
+            reciprocal: true
+        })),
+        vec![]
+    );
+}
+
+#[test]
+fn other_events_cause_nothing() {
+    assert_eq!(
+        react_to(UserEvent::ActedOn(ActedOn {
+            action: Action::Kick,
+            object: "Bugs".into(),
+            text: None
+        })),
+        vec![]
+    );
+}
+
+#[test]
+fn a_redelivered_event_gives_the_same_idempotency_key() {
+    let event = UserEvent::FriendAdded(FriendAdded {
+        friend_id: id("2"),
+        reciprocal: false,
+    });
+    assert_eq!(react_to(event.clone()), react_to(event));
+}

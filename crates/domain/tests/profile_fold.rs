@@ -1,0 +1,141 @@
+//! Given/when/then for the profile projection: given a history, then this profile.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use esr_domain::Profile;
+use esr_schema::{
+    ActedOn, Action, EventEnvelope, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered,
+    UserEvent, UserId,
+};
+use uuid::Uuid;
+
+fn id(raw: &str) -> UserId {
+    UserId::parse(raw).unwrap()
+}
+
+/// Fold `history` for user 1, one second apart from a fixed start, so snapshots are stable.
+fn profile_after(history: &[UserEvent]) -> Profile {
+    let start = DateTime::parse_from_rfc3339("2019-12-29T20:12:37Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let mut profile = Profile::empty(id("1"));
+    for (i, event) in history.iter().enumerate() {
+        let envelope = EventEnvelope {
+            event_id: Uuid::nil(),
+            user_id: id("1"),
+            version: i as u64 + 1,
+            event_type: event.event_type().into(),
+            schema_version: 1,
+            occurred_at: start + chrono::Duration::seconds(i as i64),
+            correlation_id: "test".into(),
+            causation_id: "test".into(),
+        };
+        profile.apply(&envelope, event);
+    }
+    profile
+}
+
+fn registered() -> UserEvent {
+    UserEvent::Registered(Registered {
+        name: "Duffy".into(),
+        surname: "Duck".into(),
+        birth_date: None,
+    })
+}
+
+fn acted(action: Action, object: &str) -> UserEvent {
+    UserEvent::ActedOn(ActedOn {
+        action,
+        object: object.into(),
+        text: None,
+    })
+}
+
+#[test]
+fn registered_fills_personal_info() {
+    insta::assert_yaml_snapshot!(profile_after(&[registered()]));
+}
+
+#[test]
+fn personal_info_change_keeps_fields_it_does_not_name() {
+    insta::assert_yaml_snapshot!(profile_after(&[
+        registered(),
+        UserEvent::PersonalInfoChanged(PersonalInfoChanged {
+            birth_date: NaiveDate::from_ymd_opt(1937, 4, 17),
+            ..Default::default()
+        }),
+    ]));
+}
+
+#[test]
+fn like_adds_to_liked_and_dislike_takes_it_back() {
+    insta::assert_yaml_snapshot!(profile_after(&[
+        registered(),
+        acted(Action::Like, "carrots"),
+        acted(Action::Like, "Elmer"),
+        acted(Action::Dislike, "Elmer"),
+    ]));
+}
+
+#[test]
+fn the_posts_scenario_for_user_1() {
+    insta::assert_yaml_snapshot!(profile_after(&[
+        registered(),
+        acted(Action::Kick, "Bugs"),
+        acted(Action::Dislike, "Bugs face"),
+        UserEvent::FriendAdded(FriendAdded {
+            friend_id: id("2"),
+            reciprocal: false
+        }),
+        UserEvent::FriendRemoved(FriendRemoved {
+            friend_id: id("2"),
+            reciprocal: false
+        }),
+    ]));
+}
+
+#[test]
+fn friends_from_both_directions() {
+    insta::assert_yaml_snapshot!(profile_after(&[
+        registered(),
+        UserEvent::FriendAdded(FriendAdded {
+            friend_id: id("2"),
+            reciprocal: false
+        }),
+        UserEvent::FriendAdded(FriendAdded {
+            friend_id: id("3"),
+            reciprocal: true
+        }),
+    ]));
+}
+
+#[test]
+fn read_model_fields_round_trip_and_read_plainly() {
+    let profile = profile_after(&[
+        registered(),
+        acted(Action::Like, "carrots, \"fresh\""),
+        UserEvent::FriendAdded(FriendAdded {
+            friend_id: id("2"),
+            reciprocal: false,
+        }),
+    ]);
+    let fields = profile.to_fields();
+    assert_eq!(Profile::from_fields(&fields), Ok(profile));
+    insta::assert_yaml_snapshot!(fields);
+}
+
+#[test]
+fn corrupt_read_model_fields_are_a_typed_error() {
+    let good = profile_after(&[registered()]).to_fields();
+    let mut fields = good.clone();
+    fields.insert("friends".into(), "[not json".into());
+    assert_eq!(
+        Profile::from_fields(&fields).map_err(|e| e.field),
+        Err("friends")
+    );
+    let mut fields = good;
+    fields.remove("version");
+    assert_eq!(
+        Profile::from_fields(&fields).map_err(|e| e.field),
+        Err("version")
+    );
+}

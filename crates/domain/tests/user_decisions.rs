@@ -1,0 +1,283 @@
+//! Given/when/then for the `User` aggregate: given past events, when a command arrives, then
+//! these events (or this rejection). Each case is an insta snapshot small enough to review.
+
+use chrono::NaiveDate;
+use esr_domain::{Command, Context, Rejection, User};
+use esr_schema::{
+    ActedOn, Action, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered, UserEvent, UserId,
+};
+
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug by the snapshots
+struct Scenario {
+    given: Vec<UserEvent>,
+    when: Command,
+    then: Result<Vec<UserEvent>, Rejection>,
+}
+
+fn given(history: Vec<UserEvent>) -> Given {
+    Given(history)
+}
+
+struct Given(Vec<UserEvent>);
+
+impl Given {
+    fn when(self, command: Command) -> Scenario {
+        let user = User::from_history(&self.0);
+        let today = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+        let then = user.decide(&id("1"), &command, Context { today });
+        Scenario {
+            given: self.0,
+            when: command,
+            then,
+        }
+    }
+}
+
+fn id(raw: &str) -> UserId {
+    UserId::parse(raw).unwrap()
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn registered() -> UserEvent {
+    UserEvent::Registered(Registered {
+        name: "Duffy".into(),
+        surname: "Duck".into(),
+        birth_date: Some(date(1937, 4, 17)),
+    })
+}
+
+fn friend_added(friend: &str) -> UserEvent {
+    UserEvent::FriendAdded(FriendAdded {
+        friend_id: id(friend),
+        reciprocal: false,
+    })
+}
+
+fn register(name: &str, surname: &str, birth_date: Option<NaiveDate>) -> Command {
+    Command::Register {
+        name: name.into(),
+        surname: surname.into(),
+        birth_date,
+    }
+}
+
+fn act(action: Action, object: &str, text: Option<&str>) -> Command {
+    Command::Act {
+        action,
+        object: object.into(),
+        text: text.map(Into::into),
+    }
+}
+
+fn add_friend(friend: &str, friend_registered: bool, reciprocal: bool) -> Command {
+    Command::AddFriend {
+        friend_id: id(friend),
+        friend_registered,
+        reciprocal,
+    }
+}
+
+fn remove_friend(friend: &str, reciprocal: bool) -> Command {
+    Command::RemoveFriend {
+        friend_id: id(friend),
+        reciprocal,
+    }
+}
+
+#[test]
+fn register_a_new_user() {
+    insta::assert_debug_snapshot!(given(vec![]).when(register(
+        " Duffy ",
+        "Duck",
+        Some(date(1937, 4, 17))
+    )));
+}
+
+#[test]
+fn register_twice_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(register("Duffy", "Duck", None)));
+}
+
+#[test]
+fn register_with_an_empty_name_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![]).when(register("  ", "Duck", None)));
+}
+
+#[test]
+fn register_with_a_name_over_100_characters_is_rejected() {
+    let scenario = given(vec![]).when(register(&"D".repeat(101), "Duck", None));
+    assert!(matches!(
+        scenario.then,
+        Err(Rejection::InvalidField { field: "name", .. })
+    ));
+    insta::assert_debug_snapshot!(scenario.then);
+}
+
+#[test]
+fn register_born_in_the_future_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![]).when(register(
+        "Duffy",
+        "Duck",
+        Some(date(2030, 1, 1))
+    )));
+}
+
+#[test]
+fn change_personal_info_records_only_what_differs() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(Command::ChangePersonalInfo {
+        name: Some("Daffy".into()),
+        surname: Some("Duck".into()),
+        birth_date: None,
+    }));
+}
+
+#[test]
+fn change_personal_info_to_the_current_values_changes_nothing() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(Command::ChangePersonalInfo {
+        name: Some("Duffy".into()),
+        surname: None,
+        birth_date: Some(date(1937, 4, 17)),
+    }));
+}
+
+#[test]
+fn change_personal_info_with_no_field_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(Command::ChangePersonalInfo {
+        name: None,
+        surname: None,
+        birth_date: None,
+    }));
+}
+
+#[test]
+fn change_personal_info_of_an_unregistered_user_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![]).when(Command::ChangePersonalInfo {
+        name: Some("Daffy".into()),
+        surname: None,
+        birth_date: None,
+    }));
+}
+
+#[test]
+fn kick_an_object() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(act(Action::Kick, "Bugs", None)));
+}
+
+#[test]
+fn comment_with_a_text() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(act(
+        Action::Comment,
+        "post-7",
+        Some("Sufferin' succotash")
+    )));
+}
+
+#[test]
+fn comment_without_a_text_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(act(
+        Action::Comment,
+        "post-7",
+        None
+    )));
+}
+
+#[test]
+fn like_with_a_text_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(act(
+        Action::Like,
+        "post-7",
+        Some("nice")
+    )));
+}
+
+#[test]
+fn an_object_with_control_characters_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(act(
+        Action::Like,
+        "post\n7",
+        None
+    )));
+}
+
+#[test]
+fn act_as_an_unregistered_user_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![]).when(act(Action::Kick, "Bugs", None)));
+}
+
+#[test]
+fn add_a_registered_friend() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(add_friend("2", true, false)));
+}
+
+#[test]
+fn befriending_yourself_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(add_friend("1", true, false)));
+}
+
+#[test]
+fn befriending_an_unregistered_user_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(add_friend("2", false, false)));
+}
+
+#[test]
+fn adding_an_existing_friend_is_rejected() {
+    insta::assert_debug_snapshot!(
+        given(vec![registered(), friend_added("2")]).when(add_friend("2", true, false))
+    );
+}
+
+#[test]
+fn the_policy_mirroring_an_existing_friendship_changes_nothing() {
+    insta::assert_debug_snapshot!(
+        given(vec![registered(), friend_added("2")]).when(add_friend("2", true, true))
+    );
+}
+
+#[test]
+fn remove_a_friend() {
+    insta::assert_debug_snapshot!(
+        given(vec![registered(), friend_added("2")]).when(remove_friend("2", false))
+    );
+}
+
+#[test]
+fn removing_a_non_friend_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(remove_friend("2", false)));
+}
+
+#[test]
+fn the_policy_mirroring_a_removal_already_done_changes_nothing() {
+    insta::assert_debug_snapshot!(
+        given(vec![
+            registered(),
+            friend_added("2"),
+            UserEvent::FriendRemoved(FriendRemoved {
+                friend_id: id("2"),
+                reciprocal: false
+            }),
+        ])
+        .when(remove_friend("2", true))
+    );
+}
+
+#[test]
+fn evolve_counts_every_event_as_one_version() {
+    let history = vec![
+        registered(),
+        UserEvent::PersonalInfoChanged(PersonalInfoChanged {
+            name: Some("Daffy".into()),
+            ..Default::default()
+        }),
+        UserEvent::ActedOn(ActedOn {
+            action: Action::Like,
+            object: "carrots".into(),
+            text: None,
+        }),
+        friend_added("2"),
+    ];
+    insta::assert_debug_snapshot!(User::from_history(&history));
+}

@@ -1,0 +1,40 @@
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{DecodeError, UserEvent, UserId, codec};
+
+/// The metadata every stored event carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventEnvelope {
+    /// UUID v7: unique, and sortable by creation time.
+    pub event_id: Uuid,
+    pub user_id: UserId,
+    /// 1 for the user's first event, then 2, 3, ... with no gap.
+    pub version: u64,
+    pub event_type: String,
+    pub schema_version: u16,
+    pub occurred_at: DateTime<Utc>,
+    /// Ties together everything one request set off.
+    pub correlation_id: String,
+    /// The command or event that led directly to this one.
+    pub causation_id: String,
+}
+
+/// An event as it is stored: envelope plus the encoded payload, decoded on demand so a reader
+/// can still see (and dead-letter) an event whose payload it cannot decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub envelope: EventEnvelope,
+    pub payload: Vec<u8>,
+}
+
+impl StoredEvent {
+    /// Decode the payload, upcasting older schema versions.
+    pub fn decode(&self) -> Result<UserEvent, DecodeError> {
+        codec::decode(
+            &self.envelope.event_type,
+            self.envelope.schema_version,
+            &self.payload,
+        )
+    }
+}
