@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::{ActedOn, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered, UserEvent};
+use crate::{
+    ActedOn, Category, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered, UserEvent,
+};
 
 /// Why a payload could not become a [`UserEvent`].
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,16 @@ pub fn current_schema_version(event_type: &str) -> Option<u16> {
     match event_type {
         "registered" => Some(2),
         "personal_info_changed" | "acted_on" | "friend_added" | "friend_removed" => Some(1),
+        _ => None,
+    }
+}
+
+/// The category stream an event type is published to, known without decoding the payload.
+pub fn category_of_type(event_type: &str) -> Option<Category> {
+    match event_type {
+        "registered" | "personal_info_changed" => Some(Category::UserUpdates),
+        "acted_on" => Some(Category::UserActivity),
+        "friend_added" | "friend_removed" => Some(Category::UserFriends),
         _ => None,
     }
 }
@@ -194,6 +206,13 @@ mod tests {
             let decoded =
                 decode(encoded.event_type, encoded.schema_version, &encoded.payload).unwrap();
             assert_eq!(decoded, event);
+        }
+    }
+
+    #[test]
+    fn the_type_table_agrees_with_each_events_category() {
+        for event in every_event() {
+            assert_eq!(category_of_type(event.event_type()), Some(event.category()));
         }
     }
 

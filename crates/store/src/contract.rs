@@ -1,0 +1,885 @@
+//! The contract every adapter must pass, written once.
+//!
+//! An adapter's tests run it with [`contract_suite!`](crate::contract_suite), giving an
+//! expression that makes a store:
+//!
+//! ```text
+//! esr_store::contract_suite!(async { esr_store::MemoryStore::new() });
+//! ```
+//!
+//! Each case uses fresh user ids and its own group names, so cases may share one server.
+// The cases are tests: a failed `unwrap` is a failed assertion with its cause.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use esr_schema::entry::Fields;
+use esr_schema::{ActedOn, Action, Category, UserEvent, UserId, codec};
+use uuid::Uuid;
+
+use crate::{
+    AppendRequest, EntryId, EventStore, ExpectedVersion, Idempotency, NewEvent, ReadModel,
+    Snapshot, Store, StoreError,
+};
+
+/// Lets the suite write an entry the way a foreign producer would (`XADD` by hand).
+#[async_trait]
+pub trait ForeignProducer: Send + Sync {
+    async fn write_foreign(&self, category: Category, fields: Fields);
+}
+
+#[async_trait]
+impl ForeignProducer for crate::MemoryStore {
+    async fn write_foreign(&self, category: Category, fields: Fields) {
+        self.append_foreign(category, fields);
+    }
+}
+
+/// What the suite needs of an adapter.
+pub trait ContractStore: Store + ForeignProducer + Clone + 'static {}
+impl<T: Store + ForeignProducer + Clone + 'static> ContractStore for T {}
+
+/// Runs every case as its own `#[tokio::test]`.
+#[macro_export]
+macro_rules! contract_suite {
+    ($make:expr) => {
+        $crate::contract_suite!(@cases $make;
+            append_to_a_new_user_numbers_versions_from_1,
+            append_expecting_no_stream_conflicts_once_the_user_exists,
+            append_with_a_stale_version_conflicts_with_both_versions_and_writes_nothing,
+            append_any_version_always_appends,
+            append_of_no_events_is_refused,
+            append_writes_the_category_stream_with_readable_fields,
+            read_user_pages_from_a_version,
+            unknown_user_reads_empty_at_version_0,
+            idempotency_key_returns_the_first_outcome_and_appends_once,
+            idempotency_keys_are_per_user_and_recorded,
+            concurrent_appends_on_one_user_have_one_winner_per_version,
+            concurrent_appends_on_distinct_users_all_succeed,
+            read_category_pages_after_a_position,
+            read_category_from_a_point_in_time,
+            a_new_group_sees_history,
+            creating_an_existing_group_is_fine,
+            read_new_waits_for_an_append,
+            read_new_respects_count_and_never_redelivers_new_entries,
+            unacked_entries_are_claimed_after_idle_with_delivery_counts,
+            acked_entries_are_never_claimed,
+            consumers_sharing_a_group_split_entries_without_overlap,
+            foreign_entries_are_delivered_as_undecodable,
+            dead_letter_records_the_reason_and_acks,
+            group_stats_count_lag_and_pending,
+            snapshots_keep_the_newest,
+            read_model_writes_only_over_the_expected_version,
+            missing_read_model_is_none
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store = $make.await;
+                $crate::contract::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn fresh_user() -> UserId {
+    UserId::parse(&Uuid::new_v4().simple().to_string()).unwrap()
+}
+
+fn fresh_group() -> String {
+    format!("contract-{}", Uuid::new_v4().simple())
+}
+
+fn kick(object: &str) -> NewEvent {
+    let encoded = codec::encode(&UserEvent::ActedOn(ActedOn {
+        action: Action::Kick,
+        object: object.to_owned(),
+        text: None,
+    }))
+    .unwrap();
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: encoded.event_type.to_owned(),
+        schema_version: encoded.schema_version,
+        occurred_at: chrono::Utc::now(),
+        correlation_id: "contract".into(),
+        causation_id: "contract".into(),
+        payload: encoded.payload,
+    }
+}
+
+fn request(user: &UserId, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
+    AppendRequest {
+        user_id: user.clone(),
+        expected,
+        events,
+        idempotency: None,
+    }
+}
+
+async fn append_n(store: &impl EventStore, user: &UserId, n: usize) {
+    for i in 0..n {
+        store
+            .append(request(
+                user,
+                ExpectedVersion::Any,
+                vec![kick(&format!("o{i}"))],
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+/// Entries of `user` in a category, read from the start.
+async fn category_entries_of(
+    store: &impl Store,
+    category: Category,
+    user: &UserId,
+) -> Vec<crate::CategoryEntry> {
+    let mut found = Vec::new();
+    let mut after = EntryId::ZERO;
+    loop {
+        let page = store.read_category(category, after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        found.extend(
+            page.into_iter()
+                .filter(|e| e.event().is_ok_and(|ev| ev.envelope.user_id == *user)),
+        );
+    }
+    found
+}
+
+pub async fn append_to_a_new_user_numbers_versions_from_1<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    let outcome = store
+        .append(request(
+            &user,
+            ExpectedVersion::NoStream,
+            vec![kick("a"), kick("b")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome.version, 2);
+    assert!(!outcome.duplicate);
+    let events = store.read_user(&user, 1, 10).await.unwrap();
+    let versions: Vec<u64> = events.iter().map(|e| e.envelope.version).collect();
+    assert_eq!(versions, [1, 2]);
+    assert!(events.iter().all(|e| e.envelope.user_id == user));
+    assert_eq!(store.user_version(&user).await.unwrap(), 2);
+}
+
+pub async fn append_expecting_no_stream_conflicts_once_the_user_exists<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    append_n(&store, &user, 1).await;
+    let err = store
+        .append(request(&user, ExpectedVersion::NoStream, vec![kick("x")]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: ExpectedVersion::NoStream,
+                actual: 1
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+pub async fn append_with_a_stale_version_conflicts_with_both_versions_and_writes_nothing<
+    S: ContractStore,
+>(
+    store: S,
+) {
+    let user = fresh_user();
+    append_n(&store, &user, 3).await;
+    let before = category_entries_of(&store, Category::UserActivity, &user)
+        .await
+        .len();
+    let err = store
+        .append(request(
+            &user,
+            ExpectedVersion::Exactly(2),
+            vec![kick("late")],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: ExpectedVersion::Exactly(2),
+                actual: 3
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.user_version(&user).await.unwrap(), 3);
+    assert_eq!(store.read_user(&user, 1, 10).await.unwrap().len(), 3);
+    assert_eq!(
+        category_entries_of(&store, Category::UserActivity, &user)
+            .await
+            .len(),
+        before
+    );
+    let ok = store
+        .append(request(
+            &user,
+            ExpectedVersion::Exactly(3),
+            vec![kick("on time")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ok.version, 4);
+}
+
+pub async fn append_any_version_always_appends<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    append_n(&store, &user, 5).await;
+    assert_eq!(store.user_version(&user).await.unwrap(), 5);
+}
+
+pub async fn append_of_no_events_is_refused<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    let err = store
+        .append(request(&user, ExpectedVersion::Any, vec![]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert_eq!(store.user_version(&user).await.unwrap(), 0);
+}
+
+pub async fn append_writes_the_category_stream_with_readable_fields<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    let event = kick("Bugs");
+    let event_id = event.event_id;
+    store
+        .append(request(&user, ExpectedVersion::NoStream, vec![event]))
+        .await
+        .unwrap();
+    let entries = category_entries_of(&store, Category::UserActivity, &user).await;
+    assert_eq!(entries.len(), 1);
+    let field = |name: &str| {
+        entries[0]
+            .fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(field("type").as_deref(), Some("acted_on"));
+    assert_eq!(field("user_id"), Some(user.to_string()));
+    assert_eq!(field("version").as_deref(), Some("1"));
+    assert_eq!(field("event_id"), Some(event_id.to_string()));
+    let decoded = entries[0].event().unwrap().decode().unwrap();
+    assert!(matches!(decoded, UserEvent::ActedOn(ActedOn { ref object, .. }) if object == "Bugs"));
+    assert!(
+        category_entries_of(&store, Category::UserUpdates, &user)
+            .await
+            .is_empty()
+    );
+}
+
+pub async fn read_user_pages_from_a_version<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    append_n(&store, &user, 7).await;
+    let page = store.read_user(&user, 3, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.envelope.version).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    let rest = store.read_user(&user, 5, 100).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|e| e.envelope.version).collect::<Vec<_>>(),
+        [5, 6, 7]
+    );
+    assert!(store.read_user(&user, 8, 10).await.unwrap().is_empty());
+}
+
+pub async fn unknown_user_reads_empty_at_version_0<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    assert!(store.read_user(&user, 1, 10).await.unwrap().is_empty());
+    assert_eq!(store.user_version(&user).await.unwrap(), 0);
+    assert_eq!(store.load_snapshot(&user).await.unwrap(), None);
+}
+
+pub async fn idempotency_key_returns_the_first_outcome_and_appends_once<S: ContractStore>(
+    store: S,
+) {
+    let user = fresh_user();
+    let with_key = |expected| AppendRequest {
+        idempotency: Some(Idempotency {
+            key: "retry-me".into(),
+            ttl: Duration::from_secs(60),
+        }),
+        ..request(&user, expected, vec![kick("once")])
+    };
+    let first = store
+        .append(with_key(ExpectedVersion::NoStream))
+        .await
+        .unwrap();
+    // The retry carries a stale expectation: the key is checked before the version.
+    let again = store
+        .append(with_key(ExpectedVersion::NoStream))
+        .await
+        .unwrap();
+    assert_eq!(first.version, 1);
+    assert!(!first.duplicate);
+    assert_eq!(again.version, 1);
+    assert!(again.duplicate);
+    assert_eq!(store.user_version(&user).await.unwrap(), 1);
+    assert_eq!(
+        category_entries_of(&store, Category::UserActivity, &user)
+            .await
+            .len(),
+        1
+    );
+}
+
+pub async fn idempotency_keys_are_per_user_and_recorded<S: ContractStore>(store: S) {
+    let (a, b) = (fresh_user(), fresh_user());
+    for user in [&a, &b] {
+        let outcome = store
+            .append(AppendRequest {
+                idempotency: Some(Idempotency {
+                    key: "same".into(),
+                    ttl: Duration::from_secs(60),
+                }),
+                ..request(user, ExpectedVersion::Any, vec![kick("x")])
+            })
+            .await
+            .unwrap();
+        assert!(!outcome.duplicate);
+    }
+    let recorded = store.idempotent_outcome(&a, "same").await.unwrap().unwrap();
+    assert_eq!(recorded.version, 1);
+    assert_eq!(store.idempotent_outcome(&a, "other").await.unwrap(), None);
+}
+
+pub async fn concurrent_appends_on_one_user_have_one_winner_per_version<S: ContractStore>(
+    store: S,
+) {
+    const WRITERS: usize = 32;
+    const ROUNDS: u64 = 4;
+    let user = fresh_user();
+    let wins = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let (store, user, wins) = (store.clone(), user.clone(), wins.clone());
+        tasks.push(tokio::spawn(async move {
+            // Each writer tries versions in turn with an exact expectation, like a command
+            // handler that reloads after every conflict.
+            let mut next = 0;
+            while next < ROUNDS * WRITERS as u64 {
+                match store
+                    .append(request(
+                        &user,
+                        ExpectedVersion::Exactly(next),
+                        vec![kick(&format!("w{writer}"))],
+                    ))
+                    .await
+                {
+                    Ok(outcome) => {
+                        wins.lock().unwrap().push(outcome.version);
+                        next = outcome.version;
+                    }
+                    Err(StoreError::Conflict { actual, .. }) => next = actual,
+                    Err(other) => panic!("unexpected error: {other}"),
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total = ROUNDS * WRITERS as u64;
+    let mut wins = wins.lock().unwrap().clone();
+    wins.sort_unstable();
+    assert_eq!(
+        wins,
+        (1..=total).collect::<Vec<_>>(),
+        "exactly one winner per version"
+    );
+    let stored = store.read_user(&user, 1, usize::MAX).await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| e.envelope.version)
+            .collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    let ids: BTreeSet<Uuid> = stored.iter().map(|e| e.envelope.event_id).collect();
+    assert_eq!(ids.len() as u64, total, "no event doubled");
+    assert_eq!(
+        category_entries_of(&store, Category::UserActivity, &user)
+            .await
+            .len() as u64,
+        total
+    );
+}
+
+pub async fn concurrent_appends_on_distinct_users_all_succeed<S: ContractStore>(store: S) {
+    let users: Vec<UserId> = (0..32).map(|_| fresh_user()).collect();
+    let tasks: Vec<_> = users
+        .iter()
+        .cloned()
+        .map(|user| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for v in 0..5 {
+                    store
+                        .append(request(&user, ExpectedVersion::Exactly(v), vec![kick("x")]))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for user in &users {
+        assert_eq!(store.user_version(user).await.unwrap(), 5);
+    }
+}
+
+pub async fn read_category_pages_after_a_position<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    append_n(&store, &user, 5).await;
+    let all = category_entries_of(&store, Category::UserActivity, &user).await;
+    assert_eq!(all.len(), 5);
+    let ids: Vec<EntryId> = all.iter().map(|e| e.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    let versions: Vec<u64> = all
+        .iter()
+        .map(|e| e.event().unwrap().envelope.version)
+        .collect();
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    let after_second = store
+        .read_category(Category::UserActivity, ids[1], 2)
+        .await
+        .unwrap();
+    assert!(after_second.len() >= 2);
+    assert_eq!(after_second[0].id, ids[2]);
+    assert_eq!(after_second[1].id, ids[3]);
+}
+
+pub async fn read_category_from_a_point_in_time<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    append_n(&store, &user, 2).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cut = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store
+        .append(request(
+            &user,
+            ExpectedVersion::Exactly(2),
+            vec![kick("later")],
+        ))
+        .await
+        .unwrap();
+    let since: Vec<u64> = store
+        .read_category(Category::UserActivity, EntryId::before(cut), 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.event().ok())
+        .filter(|e| e.envelope.user_id == user)
+        .map(|e| e.envelope.version)
+        .collect();
+    assert_eq!(since, [3]);
+}
+
+pub async fn a_new_group_sees_history<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    append_n(&store, &user, 3).await;
+    let group = fresh_group();
+    store
+        .create_group(&group, &[Category::UserActivity])
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let batch = store
+            .read_new(
+                &group,
+                "c1",
+                &[Category::UserActivity],
+                1000,
+                Duration::from_millis(50),
+            )
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        seen.extend(
+            batch
+                .into_iter()
+                .filter_map(|d| d.event().ok())
+                .filter(|e| e.envelope.user_id == user),
+        );
+    }
+    assert_eq!(
+        seen.iter().map(|e| e.envelope.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+}
+
+pub async fn creating_an_existing_group_is_fine<S: ContractStore>(store: S) {
+    let group = fresh_group();
+    store.create_group(&group, &Category::ALL).await.unwrap();
+    store.create_group(&group, &Category::ALL).await.unwrap();
+}
+
+/// Drain whatever the group has not delivered yet, so a case sees only its own appends.
+async fn drain(store: &impl Store, group: &str, categories: &[Category]) {
+    loop {
+        let batch = store
+            .read_new(group, "drain", categories, 1000, Duration::from_millis(10))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return;
+        }
+        let refs: Vec<_> = batch.into_iter().map(|d| d.entry).collect();
+        store.ack(group, &refs).await.unwrap();
+    }
+}
+
+pub async fn read_new_waits_for_an_append<S: ContractStore>(store: S) {
+    let group = fresh_group();
+    store
+        .create_group(&group, &[Category::UserFriends])
+        .await
+        .unwrap();
+    drain(&store, &group, &[Category::UserFriends]).await;
+    let user = fresh_user();
+    let writer = {
+        let (store, user) = (store.clone(), user.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let event = codec::encode(&UserEvent::FriendAdded(esr_schema::FriendAdded {
+                friend_id: UserId::parse("2").unwrap(),
+                reciprocal: false,
+            }))
+            .unwrap();
+            let new = NewEvent {
+                event_type: event.event_type.into(),
+                schema_version: event.schema_version,
+                payload: event.payload,
+                ..kick("unused")
+            };
+            store
+                .append(request(&user, ExpectedVersion::Any, vec![new]))
+                .await
+                .unwrap();
+        })
+    };
+    let started = std::time::Instant::now();
+    let batch = store
+        .read_new(
+            &group,
+            "c1",
+            &[Category::UserFriends],
+            10,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    writer.await.unwrap();
+    assert!(
+        !batch.is_empty(),
+        "the blocked read returns the appended entry"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "woken by the append, not the timeout"
+    );
+    assert!(
+        batch
+            .iter()
+            .any(|d| d.event().is_ok_and(|e| e.envelope.user_id == user))
+    );
+}
+
+pub async fn read_new_respects_count_and_never_redelivers_new_entries<S: ContractStore>(store: S) {
+    let group = fresh_group();
+    store
+        .create_group(&group, &[Category::UserActivity])
+        .await
+        .unwrap();
+    drain(&store, &group, &[Category::UserActivity]).await;
+    let user = fresh_user();
+    append_n(&store, &user, 5).await;
+    let cats = [Category::UserActivity];
+    let first = store
+        .read_new(&group, "c1", &cats, 3, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(first.len() <= 3 && !first.is_empty(), "got {}", first.len());
+    let mut ids: Vec<_> = first.iter().map(|d| d.entry.clone()).collect();
+    loop {
+        let more = store
+            .read_new(&group, "c1", &cats, 3, Duration::from_millis(50))
+            .await
+            .unwrap();
+        if more.is_empty() {
+            break;
+        }
+        assert!(more.len() <= 3);
+        ids.extend(more.into_iter().map(|d| d.entry));
+    }
+    let unique: BTreeSet<_> = ids.iter().cloned().collect();
+    assert_eq!(unique.len(), ids.len(), "no entry handed out twice as new");
+    assert!(ids.len() >= 5);
+}
+
+pub async fn unacked_entries_are_claimed_after_idle_with_delivery_counts<S: ContractStore>(
+    store: S,
+) {
+    let group = fresh_group();
+    let cats = [Category::UserActivity];
+    store.create_group(&group, &cats).await.unwrap();
+    drain(&store, &group, &cats).await;
+    let user = fresh_user();
+    append_n(&store, &user, 2).await;
+    // "dead" reads and then dies without acking.
+    let taken = store
+        .read_new(&group, "dead", &cats, 100, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(!taken.is_empty());
+    let too_soon = store
+        .claim_idle(&group, "alive", &cats, Duration::from_secs(60), 100)
+        .await
+        .unwrap();
+    assert!(
+        too_soon.is_empty(),
+        "entries are not claimed before they are idle"
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let claimed = store
+        .claim_idle(&group, "alive", &cats, Duration::from_millis(100), 100)
+        .await
+        .unwrap();
+    let mut want: Vec<_> = taken.iter().map(|d| d.entry.clone()).collect();
+    let mut got: Vec<_> = claimed.iter().map(|d| d.entry.clone()).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "every unacked entry is claimed");
+    assert!(
+        claimed.iter().all(|d| d.deliveries == 2),
+        "second delivery each"
+    );
+    store.ack(&group, &got).await.unwrap();
+    assert_eq!(store.group_stats(&group, &cats).await.unwrap().pending, 0);
+}
+
+pub async fn acked_entries_are_never_claimed<S: ContractStore>(store: S) {
+    let group = fresh_group();
+    let cats = [Category::UserActivity];
+    store.create_group(&group, &cats).await.unwrap();
+    drain(&store, &group, &cats).await;
+    append_n(&store, &fresh_user(), 3).await;
+    let taken = store
+        .read_new(&group, "c1", &cats, 100, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let refs: Vec<_> = taken.iter().map(|d| d.entry.clone()).collect();
+    store.ack(&group, &refs).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let claimed = store
+        .claim_idle(&group, "c2", &cats, Duration::from_millis(1), 100)
+        .await
+        .unwrap();
+    assert!(claimed.is_empty(), "claimed {claimed:?}");
+}
+
+pub async fn consumers_sharing_a_group_split_entries_without_overlap<S: ContractStore>(store: S) {
+    let group = fresh_group();
+    let cats = [Category::UserActivity];
+    store.create_group(&group, &cats).await.unwrap();
+    drain(&store, &group, &cats).await;
+    let user = fresh_user();
+    append_n(&store, &user, 20).await;
+    let mut by_consumer = [Vec::new(), Vec::new()];
+    loop {
+        let mut got_any = false;
+        for (i, consumer) in ["c1", "c2"].iter().enumerate() {
+            let batch = store
+                .read_new(&group, consumer, &cats, 3, Duration::from_millis(20))
+                .await
+                .unwrap();
+            got_any |= !batch.is_empty();
+            by_consumer[i].extend(batch.into_iter().map(|d| d.entry));
+        }
+        if !got_any {
+            break;
+        }
+    }
+    let a: BTreeSet<_> = by_consumer[0].iter().cloned().collect();
+    let b: BTreeSet<_> = by_consumer[1].iter().cloned().collect();
+    assert!(a.is_disjoint(&b));
+    assert!(!a.is_empty() && !b.is_empty(), "both consumers got work");
+    assert!(a.len() + b.len() >= 20);
+}
+
+pub async fn foreign_entries_are_delivered_as_undecodable<S: ContractStore>(store: S) {
+    let group = fresh_group();
+    let cats = [Category::UserUpdates];
+    store.create_group(&group, &cats).await.unwrap();
+    drain(&store, &group, &cats).await;
+    let posts_entry: Fields = vec![
+        ("user_id".into(), b"1".to_vec()),
+        ("command".into(), b"register".to_vec()),
+        ("name".into(), b"Duffy".to_vec()),
+    ];
+    store
+        .write_foreign(Category::UserUpdates, posts_entry.clone())
+        .await;
+    let batch = store
+        .read_new(&group, "c1", &cats, 10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let foreign = batch
+        .iter()
+        .find(|d| d.fields == posts_entry)
+        .expect("the foreign entry is delivered");
+    assert!(foreign.event().is_err());
+}
+
+pub async fn dead_letter_records_the_reason_and_acks<S: ContractStore>(store: S) {
+    let group = fresh_group();
+    let cats = [Category::UserUpdates];
+    store.create_group(&group, &cats).await.unwrap();
+    drain(&store, &group, &cats).await;
+    let garbage: Fields = vec![("payload".into(), vec![0xff, 0x00, 0xc1])];
+    store
+        .write_foreign(Category::UserUpdates, garbage.clone())
+        .await;
+    let batch = store
+        .read_new(&group, "c1", &cats, 10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let poison = batch
+        .iter()
+        .find(|d| d.fields == garbage)
+        .expect("delivered")
+        .clone();
+    store
+        .dead_letter(&group, &poison, "no type field")
+        .await
+        .unwrap();
+    let letters = store.dead_letters(10_000).await.unwrap();
+    let letter = letters.iter().find(|l| l.group == group).expect("recorded");
+    assert_eq!(letter.entry, poison.entry);
+    assert_eq!(letter.reason, "no type field");
+    assert_eq!(letter.deliveries, 1);
+    assert_eq!(letter.fields, garbage);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let claimed = store
+        .claim_idle(&group, "c2", &cats, Duration::from_millis(1), 100)
+        .await
+        .unwrap();
+    assert!(
+        claimed.iter().all(|d| d.entry != poison.entry),
+        "a dead letter is acked"
+    );
+}
+
+pub async fn group_stats_count_lag_and_pending<S: ContractStore>(store: S) {
+    let group = fresh_group();
+    let cats = [Category::UserActivity];
+    store.create_group(&group, &cats).await.unwrap();
+    drain(&store, &group, &cats).await;
+    assert_eq!(store.group_stats(&group, &cats).await.unwrap().pending, 0);
+    append_n(&store, &fresh_user(), 4).await;
+    let stats = store.group_stats(&group, &cats).await.unwrap();
+    assert!(stats.lag >= 4, "{stats:?}");
+    let taken = store
+        .read_new(&group, "c1", &cats, 2, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let stats = store.group_stats(&group, &cats).await.unwrap();
+    assert_eq!(stats.pending, taken.len() as u64);
+}
+
+pub async fn snapshots_keep_the_newest<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    let snap = |version: u64| Snapshot {
+        version,
+        state: vec![version as u8; 3],
+    };
+    assert!(store.save_snapshot(&user, snap(5)).await.unwrap());
+    assert!(
+        !store.save_snapshot(&user, snap(3)).await.unwrap(),
+        "an older snapshot is refused"
+    );
+    assert!(
+        !store.save_snapshot(&user, snap(5)).await.unwrap(),
+        "the same version is kept once"
+    );
+    assert_eq!(store.load_snapshot(&user).await.unwrap(), Some(snap(5)));
+    assert!(store.save_snapshot(&user, snap(9)).await.unwrap());
+    assert_eq!(store.load_snapshot(&user).await.unwrap(), Some(snap(9)));
+}
+
+pub async fn read_model_writes_only_over_the_expected_version<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    let model = |version: u64| ReadModel {
+        version,
+        fields: [("name".to_owned(), format!("v{version}"))].into(),
+    };
+    store
+        .put_read_model("contract", &user, 0, &model(1))
+        .await
+        .unwrap();
+    store
+        .put_read_model("contract", &user, 1, &model(2))
+        .await
+        .unwrap();
+    // A redelivered event computes version 2 again from a stale read: refused, nothing changes.
+    let err = store
+        .put_read_model("contract", &user, 1, &model(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: ExpectedVersion::Exactly(1),
+                actual: 2
+            }
+        ),
+        "{err:?}"
+    );
+    let err = store
+        .put_read_model("contract", &user, 0, &model(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { actual: 2, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.get_read_model("contract", &user).await.unwrap(),
+        Some(model(2))
+    );
+}
+
+pub async fn missing_read_model_is_none<S: ContractStore>(store: S) {
+    assert_eq!(
+        store
+            .get_read_model("contract", &fresh_user())
+            .await
+            .unwrap(),
+        None
+    );
+}

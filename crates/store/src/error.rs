@@ -1,0 +1,25 @@
+use crate::ExpectedVersion;
+
+/// What can go wrong in a store.
+///
+/// HTTP mapping used by the services: `Conflict` is 409 (or 412 when the client sent
+/// `If-Match`), `Unavailable` is 503, `Corrupt` and `Invalid` are 500 (a bug or foreign data,
+/// never the client's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stored version is not the one the writer expected. Nothing was written.
+    #[error("version conflict: expected {expected}, found {actual}")]
+    Conflict {
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    /// The store could not be reached or did not answer; the operation may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Stored data could not be read back.
+    #[error("corrupt data in {what}: {reason}")]
+    Corrupt { what: String, reason: String },
+    /// The caller asked for something the store cannot do (a programming error).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}

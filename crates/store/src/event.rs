@@ -1,0 +1,137 @@
+//! Appending to and reading a user's stream, the source of truth.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use esr_schema::{StoredEvent, UserId};
+use uuid::Uuid;
+
+use crate::Result;
+
+/// What the writer believes the user's stream version is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the version is.
+    Any,
+    /// The user must have no events yet.
+    NoStream,
+    /// The user's last event must have exactly this version (0 is the same as `NoStream`).
+    Exactly(u64),
+}
+
+impl ExpectedVersion {
+    pub fn admits(self, actual: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exactly(v) => v == actual,
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::Exactly(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+/// An event to append; the store assigns its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u16,
+    pub occurred_at: DateTime<Utc>,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub payload: Vec<u8>,
+}
+
+/// Makes a retried append return the first result instead of appending again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// Unique per user; chosen by the client or derived from a causing event.
+    pub key: String,
+    /// How long the record is kept.
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRequest {
+    pub user_id: UserId,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// The result of an append (or of the first append, for a repeated idempotency key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The user's stream version after the append.
+    pub version: u64,
+    /// True when the idempotency key had been used: nothing was appended this time.
+    pub duplicate: bool,
+}
+
+/// A user's stream: one consistency boundary.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use esr_store::{AppendRequest, EventStore, ExpectedVersion, MemoryStore, NewEvent};
+/// use esr_schema::UserId;
+///
+/// let store = MemoryStore::new();
+/// let user = UserId::parse("1")?;
+/// let event = NewEvent {
+///     event_id: uuid::Uuid::now_v7(),
+///     event_type: "acted_on".into(),
+///     schema_version: 1,
+///     occurred_at: chrono::Utc::now(),
+///     correlation_id: "req-1".into(),
+///     causation_id: "cmd-1".into(),
+///     payload: vec![0x80],
+/// };
+/// let request = AppendRequest {
+///     user_id: user.clone(),
+///     expected: ExpectedVersion::NoStream,
+///     events: vec![event],
+///     idempotency: None,
+/// };
+/// assert_eq!(store.append(request.clone()).await?.version, 1);
+/// // The same expectation again is a conflict: the stream is at version 1 now.
+/// assert!(store.append(request).await.is_err());
+/// assert_eq!(store.read_user(&user, 1, 10).await?.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Append atomically: all events or none, only if `expected` admits the current version,
+    /// and to the category stream of each event in the same step.
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome>;
+
+    /// Up to `limit` events of the user from `from_version` (1-based, inclusive), in order.
+    async fn read_user(
+        &self,
+        user_id: &UserId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// The user's current stream version (0 for a user with no events).
+    async fn user_version(&self, user_id: &UserId) -> Result<u64>;
+
+    /// The outcome recorded under an idempotency key, if it has not expired.
+    async fn idempotent_outcome(
+        &self,
+        user_id: &UserId,
+        key: &str,
+    ) -> Result<Option<AppendOutcome>>;
+}

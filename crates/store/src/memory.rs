@@ -1,0 +1,515 @@
+//! The in-memory adapter: the same semantics as the Redis one, for tests and for a laptop.
+//!
+//! One mutex guards all state, so every operation is atomic exactly as a Redis script is.
+//! Blocking reads wait on a [`Notify`] that every append wakes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use esr_schema::entry::{self, Fields};
+use esr_schema::{Category, EventEnvelope, StoredEvent, UserId};
+use tokio::sync::Notify;
+
+use crate::{
+    AppendOutcome, AppendRequest, CategoryEntry, CategoryLog, DeadLetter, Delivery, EntryId,
+    EntryRef, EventStore, ExpectedVersion, GroupStats, ReadModel, ReadModels, Result, Snapshot,
+    SnapshotStore, StoreError, Subscriptions,
+};
+
+/// The dead-letter stream's name, the same as on Redis.
+pub const DEAD_LETTER_STREAM: &str = "dead_letters";
+
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    state: Mutex<State>,
+    appended: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    users: HashMap<UserId, Vec<StoredEvent>>,
+    streams: HashMap<Category, BTreeMap<EntryId, Fields>>,
+    last_id: EntryId,
+    groups: HashMap<(String, Category), Group>,
+    idempotency: HashMap<(UserId, String), (AppendOutcome, Instant)>,
+    snapshots: HashMap<UserId, Snapshot>,
+    read_models: HashMap<(String, UserId), ReadModel>,
+    dead_letters: Vec<DeadLetter>,
+}
+
+#[derive(Default)]
+struct Group {
+    last_delivered: EntryId,
+    pending: BTreeMap<EntryId, Pending>,
+}
+
+struct Pending {
+    consumer: String,
+    delivered_at: Instant,
+    deliveries: u64,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Write raw fields to a category stream, as a foreign producer (or `redis-cli XADD`)
+    /// could. Tests use it to plant poison entries.
+    pub fn append_foreign(&self, category: Category, fields: Fields) -> EntryId {
+        let id = {
+            let mut state = self.lock();
+            let id = state.next_id();
+            state
+                .streams
+                .entry(category)
+                .or_default()
+                .insert(id, fields);
+            id
+        };
+        self.inner.appended.notify_waiters();
+        id
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-written (every mutation
+        // completes before it could panic), so a poisoned lock is still consistent.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn next_id(&mut self) -> EntryId {
+        let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        self.last_id = if now > self.last_id.ms {
+            EntryId { ms: now, seq: 0 }
+        } else {
+            EntryId {
+                ms: self.last_id.ms,
+                seq: self.last_id.seq + 1,
+            }
+        };
+        self.last_id
+    }
+
+    fn delivery(&self, category: Category, id: EntryId, deliveries: u64) -> Option<Delivery> {
+        let fields = self.streams.get(&category)?.get(&id)?.clone();
+        Some(Delivery {
+            entry: EntryRef {
+                stream: category.name().to_owned(),
+                id,
+            },
+            deliveries,
+            fields,
+        })
+    }
+}
+
+fn category_of(stream: &str) -> Result<Category> {
+    Category::from_name(stream).ok_or_else(|| StoreError::Invalid(format!("no stream {stream:?}")))
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
+        if request.events.is_empty() {
+            return Err(StoreError::Invalid(
+                "an append needs at least one event".into(),
+            ));
+        }
+        let outcome = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            if let Some(idem) = &request.idempotency {
+                let key = (request.user_id.clone(), idem.key.clone());
+                match state.idempotency.get(&key) {
+                    Some((outcome, expires)) if *expires > now => {
+                        return Ok(AppendOutcome {
+                            duplicate: true,
+                            ..*outcome
+                        });
+                    }
+                    Some(_) => {
+                        state.idempotency.remove(&key);
+                    }
+                    None => {}
+                }
+            }
+            let actual = state
+                .users
+                .get(&request.user_id)
+                .map_or(0, |e| e.len() as u64);
+            if !request.expected.admits(actual) {
+                return Err(StoreError::Conflict {
+                    expected: request.expected,
+                    actual,
+                });
+            }
+            let mut version = actual;
+            for new in request.events {
+                version += 1;
+                let event = StoredEvent {
+                    envelope: EventEnvelope {
+                        event_id: new.event_id,
+                        user_id: request.user_id.clone(),
+                        version,
+                        event_type: new.event_type,
+                        schema_version: new.schema_version,
+                        occurred_at: new.occurred_at,
+                        correlation_id: new.correlation_id,
+                        causation_id: new.causation_id,
+                    },
+                    payload: new.payload,
+                };
+                // The category comes from the type name; an unknown type is refused before
+                // anything is written, like the Redis script's checks.
+                let category = esr_schema::codec::category_of_type(&event.envelope.event_type)
+                    .ok_or_else(|| {
+                        StoreError::Invalid(format!(
+                            "unknown event type {:?}",
+                            event.envelope.event_type
+                        ))
+                    })?;
+                let id = state.next_id();
+                let fields = entry::to_fields(&event);
+                state
+                    .streams
+                    .entry(category)
+                    .or_default()
+                    .insert(id, fields);
+                state
+                    .users
+                    .entry(request.user_id.clone())
+                    .or_default()
+                    .push(event);
+            }
+            let outcome = AppendOutcome {
+                version,
+                duplicate: false,
+            };
+            if let Some(idem) = request.idempotency {
+                state
+                    .idempotency
+                    .insert((request.user_id, idem.key), (outcome, now + idem.ttl));
+            }
+            outcome
+        };
+        self.inner.appended.notify_waiters();
+        Ok(outcome)
+    }
+
+    async fn read_user(
+        &self,
+        user_id: &UserId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let state = self.lock();
+        let skip = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
+        Ok(state
+            .users
+            .get(user_id)
+            .map(|events| events.iter().skip(skip).take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn user_version(&self, user_id: &UserId) -> Result<u64> {
+        Ok(self.lock().users.get(user_id).map_or(0, |e| e.len() as u64))
+    }
+
+    async fn idempotent_outcome(
+        &self,
+        user_id: &UserId,
+        key: &str,
+    ) -> Result<Option<AppendOutcome>> {
+        let state = self.lock();
+        Ok(state
+            .idempotency
+            .get(&(user_id.clone(), key.to_owned()))
+            .filter(|(_, expires)| *expires > Instant::now())
+            .map(|(outcome, _)| AppendOutcome {
+                duplicate: true,
+                ..*outcome
+            }))
+    }
+}
+
+#[async_trait]
+impl CategoryLog for MemoryStore {
+    async fn read_category(
+        &self,
+        category: Category,
+        after: EntryId,
+        limit: usize,
+    ) -> Result<Vec<CategoryEntry>> {
+        let state = self.lock();
+        let Some(stream) = state.streams.get(&category) else {
+            return Ok(vec![]);
+        };
+        Ok(stream
+            .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|(id, fields)| CategoryEntry {
+                stream: category.name().to_owned(),
+                id: *id,
+                fields: fields.clone(),
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Subscriptions for MemoryStore {
+    async fn create_group(&self, group: &str, categories: &[Category]) -> Result<()> {
+        let mut state = self.lock();
+        for category in categories {
+            state
+                .groups
+                .entry((group.to_owned(), *category))
+                .or_default();
+        }
+        Ok(())
+    }
+
+    async fn read_new(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let deadline = tokio::time::Instant::now() + block;
+        loop {
+            // Registered before looking, so an append between the look and the wait still wakes us.
+            let appended = self.inner.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+
+            let batch = self.take_new(group, consumer, categories, count)?;
+            if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(batch);
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                return Ok(vec![]);
+            }
+        }
+    }
+
+    async fn claim_idle(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Delivery>> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let mut claimed = Vec::new();
+        for category in categories {
+            let key = (group.to_owned(), *category);
+            let Some(mut g) = state.groups.remove(&key) else {
+                return Err(StoreError::Invalid(format!(
+                    "no group {group:?} on {category}"
+                )));
+            };
+            let idle: Vec<EntryId> = g
+                .pending
+                .iter()
+                .filter(|(_, p)| now.duration_since(p.delivered_at) >= min_idle)
+                .map(|(id, _)| *id)
+                .take(count.saturating_sub(claimed.len()))
+                .collect();
+            for id in idle {
+                let Some(p) = g.pending.get_mut(&id) else {
+                    continue;
+                };
+                match state.delivery(*category, id, p.deliveries + 1) {
+                    Some(delivery) => {
+                        p.consumer = consumer.to_owned();
+                        p.delivered_at = now;
+                        p.deliveries += 1;
+                        claimed.push(delivery);
+                    }
+                    None => {
+                        g.pending.remove(&id);
+                    }
+                }
+            }
+            state.groups.insert(key, g);
+        }
+        Ok(claimed)
+    }
+
+    async fn ack(&self, group: &str, entries: &[EntryRef]) -> Result<()> {
+        let mut state = self.lock();
+        for entry in entries {
+            let category = category_of(&entry.stream)?;
+            if let Some(g) = state.groups.get_mut(&(group.to_owned(), category)) {
+                g.pending.remove(&entry.id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, group: &str, delivery: &Delivery, reason: &str) -> Result<()> {
+        let category = category_of(&delivery.entry.stream)?;
+        let mut state = self.lock();
+        state.dead_letters.push(DeadLetter {
+            group: group.to_owned(),
+            entry: delivery.entry.clone(),
+            deliveries: delivery.deliveries,
+            reason: reason.to_owned(),
+            fields: delivery.fields.clone(),
+        });
+        if let Some(g) = state.groups.get_mut(&(group.to_owned(), category)) {
+            g.pending.remove(&delivery.entry.id);
+        }
+        Ok(())
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        Ok(self
+            .lock()
+            .dead_letters
+            .iter()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn group_stats(&self, group: &str, categories: &[Category]) -> Result<GroupStats> {
+        let state = self.lock();
+        let mut stats = GroupStats::default();
+        for category in categories {
+            let Some(g) = state.groups.get(&(group.to_owned(), *category)) else {
+                return Err(StoreError::Invalid(format!(
+                    "no group {group:?} on {category}"
+                )));
+            };
+            stats.pending += g.pending.len() as u64;
+            stats.lag += state.streams.get(category).map_or(0, |s| {
+                s.range((
+                    std::ops::Bound::Excluded(g.last_delivered),
+                    std::ops::Bound::Unbounded,
+                ))
+                .count() as u64
+            });
+        }
+        Ok(stats)
+    }
+}
+
+impl MemoryStore {
+    fn take_new(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        count: usize,
+    ) -> Result<Vec<Delivery>> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let mut batch = Vec::new();
+        for category in categories {
+            let key = (group.to_owned(), *category);
+            let Some(mut g) = state.groups.remove(&key) else {
+                return Err(StoreError::Invalid(format!(
+                    "no group {group:?} on {category}"
+                )));
+            };
+            let fresh: Vec<(EntryId, Fields)> =
+                state.streams.get(category).map_or_else(Vec::new, |s| {
+                    s.range((
+                        std::ops::Bound::Excluded(g.last_delivered),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .take(count.saturating_sub(batch.len()))
+                    .map(|(id, f)| (*id, f.clone()))
+                    .collect()
+                });
+            for (id, fields) in fresh {
+                g.last_delivered = id;
+                g.pending.insert(
+                    id,
+                    Pending {
+                        consumer: consumer.to_owned(),
+                        delivered_at: now,
+                        deliveries: 1,
+                    },
+                );
+                batch.push(Delivery {
+                    entry: EntryRef {
+                        stream: category.name().to_owned(),
+                        id,
+                    },
+                    deliveries: 1,
+                    fields,
+                });
+            }
+            state.groups.insert(key, g);
+        }
+        Ok(batch)
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for MemoryStore {
+    async fn load_snapshot(&self, user_id: &UserId) -> Result<Option<Snapshot>> {
+        Ok(self.lock().snapshots.get(user_id).cloned())
+    }
+
+    async fn save_snapshot(&self, user_id: &UserId, snapshot: Snapshot) -> Result<bool> {
+        let mut state = self.lock();
+        let newer = state
+            .snapshots
+            .get(user_id)
+            .is_none_or(|stored| stored.version < snapshot.version);
+        if newer {
+            state.snapshots.insert(user_id.clone(), snapshot);
+        }
+        Ok(newer)
+    }
+}
+
+#[async_trait]
+impl ReadModels for MemoryStore {
+    async fn get_read_model(&self, name: &str, user_id: &UserId) -> Result<Option<ReadModel>> {
+        Ok(self
+            .lock()
+            .read_models
+            .get(&(name.to_owned(), user_id.clone()))
+            .cloned())
+    }
+
+    async fn put_read_model(
+        &self,
+        name: &str,
+        user_id: &UserId,
+        expected: u64,
+        model: &ReadModel,
+    ) -> Result<()> {
+        let mut state = self.lock();
+        let key = (name.to_owned(), user_id.clone());
+        let actual = state.read_models.get(&key).map_or(0, |m| m.version);
+        if actual != expected {
+            return Err(StoreError::Conflict {
+                expected: ExpectedVersion::Exactly(expected),
+                actual,
+            });
+        }
+        state.read_models.insert(key, model.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,91 @@
+//! Consumer groups: continuous, at-least-once consumption of the category streams, shared by
+//! any number of consumers, surviving their crashes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use esr_schema::entry::{self, Fields};
+use esr_schema::{Category, EntryError, StoredEvent};
+
+use crate::{EntryId, Result};
+
+/// Names one entry of one stream, for acks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryRef {
+    pub stream: String,
+    pub id: EntryId,
+}
+
+/// An entry handed to a consumer. It stays pending for the group until acked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub entry: EntryRef,
+    /// How many times the entry has been handed out, this time included.
+    pub deliveries: u64,
+    pub fields: Fields,
+}
+
+impl Delivery {
+    /// The event, or why the entry is not one (a poison entry for the dead-letter stream).
+    pub fn event(&self) -> std::result::Result<StoredEvent, EntryError> {
+        entry::from_fields(&self.fields)
+    }
+}
+
+/// An entry a group gave up on, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub group: String,
+    pub entry: EntryRef,
+    pub deliveries: u64,
+    pub reason: String,
+    pub fields: Fields,
+}
+
+/// How far behind a group is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Entries not yet delivered to the group.
+    pub lag: u64,
+    /// Entries delivered but not yet acked.
+    pub pending: u64,
+}
+
+#[async_trait]
+pub trait Subscriptions: Send + Sync {
+    /// Create the group on each category's streams, at the start so it sees all history.
+    /// A group that exists already is fine.
+    async fn create_group(&self, group: &str, categories: &[Category]) -> Result<()>;
+
+    /// Up to `count` entries never delivered to the group, waiting up to `block` for one.
+    async fn read_new(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Take over up to `count` entries pending longer than `min_idle` (their consumer is
+    /// presumably dead). Entries deleted from the stream leave the pending list instead.
+    async fn claim_idle(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Mark entries done for the group.
+    async fn ack(&self, group: &str, entries: &[EntryRef]) -> Result<()>;
+
+    /// Record a poison entry in the dead-letter stream with the reason, then ack it.
+    async fn dead_letter(&self, group: &str, delivery: &Delivery, reason: &str) -> Result<()>;
+
+    /// The dead-letter stream's entries, oldest first.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
+
+    async fn group_stats(&self, group: &str, categories: &[Category]) -> Result<GroupStats>;
+}
