@@ -1,5 +1,8 @@
 //! Given an event, then the commands the friendship policy issues.
 
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{DateTime, Utc};
 use esr_domain::friendship::react;
 use esr_schema::{ActedOn, Action, EventEnvelope, FriendAdded, FriendRemoved, UserEvent, UserId};

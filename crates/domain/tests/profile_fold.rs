@@ -1,5 +1,8 @@
 //! Given/when/then for the profile projection: given a history, then this profile.
 
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{DateTime, NaiveDate, Utc};
 use esr_domain::Profile;
 use esr_schema::{

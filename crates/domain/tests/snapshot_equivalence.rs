@@ -1,6 +1,9 @@
 //! Property: folding a history in one go equals folding its first part, snapshotting (through
 //! the real snapshot encoding), and folding the rest from the snapshot.
 
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{DateTime, NaiveDate, Utc};
 use esr_domain::{Profile, User};
 use esr_schema::{

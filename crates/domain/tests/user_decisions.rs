@@ -1,6 +1,9 @@
 //! Given/when/then for the `User` aggregate: given past events, when a command arrives, then
 //! these events (or this rejection). Each case is an insta snapshot small enough to review.
 
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::NaiveDate;
 use esr_domain::{Command, Context, Rejection, User};
 use esr_schema::{

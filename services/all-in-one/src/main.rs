@@ -1,1 +1,118 @@
-fn main() {}
+//! The three sides in one process. `serve` (the default) keeps serving; `demo` plays the
+//! post's scenario over HTTP, prints the category streams and both profiles, and exits.
+
+mod demo;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use esr_app::config::{self, CommandArgs, ProjectorArgs, QueryArgs, StoreArgs};
+use esr_app::{CommandService, QueryService, sides};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(about = "Command, query and projector sides in one process")]
+struct Args {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[arg(long, env = "COMMAND_LISTEN", default_value = "127.0.0.1:8080")]
+    command_listen: String,
+    #[arg(long, env = "QUERY_LISTEN", default_value = "127.0.0.1:8081")]
+    query_listen: String,
+    #[arg(long, env = "PROJECTOR_LISTEN", default_value = "127.0.0.1:8082")]
+    projector_listen: String,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    command: CommandArgs,
+    #[command(flatten)]
+    projector: ProjectorArgs,
+    #[command(flatten)]
+    query: QueryArgs,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Serve until SIGTERM or Ctrl-C (the default).
+    Serve,
+    /// Play the post's scenario on free local ports, print what happened, and exit.
+    Demo,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let demo = matches!(args.mode, Some(Mode::Demo));
+    if !demo {
+        config::init_tracing();
+    }
+    let (store, kind) = args.store.open()?;
+    let commands = Arc::new(CommandService::new(store.clone(), args.command.settings()));
+    let mut queries = QueryService::new(store.clone());
+    queries.max_wait = Duration::from_millis(args.query.max_wait_ms);
+    let queries = Arc::new(queries);
+    let mut projector_settings = args.projector.settings();
+
+    let (addresses, shutdown_tx, shutdown) = match args.mode {
+        Some(Mode::Demo) => {
+            // Short blocks so the demo's shutdown is quick.
+            projector_settings.block = Duration::from_millis(50);
+            let (tx, rx) = watch::channel(false);
+            (
+                [
+                    "127.0.0.1:0".to_owned(),
+                    "127.0.0.1:0".to_owned(),
+                    "127.0.0.1:0".to_owned(),
+                ],
+                Some(tx),
+                rx,
+            )
+        }
+        Some(Mode::Serve) | None => (
+            [
+                args.command_listen,
+                args.query_listen,
+                args.projector_listen,
+            ],
+            None,
+            config::shutdown_signal(),
+        ),
+    };
+    let [command_listen, query_listen, projector_listen] = addresses;
+    let command_listener = sides::bind("command side", &command_listen).await?;
+    let query_listener = sides::bind("query side", &query_listen).await?;
+    let projector_listener = sides::bind("projector", &projector_listen).await?;
+    let urls = demo::Urls {
+        command: format!("http://{}", command_listener.local_addr()?),
+        query: format!("http://{}", query_listener.local_addr()?),
+    };
+
+    let running = tokio::spawn({
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        async move {
+            tokio::try_join!(
+                sides::command_side(commands.clone(), command_listener, shutdown.clone()),
+                sides::query_side(queries, query_listener, shutdown.clone()),
+                sides::projector_side(
+                    store,
+                    commands,
+                    projector_settings,
+                    projector_listener,
+                    shutdown
+                ),
+            )
+            .map(|_| ())
+        }
+    });
+
+    match shutdown_tx {
+        Some(stop) => {
+            let played = demo::play(&urls, store.as_ref(), kind).await;
+            let _ = stop.send(true);
+            running.await??;
+            played
+        }
+        None => running.await?,
+    }
+}

@@ -1,1 +1,29 @@
-fn main() {}
+//! The command side alone: HTTP commands, optimistic concurrency, idempotency.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use esr_app::config::{self, CommandArgs, StoreArgs};
+use esr_app::{CommandService, sides};
+
+#[derive(Parser)]
+#[command(about = "Command side: accepts commands over HTTP and appends events")]
+struct Args {
+    #[arg(long, env = "COMMAND_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    command: CommandArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    config::init_tracing();
+    let args = Args::parse();
+    let (store, kind) = args.store.open()?;
+    tracing::info!(?kind, "store opened");
+    let commands = Arc::new(CommandService::new(store, args.command.settings()));
+    let listener = sides::bind("command side", &args.listen).await?;
+    sides::command_side(commands, listener, config::shutdown_signal()).await
+}

@@ -1,1 +1,40 @@
-fn main() {}
+//! The projector side alone: the profile projection and the friendship policy, each its own
+//! consumer group, with `/healthz` reporting lag, pending entries and dead letters.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use esr_app::config::{self, CommandArgs, ProjectorArgs, StoreArgs};
+use esr_app::{CommandService, sides};
+
+#[derive(Parser)]
+#[command(about = "Projector side: folds events into read models and runs policies")]
+struct Args {
+    #[arg(long, env = "PROJECTOR_LISTEN", default_value = "127.0.0.1:8082")]
+    listen: String,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The friendship policy issues commands, with these settings.
+    #[command(flatten)]
+    command: CommandArgs,
+    #[command(flatten)]
+    projector: ProjectorArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    config::init_tracing();
+    let args = Args::parse();
+    let (store, kind) = args.store.open()?;
+    tracing::info!(?kind, "store opened");
+    let commands = Arc::new(CommandService::new(store.clone(), args.command.settings()));
+    let listener = sides::bind("projector", &args.listen).await?;
+    sides::projector_side(
+        store,
+        commands,
+        args.projector.settings(),
+        listener,
+        config::shutdown_signal(),
+    )
+    .await
+}

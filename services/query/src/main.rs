@@ -1,1 +1,31 @@
-fn main() {}
+//! The query side alone: profiles, time travel, event history.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use esr_app::config::{self, QueryArgs, StoreArgs};
+use esr_app::{QueryService, sides};
+
+#[derive(Parser)]
+#[command(about = "Query side: serves profiles and event history over HTTP")]
+struct Args {
+    #[arg(long, env = "QUERY_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: String,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    query: QueryArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    config::init_tracing();
+    let args = Args::parse();
+    let (store, kind) = args.store.open()?;
+    tracing::info!(?kind, "store opened");
+    let mut queries = QueryService::new(store);
+    queries.max_wait = Duration::from_millis(args.query.max_wait_ms);
+    let listener = sides::bind("query side", &args.listen).await?;
+    sides::query_side(Arc::new(queries), listener, config::shutdown_signal()).await
+}

@@ -1,0 +1,167 @@
+//! Configuration shared by the binaries: flags with the environment variables of DESIGN
+//! section 7 as fallbacks, the store they select, logging, and shutdown signals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use esr_store::{MemoryStore, Store};
+use tokio::sync::watch;
+
+use crate::{CommandSettings, ProjectorSettings};
+
+/// Which store to use. With neither variable set, the in-memory store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// `redis://` or `rediss://` (TLS) URL, with user and password for ACL.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Comma-separated node URLs; selects Redis Cluster.
+    #[arg(long, env = "REDIS_CLUSTER_NODES", hide_env_values = true)]
+    pub redis_cluster_nodes: Option<String>,
+}
+
+/// The store that was opened, for the startup log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+}
+
+impl StoreArgs {
+    pub fn open(&self) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
+        let redis_configured = self.redis_url.as_deref().is_some_and(|u| !u.is_empty())
+            || self
+                .redis_cluster_nodes
+                .as_deref()
+                .is_some_and(|n| !n.is_empty());
+        if redis_configured {
+            // Never echo the URL: it may hold a password.
+            anyhow::bail!(
+                "REDIS_URL or REDIS_CLUSTER_NODES is set, but this build has no Redis Streams \
+                 adapter yet; unset both to run on the in-memory store"
+            );
+        }
+        tracing::warn!(
+            "no REDIS_URL or REDIS_CLUSTER_NODES: running on the in-memory store, private to \
+             this process and lost when it exits"
+        );
+        Ok((Arc::new(MemoryStore::new()), StoreKind::Memory))
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommandArgs {
+    /// Write an aggregate snapshot every N events (0: never).
+    #[arg(long, env = "SNAPSHOT_EVERY", default_value_t = 100)]
+    pub snapshot_every: u64,
+    /// Reloads after a version conflict before answering 409.
+    #[arg(long, env = "COMMAND_MAX_RETRIES", default_value_t = 5)]
+    pub max_retries: u32,
+    /// How long an Idempotency-Key is remembered, in seconds.
+    #[arg(long, env = "IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
+    pub idempotency_ttl_secs: u64,
+}
+
+impl CommandArgs {
+    pub fn settings(&self) -> CommandSettings {
+        CommandSettings {
+            snapshot_every: self.snapshot_every,
+            max_retries: self.max_retries,
+            idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs),
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProjectorArgs {
+    /// Entries read per batch (XREADGROUP COUNT).
+    #[arg(long, env = "PROJECTOR_BATCH", default_value_t = 100)]
+    pub batch_size: usize,
+    /// How long a read waits for new entries, in ms (XREADGROUP BLOCK).
+    #[arg(long, env = "PROJECTOR_BLOCK_MS", default_value_t = 2000)]
+    pub block_ms: u64,
+    /// Entries pending this long (ms) are claimed from their consumer, presumed dead.
+    #[arg(long, env = "PROJECTOR_CLAIM_IDLE_MS", default_value_t = 30_000)]
+    pub claim_idle_ms: u64,
+    /// Deliveries after which an entry is dead-lettered.
+    #[arg(long, env = "PROJECTOR_MAX_DELIVERIES", default_value_t = 5)]
+    pub max_deliveries: u64,
+}
+
+impl ProjectorArgs {
+    pub fn settings(&self) -> ProjectorSettings {
+        ProjectorSettings {
+            batch_size: self.batch_size.max(1),
+            block: Duration::from_millis(self.block_ms),
+            claim_idle: Duration::from_millis(self.claim_idle_ms),
+            max_deliveries: self.max_deliveries.max(1),
+            ..ProjectorSettings::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryArgs {
+    /// The longest a `min_version` read waits, in ms.
+    #[arg(long, env = "QUERY_MAX_WAIT_MS", default_value_t = 5000)]
+    pub max_wait_ms: u64,
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// A flag that turns true on SIGTERM or Ctrl-C.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Serve on a bound listener until `stop` completes.
+pub async fn serve_on(
+    name: &'static str,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "{name} listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await
+        .with_context(|| format!("{name} server failed"))
+}

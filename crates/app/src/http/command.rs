@@ -1,0 +1,212 @@
+//! The command API: `POST /users`, `PATCH /users/{id}`, `POST /users/{id}/activity`,
+//! `POST /users/{id}/friends`, `DELETE /users/{id}/friends/{friend_id}`.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, patch, post};
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use esr_domain::Command;
+use esr_schema::{Action, UserId};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::extract::{FriendPath, JsonBody, UserPath, token_header, user_id};
+use super::{ApiError, BODY_LIMIT_BYTES, health};
+use crate::command::{Accepted, CommandMeta, CommandService};
+
+pub fn router(commands: Arc<CommandService>) -> Router {
+    let store = commands.store().clone();
+    Router::new()
+        .route("/users", post(register))
+        .route("/users/{id}", patch(change_personal_info))
+        .route("/users/{id}/activity", post(act))
+        .route("/users/{id}/friends", post(add_friend))
+        .route("/users/{id}/friends/{friend_id}", delete(remove_friend))
+        .with_state(commands)
+        .merge(health::store_health_router(store))
+        .fallback(health::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn(super::log_request))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    user_id: Option<String>,
+    name: String,
+    surname: String,
+    birth_date: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersonalInfoBody {
+    name: Option<String>,
+    surname: Option<String>,
+    birth_date: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivityBody {
+    action: String,
+    object: String,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FriendBody {
+    friend_id: String,
+}
+
+async fn register(
+    State(commands): State<Arc<CommandService>>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<RegisterBody>,
+) -> Result<Response, ApiError> {
+    let user_id = match &body.user_id {
+        Some(raw) => user_id(raw)?,
+        None => UserId::parse(&uuid::Uuid::now_v7().simple().to_string())
+            .map_err(|e| ApiError::invalid("invalid_user_id", e.to_string()))?,
+    };
+    let command = Command::Register {
+        name: body.name,
+        surname: body.surname,
+        birth_date: date(body.birth_date.as_deref())?,
+    };
+    run(&commands, &headers, user_id, command, StatusCode::CREATED).await
+}
+
+async fn change_personal_info(
+    State(commands): State<Arc<CommandService>>,
+    UserPath(user_id): UserPath,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<PersonalInfoBody>,
+) -> Result<Response, ApiError> {
+    let command = Command::ChangePersonalInfo {
+        name: body.name,
+        surname: body.surname,
+        birth_date: date(body.birth_date.as_deref())?,
+    };
+    run(&commands, &headers, user_id, command, StatusCode::OK).await
+}
+
+async fn act(
+    State(commands): State<Arc<CommandService>>,
+    UserPath(user_id): UserPath,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ActivityBody>,
+) -> Result<Response, ApiError> {
+    let action = Action::from_name(&body.action).ok_or_else(|| {
+        let known: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+        ApiError::invalid(
+            "invalid_field",
+            format!("action: one of {}", known.join(", ")),
+        )
+    })?;
+    let command = Command::Act {
+        action,
+        object: body.object,
+        text: body.text,
+    };
+    run(&commands, &headers, user_id, command, StatusCode::OK).await
+}
+
+async fn add_friend(
+    State(commands): State<Arc<CommandService>>,
+    UserPath(user_id): UserPath,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<FriendBody>,
+) -> Result<Response, ApiError> {
+    let command = Command::AddFriend {
+        friend_id: super::extract::user_id(&body.friend_id)?,
+        friend_registered: false,
+        reciprocal: false,
+    };
+    run(&commands, &headers, user_id, command, StatusCode::OK).await
+}
+
+async fn remove_friend(
+    State(commands): State<Arc<CommandService>>,
+    FriendPath(user_id, friend_id): FriendPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let command = Command::RemoveFriend {
+        friend_id,
+        reciprocal: false,
+    };
+    run(&commands, &headers, user_id, command, StatusCode::OK).await
+}
+
+fn date(raw: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
+    raw.map(|text| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+            ApiError::invalid(
+                "invalid_field",
+                format!("birth_date: {text:?} is not a YYYY-MM-DD date"),
+            )
+        })
+    })
+    .transpose()
+}
+
+async fn run(
+    commands: &CommandService,
+    headers: &HeaderMap,
+    user_id: UserId,
+    command: Command,
+    success: StatusCode,
+) -> Result<Response, ApiError> {
+    let mut meta = CommandMeta::new(token_header(headers, "x-correlation-id")?);
+    meta.idempotency_key = token_header(headers, "idempotency-key")?;
+    meta.if_match = if_match(headers)?;
+    let accepted = commands.execute(&user_id, command, &meta).await?;
+    Ok(answer(&user_id, accepted, &meta, success))
+}
+
+/// `If-Match: "3"` (or `3`); `*` means no version check.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_matches('"').parse().map(Some).map_err(|_| {
+        ApiError::malformed(format!(
+            "If-Match must be a version like \"3\", not {text:?}"
+        ))
+    })
+}
+
+fn answer(
+    user_id: &UserId,
+    accepted: Accepted,
+    meta: &CommandMeta,
+    status: StatusCode,
+) -> Response {
+    let body = Json(json!({"user_id": user_id, "version": accepted.version}));
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", accepted.version)) {
+        headers.insert(header::ETAG, etag);
+    }
+    if let Ok(correlation) = HeaderValue::from_str(&meta.correlation_id) {
+        headers.insert("x-correlation-id", correlation);
+    }
+    if accepted.replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    if status == StatusCode::CREATED
+        && let Ok(location) = HeaderValue::from_str(&format!("/users/{user_id}"))
+    {
+        headers.insert(header::LOCATION, location);
+    }
+    response
+}

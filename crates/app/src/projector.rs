@@ -1,0 +1,422 @@
+//! The projector side: consumer groups feeding handlers, exactly once in effect.
+//!
+//! Each handler has its own group on the category streams. The runtime reads batches
+//! (`read_new` with BLOCK and COUNT), claims entries a dead consumer left pending, hands every
+//! decodable event to the handler, dead-letters poison entries, and acks a batch only after
+//! its effects are stored. Handlers are idempotent (version-conditioned writes, idempotency
+//! keys), so a redelivery changes nothing and any number of processes may share a group.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use esr_domain::{Profile, friendship};
+use esr_schema::{Category, StoredEvent, UserEvent, UserId};
+use esr_store::{Delivery, ReadModel, Store, StoreError};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::command::{CommandError, CommandMeta, CommandService};
+
+/// The read model name of the profile projection.
+pub const PROFILE_READ_MODEL: &str = "profile";
+
+#[derive(Debug, Clone)]
+pub struct ProjectorSettings {
+    /// Unique per process: pending entries are tracked per consumer.
+    pub consumer: String,
+    pub batch_size: usize,
+    pub block: Duration,
+    /// Entries pending longer than this are presumed abandoned and claimed.
+    pub claim_idle: Duration,
+    /// An entry delivered more often than this is poison.
+    pub max_deliveries: u64,
+}
+
+impl Default for ProjectorSettings {
+    fn default() -> Self {
+        Self {
+            consumer: unique_consumer_name(),
+            batch_size: 100,
+            block: Duration::from_millis(2000),
+            claim_idle: Duration::from_secs(30),
+            max_deliveries: 5,
+        }
+    }
+}
+
+/// `<host>-<pid>-<random>`: never shared between instances, readable in `XINFO CONSUMERS`.
+pub fn unique_consumer_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "projector".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
+}
+
+/// Why a handler could not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying later (the store was unavailable): the entry stays pending.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will never work: the entry goes to the dead-letter stream.
+    #[error("{0}")]
+    Poison(String),
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) | StoreError::Conflict { .. } => {
+                Self::Transient(e.to_string())
+            }
+            StoreError::Corrupt { .. } | StoreError::Invalid(_) => Self::Poison(e.to_string()),
+        }
+    }
+}
+
+/// One reaction to events: a projection or a policy.
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// The consumer group, one per handler.
+    fn group(&self) -> &'static str;
+    fn categories(&self) -> &'static [Category];
+    async fn handle(&self, stored: &StoredEvent, event: &UserEvent) -> Result<(), HandlerError>;
+}
+
+/// Folds events into the profile read model, only ever over the version it read.
+pub struct ProfileProjection {
+    store: Arc<dyn Store>,
+}
+
+impl ProfileProjection {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    async fn try_apply(&self, stored: &StoredEvent) -> Result<Applied, HandlerError> {
+        let user_id = &stored.envelope.user_id;
+        let current = self
+            .store
+            .get_read_model(PROFILE_READ_MODEL, user_id)
+            .await?;
+        let (mut profile, expected) = match current {
+            Some(model) => (
+                Profile::from_fields(&model.fields)
+                    .map_err(|e| HandlerError::Poison(e.to_string()))?,
+                model.version,
+            ),
+            None => (Profile::empty(user_id.clone()), 0),
+        };
+        let target = stored.envelope.version;
+        if target <= expected {
+            return Ok(Applied::AlreadyThere);
+        }
+        // A gap (an earlier event not applied yet, e.g. it is pending elsewhere) is filled
+        // from the user's stream, which is the truth, so order between consumers never matters.
+        let events = if target == expected + 1 {
+            vec![stored.clone()]
+        } else {
+            let span = usize::try_from(target - expected).unwrap_or(usize::MAX);
+            self.store.read_user(user_id, expected + 1, span).await?
+        };
+        for e in &events {
+            let decoded = e
+                .decode()
+                .map_err(|err| HandlerError::Poison(err.to_string()))?;
+            profile.apply(&e.envelope, &decoded);
+        }
+        if profile.version != target {
+            return Err(HandlerError::Transient(format!(
+                "user stream of {user_id} ends at {} before version {target}",
+                profile.version
+            )));
+        }
+        let model = ReadModel {
+            version: profile.version,
+            fields: profile.to_fields(),
+        };
+        match self
+            .store
+            .put_read_model(PROFILE_READ_MODEL, user_id, expected, &model)
+            .await
+        {
+            Ok(()) => Ok(Applied::Written),
+            Err(StoreError::Conflict { .. }) => Ok(Applied::Raced),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+enum Applied {
+    Written,
+    AlreadyThere,
+    /// Another consumer wrote first; read again and retry.
+    Raced,
+}
+
+#[async_trait]
+impl Handler for ProfileProjection {
+    fn group(&self) -> &'static str {
+        "profile_projection"
+    }
+
+    fn categories(&self) -> &'static [Category] {
+        &Category::ALL
+    }
+
+    async fn handle(&self, stored: &StoredEvent, _event: &UserEvent) -> Result<(), HandlerError> {
+        for _ in 0..10 {
+            match self.try_apply(stored).await? {
+                Applied::Written | Applied::AlreadyThere => return Ok(()),
+                Applied::Raced => continue,
+            }
+        }
+        Err(HandlerError::Transient("read model kept changing".into()))
+    }
+}
+
+/// Makes friendship mutual by running the friend's side of each friendship change.
+pub struct FriendshipPolicy {
+    commands: Arc<CommandService>,
+}
+
+impl FriendshipPolicy {
+    pub fn new(commands: Arc<CommandService>) -> Self {
+        Self { commands }
+    }
+}
+
+#[async_trait]
+impl Handler for FriendshipPolicy {
+    fn group(&self) -> &'static str {
+        "friendship_policy"
+    }
+
+    fn categories(&self) -> &'static [Category] {
+        &[Category::UserFriends]
+    }
+
+    async fn handle(&self, stored: &StoredEvent, event: &UserEvent) -> Result<(), HandlerError> {
+        for reaction in friendship::react(&stored.envelope, event) {
+            let meta = CommandMeta {
+                if_match: None,
+                idempotency_key: Some(reaction.idempotency_key),
+                correlation_id: stored.envelope.correlation_id.clone(),
+                causation_id: reaction.causation_id,
+            };
+            match self
+                .commands
+                .execute(&reaction.target, reaction.command, &meta)
+                .await
+            {
+                Ok(_) => {}
+                // A rule refused the mirror command (the friend vanished?): that is an answer,
+                // not a failure to retry.
+                Err(CommandError::Rejected(rejection)) => {
+                    tracing::warn!(target_user = %reaction.target, %rejection, "friendship mirror refused");
+                }
+                Err(CommandError::Store(e)) => return Err(e.into()),
+                Err(other) => return Err(HandlerError::Transient(other.to_string())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Health of one group, for `/healthz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupHealth {
+    pub group: &'static str,
+    pub lag: u64,
+    pub pending: u64,
+}
+
+/// Every handler's runtime.
+pub struct Projectors {
+    store: Arc<dyn Store>,
+    handlers: Vec<Arc<dyn Handler>>,
+    settings: ProjectorSettings,
+}
+
+impl Projectors {
+    /// The profile projection and the friendship policy.
+    pub fn standard(
+        store: Arc<dyn Store>,
+        commands: Arc<CommandService>,
+        settings: ProjectorSettings,
+    ) -> Self {
+        let handlers: Vec<Arc<dyn Handler>> = vec![
+            Arc::new(ProfileProjection::new(store.clone())),
+            Arc::new(FriendshipPolicy::new(commands)),
+        ];
+        Self {
+            store,
+            handlers,
+            settings,
+        }
+    }
+
+    pub async fn create_groups(&self) -> Result<(), StoreError> {
+        for handler in &self.handlers {
+            self.store
+                .create_group(handler.group(), handler.categories())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Run every handler until `shutdown` turns true; each finishes and acks its batch in hand.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        self.create_groups().await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for handler in self.handlers.clone() {
+            let (this, shutdown) = (self.clone(), shutdown.clone());
+            tasks.spawn(async move { this.run_handler(handler, shutdown).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done?;
+        }
+        Ok(())
+    }
+
+    pub async fn health(&self) -> Result<(Vec<GroupHealth>, u64), StoreError> {
+        let mut groups = Vec::new();
+        for handler in &self.handlers {
+            let stats = self
+                .store
+                .group_stats(handler.group(), handler.categories())
+                .await?;
+            groups.push(GroupHealth {
+                group: handler.group(),
+                lag: stats.lag,
+                pending: stats.pending,
+            });
+        }
+        let dead = self.store.dead_letters(usize::MAX).await?.len() as u64;
+        Ok((groups, dead))
+    }
+
+    async fn run_handler(&self, handler: Arc<dyn Handler>, shutdown: watch::Receiver<bool>) {
+        let s = &self.settings;
+        let mut failures: u32 = 0;
+        // Claim first: a restarted process picks up what its predecessor left.
+        let mut next_claim = tokio::time::Instant::now();
+        while !*shutdown.borrow() {
+            let batch = if tokio::time::Instant::now() >= next_claim {
+                next_claim = tokio::time::Instant::now() + s.claim_idle / 2;
+                self.store
+                    .claim_idle(
+                        handler.group(),
+                        &s.consumer,
+                        handler.categories(),
+                        s.claim_idle,
+                        s.batch_size,
+                    )
+                    .await
+            } else {
+                self.store
+                    .read_new(
+                        handler.group(),
+                        &s.consumer,
+                        handler.categories(),
+                        s.batch_size,
+                        s.block,
+                    )
+                    .await
+            };
+            let result = match batch {
+                Ok(batch) => self.process(handler.as_ref(), batch).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => failures = 0,
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let pause = Duration::from_millis(100 * u64::from(failures.min(50)));
+                    tracing::error!(group = handler.group(), error = %error_chain(&error), ?pause, "batch failed");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+        tracing::info!(group = handler.group(), "stopped");
+    }
+
+    async fn process(&self, handler: &dyn Handler, batch: Vec<Delivery>) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let mut done = Vec::with_capacity(batch.len());
+        let (mut dead, mut deferred) = (0, 0);
+        for delivery in &batch {
+            let outcome = match delivery.event() {
+                Err(e) => Err(HandlerError::Poison(format!("not an event: {e}"))),
+                Ok(stored) => match stored.decode() {
+                    Err(e) => Err(HandlerError::Poison(e.to_string())),
+                    Ok(_) if delivery.deliveries > self.settings.max_deliveries => {
+                        Err(HandlerError::Poison(format!(
+                            "failed {} deliveries",
+                            delivery.deliveries - 1
+                        )))
+                    }
+                    Ok(event) => handler.handle(&stored, &event).await,
+                },
+            };
+            match outcome {
+                Ok(()) => done.push(delivery.entry.clone()),
+                Err(HandlerError::Poison(reason)) => {
+                    tracing::warn!(group = handler.group(), entry = %delivery.entry.id, %reason, "dead-lettering");
+                    self.store
+                        .dead_letter(handler.group(), delivery, &reason)
+                        .await?;
+                    dead += 1;
+                }
+                // Left pending: claimed again after the idle time, up to `max_deliveries`.
+                Err(HandlerError::Transient(reason)) => {
+                    tracing::warn!(group = handler.group(), entry = %delivery.entry.id, %reason, "will retry");
+                    deferred += 1;
+                }
+            }
+        }
+        self.store.ack(handler.group(), &done).await?;
+        tracing::info!(
+            group = handler.group(),
+            applied = done.len(),
+            dead_lettered = dead,
+            deferred,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "batch"
+        );
+        Ok(())
+    }
+}
+
+/// An error and its causes, `a: b: c`, for one log line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Read a user's profile the way the projector stored it.
+pub async fn stored_profile(
+    store: &dyn Store,
+    user_id: &UserId,
+) -> Result<Option<Profile>, StoreError> {
+    match store.get_read_model(PROFILE_READ_MODEL, user_id).await? {
+        None => Ok(None),
+        Some(model) => {
+            Profile::from_fields(&model.fields)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    what: format!("profile of {user_id}"),
+                    reason: e.to_string(),
+                })
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The post's scenario, played over HTTP against the running sides.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, bail};
+use esr_app::config::StoreKind;
+use esr_schema::Category;
+use esr_store::{EntryId, Store};
+use serde_json::{Value, json};
+
+pub struct Urls {
+    pub command: String,
+    pub query: String,
+}
+
+/// Register 1 Duffy Duck and 2 Bugs Bunny; 1 kicks "Bugs"; 1 dislikes "Bugs face"; 1 adds
+/// friend 2, then removes friend 2. Then print the category streams as `XREAD` shows them,
+/// and both profiles.
+pub async fn play(urls: &Urls, store: &dyn Store, kind: StoreKind) -> anyhow::Result<()> {
+    match kind {
+        StoreKind::Memory => println!(
+            "Store: in-memory (no REDIS_URL or REDIS_CLUSTER_NODES set); the data lives in this process only.\n"
+        ),
+    }
+    let http = reqwest::Client::new();
+    let command = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let request = http.request(method.clone(), format!("{}{path}", urls.command));
+        let request = match &body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        let shown = format!(
+            "{method} {path}{}",
+            body.map(|b| format!(" {b}")).unwrap_or_default()
+        );
+        async move { call(request, &shown).await }
+    };
+    use reqwest::Method;
+    command(
+        Method::POST,
+        "/users",
+        Some(json!({"user_id": "1", "name": "Duffy", "surname": "Duck"})),
+    )
+    .await?;
+    command(
+        Method::POST,
+        "/users",
+        Some(json!({"user_id": "2", "name": "Bugs", "surname": "Bunny"})),
+    )
+    .await?;
+    command(
+        Method::POST,
+        "/users/1/activity",
+        Some(json!({"action": "kick", "object": "Bugs"})),
+    )
+    .await?;
+    command(
+        Method::POST,
+        "/users/1/activity",
+        Some(json!({"action": "dislike", "object": "Bugs face"})),
+    )
+    .await?;
+    command(
+        Method::POST,
+        "/users/1/friends",
+        Some(json!({"friend_id": "2"})),
+    )
+    .await?;
+
+    // The friendship policy gives 2 the friend 1 too (2's version 2).
+    let friend_side = profile(&http, urls, "2", 2).await?;
+    println!(
+        "  friendship is mutual: user 2's friends are {}\n",
+        friend_side["friends"]
+    );
+    if friend_side["friends"] != json!(["1"]) {
+        bail!("the friendship policy did not add 1 to 2's friends: {friend_side}");
+    }
+
+    let last = command(Method::DELETE, "/users/1/friends/2", None).await?;
+    let version_of_1 = last["version"]
+        .as_u64()
+        .context("no version in the answer")?;
+
+    // Wait for the read models (2 loses the friend again by the policy: version 3), so the
+    // streams below hold every event.
+    let one = profile(&http, urls, "1", version_of_1).await?;
+    let two = profile(&http, urls, "2", 3).await?;
+
+    println!("\n> XREAD STREAMS user_updates user_activity user_friends 0 0 0");
+    print!("{}", xread(store).await?);
+    println!("\n> GET /users/1\n{}", serde_json::to_string_pretty(&one)?);
+    println!("\n> GET /users/2\n{}", serde_json::to_string_pretty(&two)?);
+    Ok(())
+}
+
+async fn call(request: reqwest::RequestBuilder, shown: &str) -> anyhow::Result<Value> {
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("{shown}: no answer"))?;
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .await
+        .with_context(|| format!("{shown}: answer is not JSON"))?;
+    println!("{shown}  ->  {} {body}", status.as_u16());
+    if !status.is_success() {
+        bail!("{shown} failed with {status}: {body}");
+    }
+    Ok(body)
+}
+
+/// The profile once the read model has caught up with `version`.
+async fn profile(
+    http: &reqwest::Client,
+    urls: &Urls,
+    user: &str,
+    version: u64,
+) -> anyhow::Result<Value> {
+    let url = format!("{}/users/{user}?min_version={version}", urls.query);
+    let response = http
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}: no answer"))?;
+    let status = response.status();
+    let body: Value = response.json().await.context("profile is not JSON")?;
+    if !status.is_success() {
+        bail!("GET {url} failed with {status}: {body}");
+    }
+    Ok(body)
+}
+
+/// Category streams in `redis-cli`'s XREAD layout; the MessagePack payload is shown decoded.
+async fn xread(store: &dyn Store) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for (n, category) in Category::ALL.into_iter().enumerate() {
+        let entries = store.read_category(category, EntryId::ZERO, 10_000).await?;
+        writeln!(out, "{}) 1) \"{category}\"", n + 1)?;
+        for (i, entry) in entries.iter().enumerate() {
+            let lead = if i == 0 { "   2) " } else { "      " };
+            writeln!(out, "{lead}{}) 1) \"{}\"", i + 1, entry.id)?;
+            let decoded = entry.event().ok().and_then(|e| e.decode().ok());
+            for (j, (field, value)) in entry.fields.iter().enumerate() {
+                let value = match (field.as_str(), &decoded) {
+                    ("payload", Some(event)) => format!(
+                        "{} (MessagePack, shown decoded)",
+                        esr_app::query::event_data(event)
+                    ),
+                    _ => String::from_utf8_lossy(value).into_owned(),
+                };
+                let lead = if j == 0 {
+                    "         2) "
+                } else {
+                    "            "
+                };
+                writeln!(out, "{lead}{}) \"{field}\"", 2 * j + 1)?;
+                writeln!(
+                    out,
+                    "            {}) \"{}\"",
+                    2 * j + 2,
+                    value.replace('"', "\\\"")
+                )?;
+            }
+        }
+    }
+    Ok(out)
+}
