@@ -1,0 +1,290 @@
+//! The command and projector runtimes on the in-memory store: concurrency, snapshots,
+//! redelivery, dead letters.
+
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use esr_app::command::{CommandError, CommandMeta};
+use esr_app::projector::stored_profile;
+use esr_app::{CommandService, CommandSettings, ProjectorSettings, Projectors};
+use esr_domain::{Command, Rejection, User};
+use esr_schema::{Action, Category, UserId};
+use esr_store::{EventStore, MemoryStore, SnapshotStore, Store, Subscriptions};
+use tokio::sync::watch;
+
+fn id(raw: &str) -> UserId {
+    UserId::parse(raw).unwrap()
+}
+
+fn register() -> Command {
+    Command::Register {
+        name: "Duffy".into(),
+        surname: "Duck".into(),
+        birth_date: None,
+    }
+}
+
+fn like(object: &str) -> Command {
+    Command::Act {
+        action: Action::Like,
+        object: object.into(),
+        text: None,
+    }
+}
+
+fn commands(store: &MemoryStore, snapshot_every: u64) -> Arc<CommandService> {
+    Arc::new(CommandService::new(
+        Arc::new(store.clone()),
+        CommandSettings {
+            snapshot_every,
+            ..CommandSettings::default()
+        },
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dozens_of_concurrent_commands_on_one_user_are_all_accepted() {
+    let store = MemoryStore::new();
+    let service = commands(&store, 10);
+    let user = id("1");
+    service
+        .execute(&user, register(), &CommandMeta::new(None))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let (service, user) = (service.clone(), user.clone());
+            tokio::spawn(async move {
+                service
+                    .execute(&user, like(&format!("o{i}")), &CommandMeta::new(None))
+                    .await
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap().unwrap().version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=65).collect::<Vec<_>>());
+    assert_eq!(store.user_version(&user).await.unwrap(), 65);
+}
+
+#[tokio::test]
+async fn a_snapshot_plus_later_events_equals_a_full_replay() {
+    let store = MemoryStore::new();
+    let with_snapshots = commands(&store, 3);
+    let user = id("1");
+    with_snapshots
+        .execute(&user, register(), &CommandMeta::new(None))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        with_snapshots
+            .execute(&user, like(&format!("o{i}")), &CommandMeta::new(None))
+            .await
+            .unwrap();
+    }
+    with_snapshots
+        .execute(
+            &user,
+            Command::ChangePersonalInfo {
+                name: Some("Daffy".into()),
+                surname: None,
+                birth_date: None,
+            },
+            &CommandMeta::new(None),
+        )
+        .await
+        .unwrap();
+    let snapshot = store
+        .load_snapshot(&user)
+        .await
+        .unwrap()
+        .expect("a snapshot was written");
+    assert_eq!(snapshot.version, 12, "snapshot at the last multiple of 3");
+
+    let (from_snapshot, started_at) = with_snapshots.load(&user).await.unwrap();
+    assert_eq!(started_at, 12);
+    let events: Vec<_> = store
+        .read_user(&user, 1, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.decode().unwrap())
+        .collect();
+    assert_eq!(from_snapshot, User::from_history(&events));
+    assert_eq!(from_snapshot.version, 12);
+    assert_eq!(from_snapshot.name, "Daffy");
+}
+
+#[tokio::test]
+async fn a_conflict_with_if_match_is_a_precondition_failure() {
+    let store = MemoryStore::new();
+    let service = commands(&store, 0);
+    let user = id("1");
+    service
+        .execute(&user, register(), &CommandMeta::new(None))
+        .await
+        .unwrap();
+    let meta = CommandMeta {
+        if_match: Some(0),
+        ..CommandMeta::new(None)
+    };
+    let err = service.execute(&user, like("x"), &meta).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CommandError::PreconditionFailed {
+                expected: 0,
+                actual: 1
+            }
+        ),
+        "{err:?}"
+    );
+    let err = service
+        .execute(&id("2"), like("x"), &CommandMeta::new(None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CommandError::Rejected(Rejection::NotRegistered)),
+        "{err:?}"
+    );
+}
+
+fn quick_settings(consumer: &str) -> ProjectorSettings {
+    ProjectorSettings {
+        consumer: consumer.into(),
+        batch_size: 7,
+        block: Duration::from_millis(20),
+        claim_idle: Duration::from_millis(200),
+        max_deliveries: 3,
+    }
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(mut check: impl FnMut() -> F) {
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not met in 6 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn entries_a_dead_consumer_left_are_claimed_and_applied_exactly_once() {
+    let store = MemoryStore::new();
+    let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
+    let service = commands(&store, 0);
+    let users: Vec<UserId> = (0..20).map(|i| id(&format!("u{i}"))).collect();
+    for user in &users {
+        service
+            .execute(user, register(), &CommandMeta::new(None))
+            .await
+            .unwrap();
+        for i in 0..5 {
+            service
+                .execute(user, like(&format!("o{i}")), &CommandMeta::new(None))
+                .await
+                .unwrap();
+        }
+    }
+    // A consumer takes half the backlog and dies without acking.
+    let projectors = Projectors::standard(dyn_store.clone(), service.clone(), quick_settings("a"));
+    projectors.create_groups().await.unwrap();
+    let taken = store
+        .read_new(
+            "profile_projection",
+            "dead",
+            &Category::ALL,
+            60,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 60);
+
+    // Two live projectors share the group.
+    let (stop, shutdown) = watch::channel(false);
+    let mut running = Vec::new();
+    for consumer in ["a", "b"] {
+        let p = Arc::new(Projectors::standard(
+            dyn_store.clone(),
+            service.clone(),
+            quick_settings(consumer),
+        ));
+        running.push(tokio::spawn(p.run(shutdown.clone())));
+    }
+    wait_until(|| {
+        let store = store.clone();
+        async move {
+            store
+                .group_stats("profile_projection", &Category::ALL)
+                .await
+                .unwrap()
+                == Default::default()
+        }
+    })
+    .await;
+    stop.send(true).unwrap();
+    for task in running {
+        task.await.unwrap().unwrap();
+    }
+    for user in &users {
+        let profile = stored_profile(&store, user).await.unwrap().unwrap();
+        assert_eq!(profile.version, 6, "{user}");
+        assert_eq!(
+            profile.activity_count, 5,
+            "{user}: every like applied exactly once"
+        );
+        assert_eq!(profile.liked.len(), 5);
+    }
+    assert!(store.dead_letters(10).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_foreign_poison_entry_is_dead_lettered_and_the_projector_goes_on() {
+    let store = MemoryStore::new();
+    let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
+    let service = commands(&store, 0);
+    store.append_foreign(
+        Category::UserUpdates,
+        vec![
+            ("user_id".into(), b"1".to_vec()),
+            ("command".into(), b"register".to_vec()),
+        ],
+    );
+    service
+        .execute(&id("1"), register(), &CommandMeta::new(None))
+        .await
+        .unwrap();
+    let projectors = Arc::new(Projectors::standard(
+        dyn_store,
+        service.clone(),
+        quick_settings("a"),
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(projectors.clone().run(shutdown));
+    wait_until(|| {
+        let store = store.clone();
+        async move { stored_profile(&store, &id("1")).await.unwrap().is_some() }
+    })
+    .await;
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].group, "profile_projection");
+    assert!(
+        letters[0].reason.contains("type"),
+        "reason names the problem: {}",
+        letters[0].reason
+    );
+    let (groups, dead) = projectors.health().await.unwrap();
+    assert_eq!(dead, 1);
+    assert!(groups.iter().all(|g| g.pending == 0));
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+}
