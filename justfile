@@ -1,0 +1,34 @@
+# Recipes with stable names (DESIGN section 7). Every recipe works on the in-memory store
+# unless REDIS_URL or REDIS_CLUSTER_NODES is set.
+
+default:
+    @just --list
+
+# Play the post's scenario on the all-in-one binary, print the streams and profiles, exit.
+demo:
+    cargo run --quiet --bin all-in-one -- demo
+
+# Every test: unit, snapshot, property, contract and end-to-end.
+test:
+    cargo test --workspace
+
+# Command, query and projector sides in one process, serving until Ctrl-C.
+serve:
+    cargo run --quiet --bin all-in-one -- serve
+
+# The command side alone (COMMAND_LISTEN, default 127.0.0.1:8080).
+command:
+    cargo run --quiet --bin command
+
+# The projector side alone (PROJECTOR_LISTEN, default 127.0.0.1:8082).
+projector:
+    cargo run --quiet --bin projector
+
+# The query side alone (QUERY_LISTEN, default 127.0.0.1:8081).
+query:
+    cargo run --quiet --bin query
+
+# Benchmarks against raw Redis: not built yet (issue 5); fails rather than pretend.
+bench:
+    @echo "no benchmarks yet: they come with the Redis adapter and the benchmark issue" >&2
+    @exit 1

@@ -1,0 +1,247 @@
+//! The real binaries, started as processes, on the in-memory store (no Redis configured).
+
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use esr_e2e::{Service, binary, free_port, wait_healthy};
+use serde_json::{Value, json};
+
+#[test]
+fn the_demo_plays_the_posts_scenario_and_exits_0() {
+    let output = Command::new(binary("all-in-one"))
+        .arg("demo")
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER_NODES")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "Store: in-memory",
+        "> XREAD STREAMS user_updates user_activity user_friends 0 0 0",
+        "1) 1) \"user_updates\"",
+        "2) 1) \"user_activity\"",
+        "3) 1) \"user_friends\"",
+        "\"Bugs face\"",
+        "friendship is mutual: user 2's friends are [\"1\"]",
+        "> GET /users/1",
+        "> GET /users/2",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    // Each category shows its entries with their readable type fields, in order.
+    let types: Vec<&str> = stdout
+        .lines()
+        .zip(stdout.lines().skip(1))
+        .filter(|(field, _)| field.trim_end().ends_with("\"type\""))
+        .map(|(_, value)| value.trim().split('"').nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "registered",
+            "registered",
+            "acted_on",
+            "acted_on",
+            "friend_added",
+            "friend_added",
+            "friend_removed",
+            "friend_removed"
+        ]
+    );
+}
+
+struct AllInOne {
+    service: Service,
+    command: String,
+    query: String,
+    projector: String,
+}
+
+async fn serve_all_in_one() -> AllInOne {
+    let (c, q, p) = (free_port(), free_port(), free_port());
+    let service = Service::start(
+        "all-in-one",
+        &["serve"],
+        &[
+            ("COMMAND_LISTEN", format!("127.0.0.1:{c}")),
+            ("QUERY_LISTEN", format!("127.0.0.1:{q}")),
+            ("PROJECTOR_LISTEN", format!("127.0.0.1:{p}")),
+            ("PROJECTOR_BLOCK_MS", "100".into()),
+        ],
+    );
+    let app = AllInOne {
+        service,
+        command: format!("http://127.0.0.1:{c}"),
+        query: format!("http://127.0.0.1:{q}"),
+        projector: format!("http://127.0.0.1:{p}"),
+    };
+    for side in [&app.command, &app.query, &app.projector] {
+        wait_healthy(&format!("{side}/healthz")).await;
+    }
+    app
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_the_contract_and_stops_cleanly_on_sigterm() {
+    let mut app = serve_all_in_one().await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{}{path}", app.command))
+            .json(&body)
+            .send()
+    };
+
+    let (status, body) = json_of(
+        post(
+            "/users",
+            json!({"user_id": "1", "name": "Duffy", "surname": "Duck"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body), (201, json!({"user_id": "1", "version": 1})));
+    post(
+        "/users",
+        json!({"user_id": "2", "name": "Bugs", "surname": "Bunny"}),
+    )
+    .await
+    .unwrap();
+    let (status, _) = json_of(
+        post("/users/1/friends", json!({"friend_id": "2"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, profile) = json_of(
+        http.get(format!("{}/users/2?min_version=2", app.query))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(
+        profile["friends"],
+        json!(["1"]),
+        "the friendship shows on both users"
+    );
+
+    // Bad input gets a documented status and a JSON error, and the service stays up.
+    let long = "x".repeat(65);
+    let bad: Vec<(reqwest::RequestBuilder, u16)> = vec![
+        (
+            http.post(format!("{}/users", app.command))
+                .header("content-type", "application/json")
+                .body("{oops"),
+            400,
+        ),
+        (
+            http.post(format!("{}/users", app.command))
+                .json(&json!({"name": "x".repeat(20_000), "surname": "y"})),
+            413,
+        ),
+        (
+            http.post(format!("{}/users", app.command))
+                .json(&json!({"user_id": "a{b}", "name": "A", "surname": "B"})),
+            422,
+        ),
+        (
+            http.post(format!("{}/users/{long}/activity", app.command))
+                .json(&json!({"action": "kick", "object": "x"})),
+            422,
+        ),
+        (
+            http.post(format!("{}/users/1/activity", app.command))
+                .json(&json!({"action": 7, "object": "x"})),
+            422,
+        ),
+        (
+            http.post(format!("{}/users/nobody/activity", app.command))
+                .json(&json!({"action": "kick", "object": "x"})),
+            404,
+        ),
+        (http.get(format!("{}/users/nobody", app.query)), 404),
+        (http.get(format!("{}/users/a%7Bb%7D", app.query)), 422),
+    ];
+    for (request, want) in bad {
+        let (status, body) = json_of(request.send().await.unwrap()).await;
+        assert_eq!(status, want, "{body}");
+        assert!(
+            body["error"].is_string() && body["message"].is_string(),
+            "{body}"
+        );
+    }
+
+    let (status, health) = json_of(
+        http.get(format!("{}/healthz", app.projector))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(health["dead_letters"], 0);
+    let groups: Vec<&str> = health["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, ["profile_projection", "friendship_policy"]);
+
+    assert!(
+        app.service.terminate(Duration::from_secs(10)),
+        "exits 0 within 10 s of SIGTERM"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_side_runs_alone_and_serves_healthz() {
+    for (name, variable) in [
+        ("command", "COMMAND_LISTEN"),
+        ("query", "QUERY_LISTEN"),
+        ("projector", "PROJECTOR_LISTEN"),
+    ] {
+        let port = free_port();
+        let mut service = Service::start(name, &[], &[(variable, format!("127.0.0.1:{port}"))]);
+        wait_healthy(&format!("http://127.0.0.1:{port}/healthz")).await;
+        assert!(
+            service.terminate(Duration::from_secs(10)),
+            "{name} exits 0 on SIGTERM"
+        );
+    }
+}
+
+#[test]
+fn a_configured_redis_is_refused_without_echoing_the_password() {
+    let output = Command::new(binary("command"))
+        .env("REDIS_URL", "redis://app:s3cret-pw@127.0.0.1:1/")
+        .env("COMMAND_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("REDIS_URL"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cret-pw"),
+        "the password leaked: {stderr}"
+    );
+}

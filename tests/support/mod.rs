@@ -1,0 +1,117 @@
+//! Helpers for end-to-end tests: build the service binaries once, start them as processes on
+//! free ports, and stop them.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace's binaries, built once per test run with the same profile as the tests.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT.get_or_init(build_binaries);
+    match dir {
+        Ok(dir) => dir.join(name),
+        Err(why) => panic!("cannot build the service binaries: {why}"),
+    }
+}
+
+fn build_binaries() -> Result<PathBuf, String> {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .ok_or("no workspace directory")?;
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&workspace)
+        .args(["build", "--quiet", "--bins"])
+        .status()
+        .map_err(|e| format!("cargo did not start: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build failed: {status}"));
+    }
+    // The test executable lives in <target>/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .ok_or_else(|| "no target directory".into())
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("no free port: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("no local address: {e}"))
+        .port()
+}
+
+/// A started process, killed when dropped so a failed test leaves nothing behind.
+pub struct Service {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Service {
+    pub fn start(name: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let mut command = Command::new(binary(name));
+        command
+            .args(args)
+            .env_remove("REDIS_URL")
+            .env_remove("REDIS_CLUSTER_NODES")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Send SIGTERM and wait for the exit; returns whether it exited successfully in time.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        if !sent.is_ok_and(|s| s.success()) {
+            return false;
+        }
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait until `url` answers 200.
+pub async fn wait_healthy(url: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(response) = client.get(url).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not become healthy in 30 s");
+}
