@@ -509,7 +509,12 @@ impl ReadModels for MemoryStore {
                 actual,
             });
         }
-        state.read_models.insert(key, model.clone());
+        let mut stored = model.clone();
+        stored.fields.insert(
+            crate::read_model::VERSION_FIELD.to_owned(),
+            model.version.to_string(),
+        );
+        state.read_models.insert(key, stored);
         Ok(())
     }
 }

@@ -11,8 +11,13 @@ use crate::Result;
 pub struct ReadModel {
     /// The version of the user's last event reflected here.
     pub version: u64,
+    /// The stored fields. The store keeps `version` among them too (a Redis Hash field, so
+    /// `HGETALL` shows it), overriding any `version` the writer put there.
     pub fields: BTreeMap<String, String>,
 }
+
+/// The field holding a read model's version.
+pub const VERSION_FIELD: &str = "version";
 
 #[async_trait]
 pub trait ReadModels: Send + Sync {
