@@ -868,10 +868,19 @@ pub async fn read_model_writes_only_over_the_expected_version<S: ContractStore>(
         matches!(err, StoreError::Conflict { actual: 2, .. }),
         "{err:?}"
     );
+    let stored = store
+        .get_read_model("contract", &user)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.version, 2);
+    assert_eq!(stored.fields.get("name").map(String::as_str), Some("v2"));
     assert_eq!(
-        store.get_read_model("contract", &user).await.unwrap(),
-        Some(model(2))
+        stored.fields.get("version").map(String::as_str),
+        Some("2"),
+        "the version is a field too"
     );
+    assert_eq!(stored.fields.len(), 2);
 }
 
 pub async fn missing_read_model_is_none<S: ContractStore>(store: S) {
