@@ -1,10 +1,10 @@
 //! The contract every adapter must pass, written once.
 //!
-//! An adapter's tests run it with [`contract_suite!`](crate::contract_suite), giving an
-//! expression that makes a store:
+//! An adapter's tests run it with [`contract_suite!`](crate::contract_suite), giving a future
+//! of a store and a guard kept alive for the case (a server, say, or `()`):
 //!
 //! ```text
-//! esr_store::contract_suite!(async { esr_store::MemoryStore::new() });
+//! esr_store::contract_suite!(async { (esr_store::MemoryStore::new(), ()) });
 //! ```
 //!
 //! Each case uses fresh user ids and its own group names, so cases may share one server.
@@ -80,7 +80,7 @@ macro_rules! contract_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
-                let store = $make.await;
+                let (store, _guard) = $make.await;
                 $crate::contract::$case(store).await;
             }
         )*

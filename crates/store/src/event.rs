@@ -117,6 +117,20 @@ pub trait EventStore: Send + Sync {
     /// and to the category stream of each event in the same step.
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome>;
 
+    /// Many appends (usually for many users) in as few round trips as the store can manage.
+    /// Each request succeeds or fails on its own, exactly as [`EventStore::append`] would;
+    /// the outer error means the batch could not be attempted at all.
+    async fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendOutcome>>> {
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for request in requests {
+            outcomes.push(self.append(request).await);
+        }
+        Ok(outcomes)
+    }
+
     /// Up to `limit` events of the user from `from_version` (1-based, inclusive), in order.
     async fn read_user(
         &self,

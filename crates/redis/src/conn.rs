@@ -1,0 +1,161 @@
+//! Connections: one shared, self-reconnecting connection for ordinary commands, and a pool of
+//! dedicated ones for blocking reads (a blocked connection serves nothing else, and the
+//! ordinary response timeout must not cut a `BLOCK` short).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Value};
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// One server (or a primary behind a proxy): `redis://` or `rediss://`.
+    Single(String),
+    /// Redis Cluster, from any of its nodes.
+    Cluster(Vec<String>),
+}
+
+#[derive(Clone)]
+pub enum Conn {
+    Managed(ConnectionManager),
+    Dedicated(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Managed(c) => c.req_packed_command(cmd),
+            Conn::Dedicated(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Managed(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Dedicated(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Managed(c) => c.get_db(),
+            Conn::Dedicated(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Makes connections for a topology.
+pub struct Connector {
+    single: Option<redis::Client>,
+    cluster_nodes: Vec<String>,
+    response_timeout: Duration,
+    idle_blocking: Mutex<Vec<Conn>>,
+}
+
+impl Connector {
+    pub fn new(topology: &Topology, response_timeout: Duration) -> RedisResult<Self> {
+        install_tls_provider();
+        let (single, cluster_nodes) = match topology {
+            Topology::Single(url) => (Some(redis::Client::open(url.as_str())?), Vec::new()),
+            Topology::Cluster(nodes) => {
+                // Checked now, so a bad URL fails at startup rather than at first use.
+                ClusterClient::new(nodes.clone())?;
+                (None, nodes.clone())
+            }
+        };
+        Ok(Self {
+            single,
+            cluster_nodes,
+            response_timeout,
+            idle_blocking: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The shared connection. On one server, a `ConnectionManager` that reconnects in the
+    /// background; on Cluster, a cluster connection that follows slot moves.
+    pub async fn shared(&self) -> RedisResult<Conn> {
+        match &self.single {
+            Some(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(self.response_timeout))
+                    .set_connection_timeout(Some(self.response_timeout))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                Ok(Conn::Managed(
+                    client.get_connection_manager_with_config(config).await?,
+                ))
+            }
+            None => Ok(Conn::Cluster(self.cluster(self.response_timeout).await?)),
+        }
+    }
+
+    /// A connection for one blocking call; give it back with [`Connector::put_blocking`].
+    /// It has no response timeout of its own: callers bound each call themselves.
+    pub async fn take_blocking(&self) -> RedisResult<Conn> {
+        let idle = self
+            .idle_blocking
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        if let Some(conn) = idle {
+            return Ok(conn);
+        }
+        match &self.single {
+            Some(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_response_timeout(None)
+                    .set_connection_timeout(Some(self.response_timeout));
+                Ok(Conn::Dedicated(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                ))
+            }
+            // The cluster connection's own timeout is only a backstop above any BLOCK we use.
+            None => Ok(Conn::Cluster(
+                self.cluster(Duration::from_secs(3600)).await?,
+            )),
+        }
+    }
+
+    /// Return a connection whose last call completed normally.
+    pub fn put_blocking(&self, conn: Conn) {
+        let mut idle = self
+            .idle_blocking
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < 64 {
+            idle.push(conn);
+        }
+    }
+
+    async fn cluster(&self, response_timeout: Duration) -> RedisResult<ClusterConnection> {
+        ClusterClient::builder(self.cluster_nodes.clone())
+            .response_timeout(response_timeout)
+            .connection_timeout(self.response_timeout)
+            .retries(3)
+            .build()?
+            .get_async_connection()
+            .await
+    }
+}
+
+/// rustls needs one process-wide crypto provider for `rediss://`; installing twice is harmless.
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,493 @@
+//! The Redis Streams adapter of the storage port.
+//!
+//! - Appends run one Lua script (`lua/append.lua`) that checks the expected version and the
+//!   idempotency record, then writes the user's stream, the category streams and the record.
+//!   Every key it touches is in `KEYS` and shares the user's partition hash tag.
+//! - Category streams are split into `partitions` streams each (`user_updates:{p0}`, ...); a
+//!   user's keys live in the slot of its partition, so no command spans two slots and the same
+//!   code runs on one server and on Redis Cluster. See [`keys`] for the layout.
+//! - Blocking reads use dedicated connections ([`conn`]); the shared connection keeps a short
+//!   response timeout and reconnects by itself.
+
+pub mod conn;
+pub mod keys;
+mod parse;
+mod subscription;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use esr_schema::entry::{self, Fields};
+use esr_schema::{Category, StoredEvent, UserId, codec};
+use esr_store::read_model::VERSION_FIELD;
+use esr_store::{
+    AppendOutcome, AppendRequest, CategoryEntry, CategoryLog, EntryId, EventStore, ExpectedVersion,
+    ReadModel, ReadModels, Result, Snapshot, SnapshotStore, StoreError,
+};
+use redis::{RedisError, Script, Value};
+
+pub use conn::Topology;
+use conn::{Conn, Connector};
+use keys::Keys;
+
+/// Partitions per category on one server, unless configured.
+pub const DEFAULT_PARTITIONS_SINGLE: u32 = 1;
+/// Partitions per category on Cluster, unless configured: enough to spread over the masters.
+pub const DEFAULT_PARTITIONS_CLUSTER: u32 = 16;
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub topology: Topology,
+    /// Category stream partitions. Fixed for the life of a deployment: users are assigned to
+    /// partitions by hash, and changing the count would move them.
+    pub partitions: u32,
+    /// Response timeout of the shared connection (not of blocking reads).
+    pub response_timeout: Duration,
+}
+
+impl RedisConfig {
+    pub fn new(topology: Topology) -> Self {
+        let partitions = match topology {
+            Topology::Single(_) => DEFAULT_PARTITIONS_SINGLE,
+            Topology::Cluster(_) => DEFAULT_PARTITIONS_CLUSTER,
+        };
+        Self {
+            topology,
+            partitions,
+            response_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The store, cheap to clone (all clones share connections).
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Conn,
+    connector: Connector,
+    keys: Keys,
+    append: Script,
+    put_read_model: Script,
+    save_snapshot: Script,
+    subscriptions: subscription::State,
+}
+
+impl RedisStore {
+    /// Connect and check the server answers.
+    pub async fn connect(config: RedisConfig) -> Result<Self> {
+        if config.partitions == 0 {
+            return Err(StoreError::Invalid("partitions must be at least 1".into()));
+        }
+        let connector =
+            Connector::new(&config.topology, config.response_timeout).map_err(unavailable)?;
+        let mut conn = connector.shared().await.map_err(unavailable)?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn,
+                connector,
+                keys: Keys {
+                    partitions: config.partitions,
+                },
+                append: Script::new(include_str!("lua/append.lua")),
+                put_read_model: Script::new(include_str!("lua/put_read_model.lua")),
+                save_snapshot: Script::new(include_str!("lua/save_snapshot.lua")),
+                subscriptions: subscription::State::default(),
+            }),
+        })
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.inner.keys.partitions
+    }
+
+    /// XADD raw fields to a category stream partition, as a foreign producer would.
+    pub async fn append_foreign(
+        &self,
+        category: Category,
+        partition: u32,
+        fields: &Fields,
+    ) -> Result<EntryId> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(Keys::category_stream(category, partition)).arg("*");
+        for (k, v) in fields {
+            cmd.arg(k).arg(v);
+        }
+        let id: String = cmd.query_async(&mut self.conn()).await.map_err(classify)?;
+        id.parse()
+            .map_err(|_| corrupt("XADD reply", format!("bad entry id {id:?}")))
+    }
+
+    fn conn(&self) -> Conn {
+        self.inner.conn.clone()
+    }
+
+    /// The append script's KEYS and ARGV for a request (see `lua/append.lua`).
+    fn append_call(&self, request: &AppendRequest) -> Result<(Vec<String>, Vec<Vec<u8>>)> {
+        if request.events.is_empty() {
+            return Err(StoreError::Invalid(
+                "an append needs at least one event".into(),
+            ));
+        }
+        let keys = &self.inner.keys;
+        let user = &request.user_id;
+        let partition = keys.partition(user);
+        let idempotency_key = request.idempotency.as_ref().map_or("", |i| i.key.as_str());
+        let mut script_keys = vec![
+            keys.version(user),
+            keys.user_stream(user),
+            keys.idempotency(user, idempotency_key),
+        ];
+        for event in &request.events {
+            let category = codec::category_of_type(&event.event_type).ok_or_else(|| {
+                StoreError::Invalid(format!("unknown event type {:?}", event.event_type))
+            })?;
+            script_keys.push(Keys::category_stream(category, partition));
+        }
+        let expected = match request.expected {
+            ExpectedVersion::Any => "any".to_owned(),
+            ExpectedVersion::NoStream => "0".to_owned(),
+            ExpectedVersion::Exactly(v) => v.to_string(),
+        };
+        let ttl_ms = request.idempotency.as_ref().map_or(0, |i| {
+            u64::try_from(i.ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        let mut args = vec![
+            expected.into_bytes(),
+            ttl_ms.to_string().into_bytes(),
+            request.events.len().to_string().into_bytes(),
+        ];
+        for event in &request.events {
+            // The same text forms as stored entries (`entry::to_fields`), minus the version the
+            // script assigns.
+            let stored = StoredEvent {
+                envelope: esr_schema::EventEnvelope {
+                    event_id: event.event_id,
+                    user_id: user.clone(),
+                    version: 0,
+                    event_type: event.event_type.clone(),
+                    schema_version: event.schema_version,
+                    occurred_at: event.occurred_at,
+                    correlation_id: event.correlation_id.clone(),
+                    causation_id: event.causation_id.clone(),
+                },
+                payload: event.payload.clone(),
+            };
+            args.extend(
+                entry::to_fields(&stored)
+                    .into_iter()
+                    .filter(|(name, _)| name != entry::VERSION)
+                    .map(|(_, value)| value),
+            );
+        }
+        Ok((script_keys, args))
+    }
+
+    /// EVALSHA of the append script, for pipelines (which cannot reload a missing script).
+    fn append_evalsha(&self, request: &AppendRequest) -> Result<redis::Cmd> {
+        let (keys, args) = self.append_call(request)?;
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.inner.append.get_hash())
+            .arg(keys.len())
+            .arg(keys)
+            .arg(args);
+        Ok(cmd)
+    }
+}
+
+fn append_outcome(expected: ExpectedVersion, reply: (i64, i64)) -> Result<AppendOutcome> {
+    let version = u64::try_from(reply.1)
+        .map_err(|_| corrupt("append reply", format!("negative version {}", reply.1)))?;
+    match reply.0 {
+        1 => Ok(AppendOutcome {
+            version,
+            duplicate: false,
+        }),
+        2 => Ok(AppendOutcome {
+            version,
+            duplicate: true,
+        }),
+        0 => Err(StoreError::Conflict {
+            expected,
+            actual: version,
+        }),
+        other => Err(corrupt("append reply", format!("unknown code {other}"))),
+    }
+}
+
+/// A Redis error as a store error: the ones worth retrying are `Unavailable`.
+pub(crate) fn classify(error: RedisError) -> StoreError {
+    use redis::{ErrorKind, ServerErrorKind};
+    let transient = error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || matches!(
+            error.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+            ) | ErrorKind::ClusterConnectionNotFound
+        );
+    if transient {
+        unavailable(error)
+    } else {
+        corrupt("redis reply", error.to_string())
+    }
+}
+
+pub(crate) fn unavailable(error: RedisError) -> StoreError {
+    StoreError::Unavailable(Box::new(error))
+}
+
+pub(crate) fn corrupt(what: &str, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        what: what.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+#[async_trait]
+impl EventStore for RedisStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
+        let (keys, args) = self.append_call(&request)?;
+        let mut invocation = self.inner.append.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        // `invoke_async` sends EVALSHA and, after a restart emptied the script cache
+        // (NOSCRIPT), loads the script and sends it again.
+        let reply: (i64, i64) = invocation
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        append_outcome(request.expected, reply)
+    }
+
+    async fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendOutcome>>> {
+        subscription::append_batch(self, requests).await
+    }
+
+    async fn read_user(
+        &self,
+        user_id: &UserId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        if limit == 0 {
+            return Ok(vec![]);
+        }
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(self.inner.keys.user_stream(user_id))
+            .arg(format!("{}-0", from_version.max(1)))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit.min(i64::MAX as usize))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        let what = || format!("stream of {user_id}");
+        parse::entries(&reply)
+            .map_err(|reason| corrupt(&what(), reason))?
+            .into_iter()
+            .map(|(id, fields)| {
+                let fields =
+                    fields.ok_or_else(|| corrupt(&what(), format!("entry {id} has no fields")))?;
+                entry::from_fields(&fields)
+                    .map_err(|e| corrupt(&what(), format!("entry {id}: {e}")))
+            })
+            .collect()
+    }
+
+    async fn user_version(&self, user_id: &UserId) -> Result<u64> {
+        let version: Option<u64> = redis::cmd("GET")
+            .arg(self.inner.keys.version(user_id))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        Ok(version.unwrap_or(0))
+    }
+
+    async fn idempotent_outcome(
+        &self,
+        user_id: &UserId,
+        key: &str,
+    ) -> Result<Option<AppendOutcome>> {
+        let version: Option<u64> = redis::cmd("GET")
+            .arg(self.inner.keys.idempotency(user_id, key))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        Ok(version.map(|version| AppendOutcome {
+            version,
+            duplicate: true,
+        }))
+    }
+}
+
+#[async_trait]
+impl CategoryLog for RedisStore {
+    async fn read_category(
+        &self,
+        category: Category,
+        after: EntryId,
+        limit: usize,
+    ) -> Result<Vec<CategoryEntry>> {
+        let mut all = Vec::new();
+        for partition in 0..self.partitions() {
+            let stream = Keys::category_stream(category, partition);
+            let reply: Value = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg(format!("({after}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit.min(i64::MAX as usize))
+                .query_async(&mut self.conn())
+                .await
+                .map_err(classify)?;
+            for (id, fields) in parse::entries(&reply).map_err(|r| corrupt(&stream, r))? {
+                all.push(CategoryEntry {
+                    stream: stream.clone(),
+                    id,
+                    fields: fields.unwrap_or_default(),
+                });
+            }
+        }
+        all.sort_by(|a, b| (a.id, &a.stream).cmp(&(b.id, &b.stream)));
+        // Never end a page between two entries with the same id (see the trait).
+        let mut cut = limit.min(all.len());
+        while cut > 0 && cut < all.len() && all[cut].id == all[cut - 1].id {
+            cut += 1;
+        }
+        all.truncate(cut);
+        Ok(all)
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for RedisStore {
+    async fn load_snapshot(&self, user_id: &UserId) -> Result<Option<Snapshot>> {
+        let fields: BTreeMap<String, Vec<u8>> = redis::cmd("HGETALL")
+            .arg(self.inner.keys.snapshot(user_id))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let what = format!("snapshot of {user_id}");
+        let version = fields
+            .get("version")
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+            .ok_or_else(|| corrupt(&what, "no version"))?;
+        let state = fields
+            .get("state")
+            .cloned()
+            .ok_or_else(|| corrupt(&what, "no state"))?;
+        Ok(Some(Snapshot { version, state }))
+    }
+
+    async fn save_snapshot(&self, user_id: &UserId, snapshot: Snapshot) -> Result<bool> {
+        let written: i64 = self
+            .inner
+            .save_snapshot
+            .key(self.inner.keys.snapshot(user_id))
+            .arg(snapshot.version)
+            .arg(snapshot.state)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        Ok(written == 1)
+    }
+}
+
+#[async_trait]
+impl ReadModels for RedisStore {
+    async fn get_read_model(&self, name: &str, user_id: &UserId) -> Result<Option<ReadModel>> {
+        check_read_model_name(name)?;
+        let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.inner.keys.read_model(name, user_id))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let version = fields
+            .get(VERSION_FIELD)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| corrupt(&format!("{name} of {user_id}"), "no version field"))?;
+        Ok(Some(ReadModel { version, fields }))
+    }
+
+    async fn put_read_model(
+        &self,
+        name: &str,
+        user_id: &UserId,
+        expected: u64,
+        model: &ReadModel,
+    ) -> Result<()> {
+        check_read_model_name(name)?;
+        let mut invocation = self.inner.put_read_model.prepare_invoke();
+        invocation
+            .key(self.inner.keys.read_model(name, user_id))
+            .arg(expected)
+            .arg(model.version);
+        for (field, value) in &model.fields {
+            if field != VERSION_FIELD {
+                invocation.arg(field).arg(value);
+            }
+        }
+        let (written, stored): (i64, i64) = invocation
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        if written == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                expected: ExpectedVersion::Exactly(expected),
+                actual: u64::try_from(stored).unwrap_or(0),
+            })
+        }
+    }
+}
+
+fn check_read_model_name(name: &str) -> Result<()> {
+    if keys::valid_read_model_name(name) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "read model name {name:?}: use 1 to 32 of a-z and '_', not a reserved key prefix"
+        )))
+    }
+}
+
+#[cfg(feature = "contract")]
+#[async_trait]
+impl esr_store::contract::ForeignProducer for RedisStore {
+    async fn write_foreign(&self, category: Category, fields: Fields) {
+        if let Err(error) = self.append_foreign(category, 0, &fields).await {
+            panic!("foreign XADD failed: {error}");
+        }
+    }
+}

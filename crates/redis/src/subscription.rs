@@ -1,0 +1,587 @@
+//! Consumer groups on the partitioned category streams, and batched appends.
+//!
+//! A consumer reads all partitions. It first sweeps them without blocking; when all are empty
+//! it blocks on every partition at once (one dedicated connection each) and returns the first
+//! batch that arrives. Blocked reads that answer later keep their entries in this consumer's
+//! buffer for its next call, so nothing is handed out twice or dropped; a consumer that never
+//! calls again leaves them pending, to be claimed like any dead consumer's.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use esr_schema::Category;
+use esr_store::{
+    AppendOutcome, AppendRequest, DeadLetter, Delivery, EntryId, EntryRef, EventStore, GroupStats,
+    Result, StoreError, Subscriptions,
+};
+use redis::Value;
+use tokio::sync::mpsc;
+
+use crate::conn::Conn;
+use crate::keys::Keys;
+use crate::{RedisStore, append_outcome, classify, corrupt, parse};
+
+/// Headroom above `BLOCK` before a blocked read is given up as lost.
+const BLOCK_SLACK: Duration = Duration::from_secs(5);
+
+/// A consumer's read state, locked by each of its reads in turn.
+type SharedConsumer = Arc<tokio::sync::Mutex<Consumer>>;
+
+#[derive(Default)]
+pub struct State {
+    /// Per group and consumer name.
+    consumers: Mutex<HashMap<(String, String), SharedConsumer>>,
+    /// XAUTOCLAIM cursors, per group and stream, so successive claims walk the whole list.
+    claim_cursors: Mutex<HashMap<(String, String), String>>,
+}
+
+type Arrival = (u32, Result<Vec<Delivery>>);
+
+struct Consumer {
+    buffer: VecDeque<Delivery>,
+    in_flight: HashSet<u32>,
+    arrivals_tx: mpsc::UnboundedSender<Arrival>,
+    arrivals: mpsc::UnboundedReceiver<Arrival>,
+    next_partition: u32,
+}
+
+impl Consumer {
+    fn new() -> Self {
+        let (arrivals_tx, arrivals) = mpsc::unbounded_channel();
+        Self {
+            buffer: VecDeque::new(),
+            in_flight: HashSet::new(),
+            arrivals_tx,
+            arrivals,
+            next_partition: 0,
+        }
+    }
+
+    /// Take in what blocked reads from earlier calls brought back.
+    fn absorb(&mut self) -> Result<()> {
+        let mut first_error = None;
+        while let Ok((partition, result)) = self.arrivals.try_recv() {
+            self.in_flight.remove(&partition);
+            match result {
+                Ok(batch) => self.buffer.extend(batch),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn take(&mut self, count: usize) -> Vec<Delivery> {
+        let n = count.min(self.buffer.len());
+        self.buffer.drain(..n).collect()
+    }
+}
+
+fn streams_of(categories: &[Category], partition: u32) -> Vec<String> {
+    categories
+        .iter()
+        .map(|c| Keys::category_stream(*c, partition))
+        .collect()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn xreadgroup(
+    conn: &mut Conn,
+    group: &str,
+    consumer: &str,
+    streams: &[String],
+    count: usize,
+    block: Option<Duration>,
+) -> Result<Vec<Delivery>> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(group)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count.max(1));
+    if let Some(block) = block {
+        cmd.arg("BLOCK")
+            .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1));
+    }
+    cmd.arg("STREAMS").arg(streams);
+    for _ in streams {
+        cmd.arg(">");
+    }
+    let reply: Value = cmd.query_async(conn).await.map_err(classify)?;
+    let mut deliveries = Vec::new();
+    for (stream, entries) in parse::streams(&reply).map_err(|r| corrupt("XREADGROUP reply", r))? {
+        for (id, fields) in entries {
+            deliveries.push(Delivery {
+                entry: EntryRef {
+                    stream: stream.clone(),
+                    id,
+                },
+                deliveries: 1,
+                fields: fields.unwrap_or_default(),
+            });
+        }
+    }
+    Ok(deliveries)
+}
+
+impl RedisStore {
+    fn consumer(&self, group: &str, consumer: &str) -> SharedConsumer {
+        lock(&self.inner.subscriptions.consumers)
+            .entry((group.to_owned(), consumer.to_owned()))
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Consumer::new())))
+            .clone()
+    }
+
+    /// A blocking XREADGROUP on its own connection, reported through `tx` when it ends.
+    fn spawn_blocked_read(
+        &self,
+        tx: mpsc::UnboundedSender<Arrival>,
+        partition: u32,
+        read: (String, String, Vec<String>, usize, Duration),
+    ) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let (group, consumer, streams, count, block) = read;
+            let result = async {
+                let mut conn = store
+                    .inner
+                    .connector
+                    .take_blocking()
+                    .await
+                    .map_err(classify)?;
+                let read = xreadgroup(&mut conn, &group, &consumer, &streams, count, Some(block));
+                match tokio::time::timeout(block + BLOCK_SLACK, read).await {
+                    Ok(result) => {
+                        if result.is_ok() {
+                            store.inner.connector.put_blocking(conn);
+                        }
+                        result
+                    }
+                    // The connection's state is unknown now: it is dropped, not reused.
+                    Err(_) => Err(StoreError::Unavailable("blocked read got no answer".into())),
+                }
+            }
+            .await;
+            let _ = tx.send((partition, result));
+        });
+    }
+}
+
+#[async_trait]
+impl Subscriptions for RedisStore {
+    async fn create_group(&self, group: &str, categories: &[Category]) -> Result<()> {
+        for partition in 0..self.partitions() {
+            for stream in streams_of(categories, partition) {
+                let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&stream)
+                    .arg(group)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(&mut self.conn())
+                    .await;
+                match created {
+                    Ok(()) => {}
+                    // The group exists: matched by the error code, not its text.
+                    Err(e) if e.code() == Some("BUSYGROUP") => {}
+                    Err(e) => return Err(classify(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_new(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let count = count.max(1);
+        let state = self.consumer(group, consumer);
+        let mut state = state.lock().await;
+        state.absorb()?;
+        if !state.buffer.is_empty() {
+            return Ok(state.take(count));
+        }
+
+        let partitions = self.partitions();
+        let start = state.next_partition % partitions;
+        state.next_partition = state.next_partition.wrapping_add(1);
+        let mut batch = Vec::new();
+        for i in 0..partitions {
+            let partition = (start + i) % partitions;
+            if state.in_flight.contains(&partition) {
+                continue;
+            }
+            let streams = streams_of(categories, partition);
+            batch.extend(
+                xreadgroup(
+                    &mut self.conn(),
+                    group,
+                    consumer,
+                    &streams,
+                    count - batch.len(),
+                    None,
+                )
+                .await?,
+            );
+            if batch.len() >= count {
+                break;
+            }
+        }
+        if !batch.is_empty() || block.is_zero() {
+            return Ok(batch);
+        }
+
+        for partition in 0..partitions {
+            if state.in_flight.insert(partition) {
+                let read = (
+                    group.to_owned(),
+                    consumer.to_owned(),
+                    streams_of(categories, partition),
+                    count,
+                    block,
+                );
+                self.spawn_blocked_read(state.arrivals_tx.clone(), partition, read);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + block + BLOCK_SLACK;
+        loop {
+            match tokio::time::timeout_at(deadline, state.arrivals.recv()).await {
+                Ok(Some((partition, result))) => {
+                    state.in_flight.remove(&partition);
+                    let arrived = result?;
+                    if !arrived.is_empty() {
+                        state.buffer.extend(arrived);
+                        return Ok(state.take(count));
+                    }
+                    if state.in_flight.is_empty() {
+                        return Ok(vec![]);
+                    }
+                }
+                Ok(None) | Err(_) => return Ok(vec![]),
+            }
+        }
+    }
+
+    async fn claim_idle(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Delivery>> {
+        let min_idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
+        let mut claimed = Vec::new();
+        for partition in 0..self.partitions() {
+            for stream in streams_of(categories, partition) {
+                if claimed.len() >= count {
+                    return Ok(claimed);
+                }
+                let cursor_key = (group.to_owned(), stream.clone());
+                let cursor = lock(&self.inner.subscriptions.claim_cursors)
+                    .get(&cursor_key)
+                    .cloned()
+                    .unwrap_or_else(|| "0-0".to_owned());
+                // XAUTOCLAIM also drops entries deleted from the stream from the pending list.
+                let reply: Value = redis::cmd("XAUTOCLAIM")
+                    .arg(&stream)
+                    .arg(group)
+                    .arg(consumer)
+                    .arg(min_idle_ms)
+                    .arg(&cursor)
+                    .arg("COUNT")
+                    .arg(count - claimed.len())
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(classify)?;
+                let (next, entries) =
+                    parse::autoclaim(&reply).map_err(|r| corrupt("XAUTOCLAIM reply", r))?;
+                lock(&self.inner.subscriptions.claim_cursors).insert(cursor_key, next);
+                if entries.is_empty() {
+                    continue;
+                }
+                let counts = self.delivery_counts(&stream, group, &entries).await?;
+                for (id, fields) in entries {
+                    claimed.push(Delivery {
+                        entry: EntryRef {
+                            stream: stream.clone(),
+                            id,
+                        },
+                        deliveries: counts.get(&id).copied().unwrap_or(2),
+                        fields: fields.unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn ack(&self, group: &str, entries: &[EntryRef]) -> Result<()> {
+        let mut by_stream: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for entry in entries {
+            by_stream
+                .entry(&entry.stream)
+                .or_default()
+                .push(entry.id.to_string());
+        }
+        for (stream, ids) in by_stream {
+            redis::cmd("XACK")
+                .arg(stream)
+                .arg(group)
+                .arg(ids)
+                .query_async::<i64>(&mut self.conn())
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, group: &str, delivery: &Delivery, reason: &str) -> Result<()> {
+        let (_, partition) = Keys::category_of_stream(&delivery.entry.stream).ok_or_else(|| {
+            StoreError::Invalid(format!("not a category stream: {}", delivery.entry.stream))
+        })?;
+        let mut record = redis::cmd("XADD");
+        record
+            .arg(Keys::dead_letters(partition))
+            .arg("*")
+            .arg("group")
+            .arg(group)
+            .arg("stream")
+            .arg(&delivery.entry.stream)
+            .arg("entry_id")
+            .arg(delivery.entry.id.to_string())
+            .arg("deliveries")
+            .arg(delivery.deliveries)
+            .arg("reason")
+            .arg(reason);
+        for (field, value) in &delivery.fields {
+            record.arg(format!("field:{field}")).arg(value);
+        }
+        // Recorded and acked together: one slot, one transaction.
+        redis::pipe()
+            .atomic()
+            .add_command(record)
+            .ignore()
+            .cmd("XACK")
+            .arg(&delivery.entry.stream)
+            .arg(group)
+            .arg(delivery.entry.id.to_string())
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(classify)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let mut letters = Vec::new();
+        for partition in 0..self.partitions() {
+            let key = Keys::dead_letters(partition);
+            let reply: Value = redis::cmd("XRANGE")
+                .arg(&key)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit.min(i64::MAX as usize))
+                .query_async(&mut self.conn())
+                .await
+                .map_err(classify)?;
+            for (id, fields) in parse::entries(&reply).map_err(|r| corrupt(&key, r))? {
+                letters.push((id, dead_letter(&key, fields.unwrap_or_default())?));
+            }
+        }
+        letters.sort_by_key(|(id, _)| *id);
+        Ok(letters.into_iter().take(limit).map(|(_, l)| l).collect())
+    }
+
+    async fn group_stats(&self, group: &str, categories: &[Category]) -> Result<GroupStats> {
+        let mut stats = GroupStats::default();
+        for partition in 0..self.partitions() {
+            for stream in streams_of(categories, partition) {
+                let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(&stream)
+                    .query_async(&mut self.conn())
+                    .await;
+                let reply = match reply {
+                    Ok(reply) => reply,
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+                    {
+                        return Err(StoreError::Invalid(format!(
+                            "no group {group:?} on {stream}"
+                        )));
+                    }
+                    Err(e) => return Err(classify(e)),
+                };
+                let groups = parse::groups(&reply).map_err(|r| corrupt("XINFO GROUPS reply", r))?;
+                let Some((_, pending, lag)) = groups.into_iter().find(|(name, _, _)| name == group)
+                else {
+                    return Err(StoreError::Invalid(format!(
+                        "no group {group:?} on {stream}"
+                    )));
+                };
+                stats.pending += pending;
+                // Redis leaves lag unknown only after deletions inside the unread range.
+                stats.lag += lag.unwrap_or(0);
+            }
+        }
+        Ok(stats)
+    }
+}
+
+impl RedisStore {
+    async fn delivery_counts(
+        &self,
+        stream: &str,
+        group: &str,
+        entries: &[parse::Entry],
+    ) -> Result<HashMap<EntryId, u64>> {
+        let mut pipe = redis::pipe();
+        for (id, _) in entries {
+            pipe.cmd("XPENDING")
+                .arg(stream)
+                .arg(group)
+                .arg(id.to_string())
+                .arg(id.to_string())
+                .arg(1);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(classify)?;
+        let mut counts = HashMap::new();
+        for reply in replies {
+            // [[id, consumer, idle ms, deliveries]]
+            if let Value::Array(rows) = reply
+                && let Some(Value::Array(row)) = rows.first()
+                && let (Some(id), Some(n)) = (row.first(), row.get(3))
+                && let (Ok(id), Some(n)) = (parse::entry_id(id), parse::int(n))
+            {
+                counts.insert(id, u64::try_from(n).unwrap_or(0));
+            }
+        }
+        Ok(counts)
+    }
+}
+
+fn dead_letter(key: &str, fields: esr_schema::entry::Fields) -> Result<DeadLetter> {
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .ok_or_else(|| corrupt(key, format!("dead letter without {name}")))
+    };
+    Ok(DeadLetter {
+        group: get("group")?,
+        entry: EntryRef {
+            stream: get("stream")?,
+            id: get("entry_id")?
+                .parse()
+                .map_err(|_| corrupt(key, "bad entry_id"))?,
+        },
+        deliveries: get("deliveries")?
+            .parse()
+            .map_err(|_| corrupt(key, "bad deliveries"))?,
+        reason: get("reason")?,
+        fields: fields
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("field:")?.to_owned(), v.clone())))
+            .collect(),
+    })
+}
+
+/// One pipeline of append scripts per partition (one slot each), the partitions concurrently.
+pub async fn append_batch(
+    store: &RedisStore,
+    requests: Vec<AppendRequest>,
+) -> Result<Vec<Result<AppendOutcome>>> {
+    let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, request) in requests.iter().enumerate() {
+        by_partition
+            .entry(store.inner.keys.partition(&request.user_id))
+            .or_default()
+            .push(i);
+    }
+    let requests = Arc::new(requests);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, indexes) in by_partition {
+        let (store, requests) = (store.clone(), requests.clone());
+        tasks.spawn(async move {
+            let outcomes = append_pipeline(&store, &requests, &indexes).await;
+            (indexes, outcomes)
+        });
+    }
+    let mut outcomes: Vec<Option<Result<AppendOutcome>>> =
+        (0..requests.len()).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        let (indexes, result) = joined.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let results = result?;
+        for (i, outcome) in indexes.into_iter().zip(results) {
+            outcomes[i] = Some(outcome);
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| Err(StoreError::Invalid("append missing from its batch".into())))
+        })
+        .collect())
+}
+
+async fn append_pipeline(
+    store: &RedisStore,
+    requests: &[AppendRequest],
+    indexes: &[usize],
+) -> Result<Vec<Result<AppendOutcome>>> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    let mut prepared = Vec::with_capacity(indexes.len());
+    for &i in indexes {
+        match store.append_evalsha(&requests[i]) {
+            Ok(cmd) => {
+                pipe.add_command(cmd);
+                prepared.push(Ok(()));
+            }
+            Err(e) => prepared.push(Err(e)),
+        }
+    }
+    let mut replies: Vec<redis::RedisResult<(i64, i64)>> = if pipe.is_empty() {
+        vec![]
+    } else {
+        pipe.query_async(&mut store.conn())
+            .await
+            .map_err(classify)?
+    };
+    replies.reverse();
+    let mut outcomes = Vec::with_capacity(indexes.len());
+    for (&i, prep) in indexes.iter().zip(prepared) {
+        let outcome = match prep {
+            Err(e) => Err(e),
+            Ok(()) => match replies.pop() {
+                Some(Ok(reply)) => append_outcome(requests[i].expected, reply),
+                // After a restart emptied the script cache: this one call loads and retries.
+                Some(Err(e))
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    store.append(requests[i].clone()).await
+                }
+                Some(Err(e)) => Err(classify(e)),
+                None => Err(StoreError::Invalid(
+                    "pipeline answered fewer replies than calls".into(),
+                )),
+            },
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
