@@ -1,0 +1,190 @@
+//! Faults and batches against real servers started by the test: a Redis crash in the middle of
+//! a run, the script cache emptied by a restart, and batched appends.
+
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use esr_redis::{RedisConfig, RedisStore, Topology};
+use esr_schema::{ActedOn, Action, UserEvent, UserId, codec};
+use esr_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
+use esr_testkit::RedisServer;
+use uuid::Uuid;
+
+fn kick() -> NewEvent {
+    let encoded = codec::encode(&UserEvent::ActedOn(ActedOn {
+        action: Action::Kick,
+        object: "Bugs".into(),
+        text: None,
+    }))
+    .unwrap();
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: encoded.event_type.into(),
+        schema_version: encoded.schema_version,
+        occurred_at: chrono::Utc::now(),
+        correlation_id: "durability".into(),
+        causation_id: "durability".into(),
+        payload: encoded.payload,
+    }
+}
+
+fn append_to(user: &UserId, expected: ExpectedVersion) -> AppendRequest {
+    AppendRequest {
+        user_id: user.clone(),
+        expected,
+        events: vec![kick()],
+        idempotency: None,
+    }
+}
+
+async fn connect(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(RedisConfig::new(Topology::Single(server.url())))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_crash_mid_run_loses_no_acknowledged_event_and_appends_resume() {
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let store = connect(&server).await;
+    let users: Vec<UserId> = (0..8)
+        .map(|i| UserId::parse(&format!("u{i}")).unwrap())
+        .collect();
+    let mut acknowledged: BTreeMap<UserId, Vec<(u64, Uuid)>> = BTreeMap::new();
+    let run_id = |server: &RedisServer| -> String {
+        let info: String = server.query(redis::cmd("INFO").arg("server")).unwrap();
+        info.lines()
+            .find(|l| l.starts_with("run_id:"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let first_run = run_id(&server);
+    let (mut failures, mut crashed) = (0, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0usize;
+    while acknowledged.values().map(Vec::len).sum::<usize>() < 400 {
+        assert!(
+            Instant::now() < deadline,
+            "appends did not resume after the restart"
+        );
+        if !crashed && i == 150 {
+            // SIGKILL: nothing gets a chance to flush; only what was fsynced survives.
+            server.crash_and_restart();
+            crashed = true;
+        }
+        let user = &users[i % users.len()];
+        let request = append_to(user, ExpectedVersion::Any);
+        let event_id = request.events[0].event_id;
+        match store.append(request).await {
+            Ok(outcome) => acknowledged
+                .entry(user.clone())
+                .or_default()
+                .push((outcome.version, event_id)),
+            Err(StoreError::Unavailable(_)) => {
+                failures += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+        i += 1;
+    }
+    assert!(crashed);
+    assert_ne!(
+        run_id(&server),
+        first_run,
+        "a new server process answered after the crash"
+    );
+    for (user, acked) in &acknowledged {
+        let stored = store.read_user(user, 1, 10_000).await.unwrap();
+        let versions: Vec<u64> = stored.iter().map(|e| e.envelope.version).collect();
+        assert_eq!(
+            versions,
+            (1..=stored.len() as u64).collect::<Vec<_>>(),
+            "{user}: versions without gaps"
+        );
+        for (version, event_id) in acked {
+            let found = stored.iter().find(|e| e.envelope.event_id == *event_id);
+            assert_eq!(
+                found.map(|e| e.envelope.version),
+                Some(*version),
+                "{user}: acknowledged event {event_id} kept"
+            );
+        }
+        assert_eq!(store.user_version(user).await.unwrap(), stored.len() as u64);
+    }
+    eprintln!("appends failed while Redis was down: {failures}");
+}
+
+#[tokio::test]
+async fn appends_survive_a_script_cache_flush() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let user = UserId::parse("flushed").unwrap();
+    store
+        .append(append_to(&user, ExpectedVersion::NoStream))
+        .await
+        .unwrap();
+    // What a restart does to the script cache: the next EVALSHA gets NOSCRIPT.
+    let _: String = server.query(redis::cmd("SCRIPT").arg("FLUSH")).unwrap();
+    let outcome = store
+        .append(append_to(&user, ExpectedVersion::Exactly(1)))
+        .await
+        .unwrap();
+    assert_eq!(outcome.version, 2);
+    let _: String = server.query(redis::cmd("SCRIPT").arg("FLUSH")).unwrap();
+    let batch = store
+        .append_batch(vec![append_to(&user, ExpectedVersion::Exactly(2))])
+        .await
+        .unwrap();
+    assert_eq!(batch[0].as_ref().map(|o| o.version).ok(), Some(3));
+}
+
+#[tokio::test]
+async fn a_batch_appends_for_many_users_and_reports_each_result() {
+    let server = RedisServer::start();
+    let mut config = RedisConfig::new(Topology::Single(server.url()));
+    config.partitions = 4;
+    let store = RedisStore::connect(config).await.unwrap();
+    let users: Vec<UserId> = (0..50)
+        .map(|i| UserId::parse(&format!("b{i}")).unwrap())
+        .collect();
+    let first = store
+        .append_batch(
+            users
+                .iter()
+                .map(|u| append_to(u, ExpectedVersion::NoStream))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        first
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|o| o.version == 1))
+    );
+    // A stale expectation fails alone; the rest of the batch goes through.
+    let mut second: Vec<AppendRequest> = users
+        .iter()
+        .map(|u| append_to(u, ExpectedVersion::Exactly(1)))
+        .collect();
+    second[7].expected = ExpectedVersion::NoStream;
+    let outcomes = store.append_batch(second).await.unwrap();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if i == 7 {
+            assert!(
+                matches!(outcome, Err(StoreError::Conflict { actual: 1, .. })),
+                "{outcome:?}"
+            );
+        } else {
+            assert_eq!(
+                outcome.as_ref().map(|o| o.version).ok(),
+                Some(2),
+                "user {i}"
+            );
+        }
+    }
+    assert_eq!(store.user_version(&users[7]).await.unwrap(), 1);
+}
