@@ -231,7 +231,7 @@ async fn each_side_runs_alone_and_serves_healthz() {
 }
 
 #[test]
-fn a_configured_redis_is_refused_without_echoing_the_password() {
+fn an_unreachable_redis_is_reported_without_echoing_the_password() {
     let output = Command::new(binary("command"))
         .env("REDIS_URL", "redis://app:s3cret-pw@127.0.0.1:1/")
         .env("COMMAND_LISTEN", format!("127.0.0.1:{}", free_port()))

@@ -21,6 +21,12 @@ pub async fn play(urls: &Urls, store: &dyn Store, kind: StoreKind) -> anyhow::Re
         StoreKind::Memory => println!(
             "Store: in-memory (no REDIS_URL or REDIS_CLUSTER_NODES set); the data lives in this process only.\n"
         ),
+        StoreKind::Redis { partitions } => {
+            println!("Store: Redis, {partitions} partition(s) per category stream.\n")
+        }
+        StoreKind::RedisCluster { partitions } => {
+            println!("Store: Redis Cluster, {partitions} partitions per category stream.\n")
+        }
     }
     let http = reqwest::Client::new();
     let command = |method: reqwest::Method, path: &str, body: Option<Value>| {
@@ -41,7 +47,10 @@ pub async fn play(urls: &Urls, store: &dyn Store, kind: StoreKind) -> anyhow::Re
         "/users",
         Some(json!({"user_id": "1", "name": "Duffy", "surname": "Duck"})),
     )
-    .await?;
+    .await
+    .context(
+        "the demo registers users 1 and 2: it needs a store without them (an empty Redis database)",
+    )?;
     command(
         Method::POST,
         "/users",
@@ -87,7 +96,6 @@ pub async fn play(urls: &Urls, store: &dyn Store, kind: StoreKind) -> anyhow::Re
     let one = profile(&http, urls, "1", version_of_1).await?;
     let two = profile(&http, urls, "2", 3).await?;
 
-    println!("\n> XREAD STREAMS user_updates user_activity user_friends 0 0 0");
     print!("{}", xread(store).await?);
     println!("\n> GET /users/1\n{}", serde_json::to_string_pretty(&one)?);
     println!("\n> GET /users/2\n{}", serde_json::to_string_pretty(&two)?);
@@ -132,12 +140,23 @@ async fn profile(
     Ok(body)
 }
 
-/// Category streams in `redis-cli`'s XREAD layout; the MessagePack payload is shown decoded.
+/// Category streams in `redis-cli`'s XREAD layout, one block per stream (on Redis, one per
+/// partition: `user_updates:{p0}`, ...); the MessagePack payload is shown decoded.
 async fn xread(store: &dyn Store) -> anyhow::Result<String> {
-    let mut out = String::new();
-    for (n, category) in Category::ALL.into_iter().enumerate() {
-        let entries = store.read_category(category, EntryId::ZERO, 10_000).await?;
-        writeln!(out, "{}) 1) \"{category}\"", n + 1)?;
+    let mut streams: Vec<(String, Vec<esr_store::CategoryEntry>)> = Vec::new();
+    for category in Category::ALL {
+        for entry in store.read_category(category, EntryId::ZERO, 10_000).await? {
+            match streams.iter_mut().find(|(name, _)| *name == entry.stream) {
+                Some((_, entries)) => entries.push(entry),
+                None => streams.push((entry.stream.clone(), vec![entry])),
+            }
+        }
+    }
+    let names: Vec<&str> = streams.iter().map(|(name, _)| name.as_str()).collect();
+    let zeros = vec!["0"; names.len()].join(" ");
+    let mut out = format!("\n> XREAD STREAMS {} {zeros}\n", names.join(" "));
+    for (n, (stream, entries)) in streams.iter().enumerate() {
+        writeln!(out, "{}) 1) \"{stream}\"", n + 1)?;
         for (i, entry) in entries.iter().enumerate() {
             let lead = if i == 0 { "   2) " } else { "      " };
             writeln!(out, "{lead}{}) 1) \"{}\"", i + 1, entry.id)?;

@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     if !demo {
         config::init_tracing();
     }
-    let (store, kind) = args.store.open()?;
+    let (store, kind) = args.store.open().await?;
     let commands = Arc::new(CommandService::new(store.clone(), args.command.settings()));
     let mut queries = QueryService::new(store.clone());
     queries.max_wait = Duration::from_millis(args.query.max_wait_ms);

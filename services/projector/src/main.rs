@@ -25,7 +25,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     config::init_tracing();
     let args = Args::parse();
-    let (store, kind) = args.store.open()?;
+    let (store, kind) = args.store.open().await?;
     tracing::info!(?kind, "store opened");
     let commands = Arc::new(CommandService::new(store.clone(), args.command.settings()));
     let listener = sides::bind("projector", &args.listen).await?;

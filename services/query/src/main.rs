@@ -22,7 +22,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     config::init_tracing();
     let args = Args::parse();
-    let (store, kind) = args.store.open()?;
+    let (store, kind) = args.store.open().await?;
     tracing::info!(?kind, "store opened");
     let mut queries = QueryService::new(store);
     queries.max_wait = Duration::from_millis(args.query.max_wait_ms);
