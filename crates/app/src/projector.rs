@@ -197,7 +197,15 @@ impl Handler for FriendshipPolicy {
     }
 
     async fn handle(&self, stored: &StoredEvent, event: &UserEvent) -> Result<(), HandlerError> {
-        for reaction in friendship::react(&stored.envelope, event) {
+        if friendship::friend_changed(event).is_none() {
+            return Ok(());
+        }
+        let (initiator_now, _) = match self.commands.load(&stored.envelope.user_id).await {
+            Ok(loaded) => loaded,
+            Err(CommandError::Store(e)) => return Err(e.into()),
+            Err(other) => return Err(HandlerError::Poison(other.to_string())),
+        };
+        for reaction in friendship::react(&stored.envelope, event, &initiator_now) {
             let meta = CommandMeta {
                 if_match: None,
                 idempotency_key: Some(reaction.idempotency_key),

@@ -1,12 +1,15 @@
 //! Friendship is mutual: when A adds (or removes) B, B gets (or loses) A too.
 //!
-//! The policy is a pure function from A's event to B's command. The command carries an
-//! idempotency key derived from A's event id, so a redelivered event never doubles anything,
-//! and is marked `reciprocal`, so B's mirror event causes nothing further.
+//! The policy is a pure function from A's event, and A's state now, to B's command. It mirrors
+//! A's *current* friendship with B rather than the event alone, so events handled out of order
+//! (two projector processes sharing the group) still leave both sides agreeing with A's latest
+//! choice. The command carries an idempotency key derived from A's event id, so a redelivered
+//! event never doubles anything, and is marked `reciprocal`, so B's mirror event causes
+//! nothing further.
 
 use esr_schema::{EventEnvelope, UserEvent, UserId};
 
-use crate::Command;
+use crate::{Command, User};
 
 /// A command the policy wants run, and how to run it safely more than once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,28 +22,41 @@ pub struct PolicyCommand {
     pub causation_id: String,
 }
 
-/// The commands one event causes.
-pub fn react(envelope: &EventEnvelope, event: &UserEvent) -> Vec<PolicyCommand> {
-    let command = match event {
-        UserEvent::FriendAdded(e) if !e.reciprocal => Command::AddFriend {
-            friend_id: envelope.user_id.clone(),
-            // A registered user did this; it is what made the event possible.
+/// The user whose friendship changed, when `event` is a change the policy mirrors.
+pub fn friend_changed(event: &UserEvent) -> Option<&UserId> {
+    match event {
+        UserEvent::FriendAdded(e) if !e.reciprocal => Some(&e.friend_id),
+        UserEvent::FriendRemoved(e) if !e.reciprocal => Some(&e.friend_id),
+        _ => None,
+    }
+}
+
+/// The commands one event causes, given the initiator's state now (`initiator_now`, folded
+/// from at least every event up to this one).
+pub fn react(
+    envelope: &EventEnvelope,
+    event: &UserEvent,
+    initiator_now: &User,
+) -> Vec<PolicyCommand> {
+    let Some(friend) = friend_changed(event) else {
+        return vec![];
+    };
+    let initiator = envelope.user_id.clone();
+    let command = if initiator_now.friends.contains(friend) {
+        Command::AddFriend {
+            friend_id: initiator,
+            // A registered user made the event; that is what made it possible.
             friend_registered: true,
             reciprocal: true,
-        },
-        UserEvent::FriendRemoved(e) if !e.reciprocal => Command::RemoveFriend {
-            friend_id: envelope.user_id.clone(),
+        }
+    } else {
+        Command::RemoveFriend {
+            friend_id: initiator,
             reciprocal: true,
-        },
-        _ => return vec![],
-    };
-    let target = match event {
-        UserEvent::FriendAdded(e) => e.friend_id.clone(),
-        UserEvent::FriendRemoved(e) => e.friend_id.clone(),
-        _ => return vec![],
+        }
     };
     vec![PolicyCommand {
-        target,
+        target: friend.clone(),
         command,
         idempotency_key: format!("friendship-{}", envelope.event_id),
         causation_id: envelope.event_id.to_string(),

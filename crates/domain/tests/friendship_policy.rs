@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Utc};
+use esr_domain::User;
 use esr_domain::friendship::react;
 use esr_schema::{ActedOn, Action, EventEnvelope, FriendAdded, FriendRemoved, UserEvent, UserId};
 use uuid::Uuid;
@@ -25,8 +26,15 @@ fn envelope_of_user_1(event: &UserEvent) -> EventEnvelope {
     }
 }
 
+/// User 1 as it is after `history`.
+fn user_1_after(history: &[UserEvent]) -> User {
+    User::from_history(history)
+}
+
+/// React with user 1's state being the event just applied, the usual case.
 fn react_to(event: UserEvent) -> Vec<esr_domain::friendship::PolicyCommand> {
-    react(&envelope_of_user_1(&event), &event)
+    let now = user_1_after(std::slice::from_ref(&event));
+    react(&envelope_of_user_1(&event), &event, &now)
 }
 
 #[test]
@@ -82,4 +90,19 @@ fn a_redelivered_event_gives_the_same_idempotency_key() {
         reciprocal: false,
     });
     assert_eq!(react_to(event.clone()), react_to(event));
+}
+
+#[test]
+fn a_friend_added_handled_after_the_friend_was_removed_again_mirrors_the_removal() {
+    let added = UserEvent::FriendAdded(FriendAdded {
+        friend_id: id("2"),
+        reciprocal: false,
+    });
+    let removed = UserEvent::FriendRemoved(FriendRemoved {
+        friend_id: id("2"),
+        reciprocal: false,
+    });
+    // The add is handled late: user 1 has already removed 2 again.
+    let now = user_1_after(&[added.clone(), removed]);
+    insta::assert_debug_snapshot!(react(&envelope_of_user_1(&added), &added, &now));
 }
