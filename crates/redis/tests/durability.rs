@@ -188,3 +188,40 @@ async fn a_batch_appends_for_many_users_and_reports_each_result() {
     }
     assert_eq!(store.user_version(&users[7]).await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn acl_user_and_password_come_from_the_url_and_never_show_in_errors() {
+    let server =
+        RedisServer::start_with(&["--user", "app", "on", ">s3cret-pw", "~*", "&*", "+@all"]);
+    let with = |credentials: &str| {
+        Topology::Single(format!(
+            "redis://{credentials}@127.0.0.1:{}/",
+            server.port()
+        ))
+    };
+    let store = RedisStore::connect(RedisConfig::new(with("app:s3cret-pw")))
+        .await
+        .unwrap();
+    let user = UserId::parse("acl").unwrap();
+    assert_eq!(
+        store
+            .append(append_to(&user, ExpectedVersion::NoStream))
+            .await
+            .unwrap()
+            .version,
+        1
+    );
+    let clients: String = server.query(redis::cmd("CLIENT").arg("LIST")).unwrap();
+    assert!(
+        clients.contains("user=app"),
+        "connected as the ACL user: {clients}"
+    );
+
+    let refused = RedisStore::connect(RedisConfig::new(with("app:wrong-pw"))).await;
+    let error = refused.err().expect("a wrong password is refused");
+    let shown = format!("{error} {error:?}");
+    assert!(
+        !shown.contains("wrong-pw") && !shown.contains("s3cret-pw"),
+        "{shown}"
+    );
+}

@@ -1,0 +1,215 @@
+//! The projector runtime on a real `redis-server` started by the test: entries a dead consumer
+//! left pending are claimed, and a poison entry XADDed by hand is dead-lettered while the
+//! consumer goes on.
+
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use esr_app::command::CommandMeta;
+use esr_app::projector::stored_profile;
+use esr_app::{CommandService, CommandSettings, ProjectorSettings, Projectors};
+use esr_domain::Command;
+use esr_redis::{RedisConfig, RedisStore, Topology};
+use esr_schema::{Action, Category, UserId};
+use esr_store::{Store, Subscriptions};
+use esr_testkit::RedisServer;
+use tokio::sync::watch;
+
+fn id(raw: &str) -> UserId {
+    UserId::parse(raw).unwrap()
+}
+
+async fn store_on(server: &RedisServer, partitions: u32) -> Arc<dyn Store> {
+    let mut config = RedisConfig::new(Topology::Single(server.url()));
+    config.partitions = partitions;
+    Arc::new(RedisStore::connect(config).await.unwrap())
+}
+
+fn settings(consumer: &str) -> ProjectorSettings {
+    ProjectorSettings {
+        consumer: consumer.into(),
+        batch_size: 10,
+        block: Duration::from_millis(50),
+        claim_idle: Duration::from_millis(300),
+        max_deliveries: 3,
+    }
+}
+
+async fn run_commands(commands: &CommandService, users: &[UserId], likes: usize) {
+    for user in users {
+        let register = Command::Register {
+            name: "Duffy".into(),
+            surname: "Duck".into(),
+            birth_date: None,
+        };
+        commands
+            .execute(user, register, &CommandMeta::new(None))
+            .await
+            .unwrap();
+        for i in 0..likes {
+            let like = Command::Act {
+                action: Action::Like,
+                object: format!("o{i}"),
+                text: None,
+            };
+            commands
+                .execute(user, like, &CommandMeta::new(None))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..500 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not reached in 10 s: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_left_pending_by_a_dead_consumer_are_claimed_and_nothing_is_lost() {
+    let server = RedisServer::start();
+    let store = store_on(&server, 4).await;
+    let commands = Arc::new(CommandService::new(
+        store.clone(),
+        CommandSettings::default(),
+    ));
+    let users: Vec<UserId> = (0..20).map(|i| id(&format!("d{i}"))).collect();
+    run_commands(&commands, &users, 5).await;
+
+    let survivor = Arc::new(Projectors::standard(
+        store.clone(),
+        commands.clone(),
+        settings("survivor"),
+    ));
+    survivor.create_groups().await.unwrap();
+    // A consumer takes entries and dies before acking: they stay pending under its name.
+    let taken = store
+        .read_new(
+            "profile_projection",
+            "dead",
+            &Category::ALL,
+            40,
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+    assert!(!taken.is_empty());
+
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(survivor.clone().run(shutdown));
+    eventually("every pending entry claimed and acked", async || {
+        let stats = store
+            .group_stats("profile_projection", &Category::ALL)
+            .await
+            .unwrap();
+        stats.pending == 0 && stats.lag == 0
+    })
+    .await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    for user in &users {
+        let profile = stored_profile(store.as_ref(), user).await.unwrap().unwrap();
+        assert_eq!(
+            (profile.version, profile.activity_count),
+            (6, 5),
+            "{user}: every event applied once"
+        );
+    }
+    let pending: redis::Value = server
+        .query(
+            redis::cmd("XPENDING")
+                .arg("user_activity:{p0}")
+                .arg("profile_projection"),
+        )
+        .unwrap();
+    assert!(
+        matches!(&pending, redis::Value::Array(parts) if parts.first() == Some(&redis::Value::Int(0))),
+        "{pending:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_entry_xadded_by_hand_is_dead_lettered_and_the_consumer_goes_on() {
+    let server = RedisServer::start();
+    let store = store_on(&server, 1).await;
+    let commands = Arc::new(CommandService::new(
+        store.clone(),
+        CommandSettings::default(),
+    ));
+    let projectors = Arc::new(Projectors::standard(
+        store.clone(),
+        commands.clone(),
+        settings("p1"),
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(projectors.clone().run(shutdown));
+
+    // A foreign producer: plain fields that look right, and a payload that is not MessagePack.
+    let _: String = server
+        .query(
+            redis::cmd("XADD")
+                .arg("user_updates:{p0}")
+                .arg("*")
+                .arg(&[
+                    "type",
+                    "registered",
+                    "user_id",
+                    "x",
+                    "version",
+                    "1",
+                    "event_id",
+                ])
+                .arg("0193a4c0-0000-7000-8000-000000000000")
+                .arg(&["occurred_at", "2020-01-01T00:00:00Z", "schema_version", "2"])
+                .arg(&[
+                    "correlation_id",
+                    "c",
+                    "causation_id",
+                    "c",
+                    "payload",
+                    "\u{1}garbage",
+                ]),
+        )
+        .unwrap();
+    run_commands(&commands, &[id("after")], 2).await;
+
+    eventually("the later user projected", async || {
+        stored_profile(store.as_ref(), &id("after"))
+            .await
+            .unwrap()
+            .is_some_and(|p| p.version == 3)
+    })
+    .await;
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].group, "profile_projection");
+    assert!(
+        letters[0].reason.contains("registered"),
+        "{}",
+        letters[0].reason
+    );
+    // Readable with a plain client, as an operator would.
+    let raw: Vec<(String, Vec<(String, String)>)> = server
+        .query(
+            redis::cmd("XRANGE")
+                .arg("dead_letters:{p0}")
+                .arg("-")
+                .arg("+"),
+        )
+        .unwrap();
+    let fields: std::collections::HashMap<_, _> = raw[0].1.iter().cloned().collect();
+    assert_eq!(fields.get("deliveries").map(String::as_str), Some("1"));
+    assert_eq!(fields.get("field:user_id").map(String::as_str), Some("x"));
+    let (_, dead) = projectors.health().await.unwrap();
+    assert_eq!(dead, 1);
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+}
