@@ -14,7 +14,7 @@ use esr_app::{CommandService, CommandSettings, ProjectorSettings, Projectors};
 use esr_domain::Command;
 use esr_redis::{RedisConfig, RedisStore, Topology};
 use esr_schema::{Action, Category, UserId};
-use esr_store::{Store, Subscriptions};
+use esr_store::Store;
 use esr_testkit::RedisServer;
 use tokio::sync::watch;
 
