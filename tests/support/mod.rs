@@ -75,6 +75,12 @@ impl Service {
         }
     }
 
+    /// SIGKILL: the process gets no chance to finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Send SIGTERM and wait for the exit; returns whether it exited successfully in time.
     pub fn terminate(&mut self, within: Duration) -> bool {
         let pid = self.child.id().to_string();
@@ -114,4 +120,70 @@ pub async fn wait_healthy(url: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{url} did not become healthy in 30 s");
+}
+
+/// The three sides as separate processes on one Redis, plus the ports they listen on.
+pub struct Stack {
+    pub command: Service,
+    pub query: Service,
+    pub projectors: Vec<Service>,
+    pub command_url: String,
+    pub query_url: String,
+    pub projector_urls: Vec<String>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Stack {
+    /// Command side, query side and `projectors` projector processes on `redis_url`.
+    pub async fn start(redis_url: &str, partitions: u32, projectors: usize) -> Self {
+        let env = vec![
+            ("REDIS_URL", redis_url.to_owned()),
+            ("REDIS_PARTITIONS", partitions.to_string()),
+            ("PROJECTOR_BLOCK_MS", "200".to_owned()),
+            ("PROJECTOR_CLAIM_IDLE_MS", "1000".to_owned()),
+        ];
+        let (c, q) = (free_port(), free_port());
+        let with = |extra: (&'static str, String)| {
+            let mut all = env.clone();
+            all.push(extra);
+            all
+        };
+        let command = Service::start(
+            "command",
+            &[],
+            &with(("COMMAND_LISTEN", format!("127.0.0.1:{c}"))),
+        );
+        let query = Service::start(
+            "query",
+            &[],
+            &with(("QUERY_LISTEN", format!("127.0.0.1:{q}"))),
+        );
+        let mut stack = Self {
+            command,
+            query,
+            projectors: Vec::new(),
+            command_url: format!("http://127.0.0.1:{c}"),
+            query_url: format!("http://127.0.0.1:{q}"),
+            projector_urls: Vec::new(),
+            env,
+        };
+        for _ in 0..projectors {
+            stack.start_projector().await;
+        }
+        wait_healthy(&format!("{}/healthz", stack.command_url)).await;
+        wait_healthy(&format!("{}/healthz", stack.query_url)).await;
+        stack
+    }
+
+    /// One more projector process; returns its index.
+    pub async fn start_projector(&mut self) -> usize {
+        let port = free_port();
+        let mut env = self.env.clone();
+        env.push(("PROJECTOR_LISTEN", format!("127.0.0.1:{port}")));
+        self.projectors.push(Service::start("projector", &[], &env));
+        let url = format!("http://127.0.0.1:{port}");
+        wait_healthy(&format!("{url}/healthz")).await;
+        self.projector_urls.push(url);
+        self.projectors.len() - 1
+    }
 }

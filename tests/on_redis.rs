@@ -1,0 +1,319 @@
+//! The real binaries as separate processes (command, query, projectors) on a `redis-server`
+//! the test starts.
+
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use esr_e2e::Stack;
+use esr_testkit::RedisServer;
+use futures::stream::{self, StreamExt};
+use serde_json::{Value, json};
+
+struct Client {
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (
+            status,
+            response.json().await.unwrap_or(Value::Null),
+            headers,
+        )
+    }
+
+    async fn post(&self, url: String, body: Value) -> (u16, Value) {
+        let (status, body, _) = self.send(self.http.post(url).json(&body)).await;
+        (status, body)
+    }
+
+    async fn get(&self, url: String) -> (u16, Value) {
+        let (status, body, _) = self.send(self.http.get(url)).await;
+        (status, body)
+    }
+}
+
+/// Poll until `check` holds, for at most `seconds`.
+async fn eventually(what: &str, seconds: u64, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not reached in {seconds} s: {what}");
+}
+
+/// Entries pending under the consumers of process `pid` (their names hold `-<pid>-`).
+fn pending_of_process(server: &RedisServer, partitions: u32, pid: u32) -> u64 {
+    let mut conn = redis(server);
+    let mut held = 0;
+    for partition in 0..partitions {
+        for category in ["user_updates", "user_activity", "user_friends"] {
+            let stream = format!("{category}:{{p{partition}}}");
+            for group in ["profile_projection", "friendship_policy"] {
+                let summary: redis::RedisResult<(
+                    u64,
+                    Option<String>,
+                    Option<String>,
+                    Vec<(String, String)>,
+                )> = redis::cmd("XPENDING")
+                    .arg(&stream)
+                    .arg(group)
+                    .query(&mut conn);
+                let Ok((_, _, _, consumers)) = summary else {
+                    continue;
+                };
+                held += consumers
+                    .iter()
+                    .filter(|(name, _)| name.contains(&format!("-{pid}-")))
+                    .map(|(_, count)| count.parse::<u64>().unwrap_or(0))
+                    .sum::<u64>();
+            }
+        }
+    }
+    held
+}
+
+fn redis(server: &RedisServer) -> redis::Connection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_posts_scenario_over_http_with_readable_streams_and_mutual_friendship() {
+    let server = RedisServer::start();
+    let stack = Stack::start(&server.url(), 1, 1).await;
+    let client = Client::new();
+    let c = &stack.command_url;
+    for (id, name, surname) in [("1", "Duffy", "Duck"), ("2", "Bugs", "Bunny")] {
+        let (status, _) = client
+            .post(
+                format!("{c}/users"),
+                json!({"user_id": id, "name": name, "surname": surname}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    client
+        .post(
+            format!("{c}/users/1/activity"),
+            json!({"action": "kick", "object": "Bugs"}),
+        )
+        .await;
+    client
+        .post(
+            format!("{c}/users/1/activity"),
+            json!({"action": "dislike", "object": "Bugs face"}),
+        )
+        .await;
+    let (status, added) = client
+        .post(format!("{c}/users/1/friends"), json!({"friend_id": "2"}))
+        .await;
+    assert_eq!((status, &added["version"]), (200, &json!(4)));
+
+    let q = &stack.query_url;
+    let (_, two) = client.get(format!("{q}/users/2?min_version=2")).await;
+    assert_eq!(
+        two["friends"],
+        json!(["1"]),
+        "the friendship shows on both users"
+    );
+    let (_, one) = client.get(format!("{q}/users/1?min_version=4")).await;
+    assert_eq!(one["friends"], json!(["2"]));
+    assert_eq!(
+        (one["name"].as_str(), one["activity_count"].as_u64()),
+        (Some("Duffy"), Some(2))
+    );
+    assert_eq!(one["last_activity"]["object"], "Bugs face");
+
+    // A plain Redis client reads the category streams as the post does.
+    let mut conn = redis(&server);
+    let reply: Vec<(String, Vec<(String, HashMap<String, Vec<u8>>)>)> = redis::cmd("XREAD")
+        .arg("STREAMS")
+        .arg(&[
+            "user_updates:{p0}",
+            "user_activity:{p0}",
+            "user_friends:{p0}",
+            "0",
+            "0",
+            "0",
+        ])
+        .query(&mut conn)
+        .unwrap();
+    let mut seen: Vec<(String, String, String, String)> = Vec::new();
+    for (stream, entries) in &reply {
+        for (_, fields) in entries {
+            let text = |name: &str| String::from_utf8_lossy(&fields[name]).into_owned();
+            seen.push((
+                stream.clone(),
+                text("type"),
+                text("user_id"),
+                text("version"),
+            ));
+        }
+    }
+    let row = |s: &str, t: &str, u: &str, v: &str| {
+        (s.to_owned(), t.to_owned(), u.to_owned(), v.to_owned())
+    };
+    assert_eq!(
+        seen,
+        [
+            row("user_updates:{p0}", "registered", "1", "1"),
+            row("user_updates:{p0}", "registered", "2", "1"),
+            row("user_activity:{p0}", "acted_on", "1", "2"),
+            row("user_activity:{p0}", "acted_on", "1", "3"),
+            row("user_friends:{p0}", "friend_added", "1", "4"),
+            row("user_friends:{p0}", "friend_added", "2", "2"),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_commands_with_a_projector_killed_midway_are_each_applied_exactly_once() {
+    const USERS: usize = 500;
+    const FRIENDSHIPS: usize = 100;
+    // 500 registrations + 4,400 likes + 100 friendships: 8 likes each, a 9th for the first 400.
+    const LIKES: usize = 5_000 - USERS - FRIENDSHIPS;
+    let likes_of = |i: usize| LIKES / USERS + usize::from(i < LIKES % USERS);
+    let server = RedisServer::start_with(&["--appendonly", "no"]);
+    let mut stack = Stack::start(&server.url(), 4, 2).await;
+    let client = Client::new();
+    let c = stack.command_url.clone();
+
+    let user = |i: usize| format!("load{i}");
+    let registered: Vec<u16> = stream::iter(0..USERS)
+        .map(|i| {
+            client.post(
+                format!("{c}/users"),
+                json!({"user_id": user(i), "name": "N", "surname": "S"}),
+            )
+        })
+        .buffer_unordered(32)
+        .map(|(status, _)| status)
+        .collect()
+        .await;
+    assert!(registered.iter().all(|s| *s == 201));
+
+    let mut commands: Vec<(String, Value)> = Vec::new();
+    for round in 0..=LIKES / USERS {
+        for i in (0..USERS).filter(|i| round < likes_of(*i)) {
+            commands.push((
+                format!("{c}/users/{}/activity", user(i)),
+                json!({"action": "like", "object": format!("o{round}")}),
+            ));
+        }
+    }
+    for i in 0..FRIENDSHIPS {
+        commands.push((
+            format!("{c}/users/{}/friends", user(i)),
+            json!({"friend_id": user(i + 1)}),
+        ));
+    }
+    let total = USERS + commands.len();
+    assert_eq!(total, 5_000);
+    let (first_half, second_half) = commands.split_at(commands.len() / 2);
+    let send_all = async |batch: &[(String, Value)]| {
+        let statuses: Vec<u16> = stream::iter(batch.iter().cloned())
+            .map(|(url, body)| client.post(url, body))
+            .buffer_unordered(32)
+            .map(|(status, _)| status)
+            .collect()
+            .await;
+        assert!(statuses.iter().all(|s| *s == 200), "every command accepted");
+    };
+    send_all(first_half).await;
+    // SIGKILL one projector in the middle of the load: whatever it held stays pending.
+    let killed_pid = stack.projectors[0].child.id();
+    stack.projectors[0].kill();
+    let held = pending_of_process(&server, 4, killed_pid);
+    eprintln!("the killed projector (pid {killed_pid}) held {held} pending entries");
+    send_all(second_half).await;
+    let restarted = stack.start_projector().await;
+
+    let projector = stack.projector_urls[restarted].clone();
+    eventually(
+        "all groups caught up with nothing pending",
+        120,
+        async || {
+            let (status, health) = client.get(format!("{projector}/healthz")).await;
+            status == 200
+                && health["groups"]
+                    .as_array()
+                    .is_some_and(|groups| groups.iter().all(|g| g["lag"] == 0 && g["pending"] == 0))
+        },
+    )
+    .await;
+
+    let q = &stack.query_url;
+    let mut mismatches = Vec::new();
+    for i in 0..USERS {
+        let (_, history) = client
+            .get(format!("{q}/users/{}/events?limit=1", user(i)))
+            .await;
+        let (_, profile) = client.get(format!("{q}/users/{}", user(i))).await;
+        let stream_version = history["version"].as_u64().unwrap();
+        let befriended = usize::from(i < FRIENDSHIPS) + usize::from((1..=FRIENDSHIPS).contains(&i));
+        let expected_friends = befriended;
+        let ok = profile["version"].as_u64() == Some(stream_version)
+            && profile["activity_count"].as_u64() == Some(likes_of(i) as u64)
+            && profile["liked"].as_array().map(Vec::len) == Some(likes_of(i))
+            && profile["friends"].as_array().map(Vec::len) == Some(expected_friends);
+        if !ok {
+            mismatches.push((user(i), stream_version, profile));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} profiles wrong, first: {:?}",
+        mismatches.len(),
+        mismatches.first()
+    );
+
+    let mut conn = redis(&server);
+    for partition in 0..4 {
+        for category in ["user_updates", "user_activity", "user_friends"] {
+            let stream = format!("{category}:{{p{partition}}}");
+            let groups: &[&str] = if category == "user_friends" {
+                &["profile_projection", "friendship_policy"]
+            } else {
+                &["profile_projection"]
+            };
+            for group in groups {
+                let summary: (u64, Option<String>, Option<String>, redis::Value) =
+                    redis::cmd("XPENDING")
+                        .arg(&stream)
+                        .arg(group)
+                        .query(&mut conn)
+                        .unwrap();
+                assert_eq!(summary.0, 0, "{stream} {group} has pending entries");
+            }
+        }
+    }
+    let dead: u64 = redis::cmd("XLEN")
+        .arg("dead_letters:{p0}")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(dead, 0);
+}
