@@ -12,6 +12,11 @@ use esr_testkit::RedisServer;
 use futures::stream::{self, StreamExt};
 use serde_json::{Value, json};
 
+/// XPENDING summary: count, smallest id, greatest id, (consumer, count) pairs.
+type PendingSummary = (u64, Option<String>, Option<String>, Vec<(String, String)>);
+/// XREAD: per stream, its entries as (id, fields).
+type XreadReply = Vec<(String, Vec<(String, HashMap<String, Vec<u8>>)>)>;
+
 struct Client {
     http: reqwest::Client,
 }
@@ -71,12 +76,7 @@ fn pending_of_process(server: &RedisServer, partitions: u32, pid: u32) -> u64 {
         for category in ["user_updates", "user_activity", "user_friends"] {
             let stream = format!("{category}:{{p{partition}}}");
             for group in ["profile_projection", "friendship_policy"] {
-                let summary: redis::RedisResult<(
-                    u64,
-                    Option<String>,
-                    Option<String>,
-                    Vec<(String, String)>,
-                )> = redis::cmd("XPENDING")
+                let summary: redis::RedisResult<PendingSummary> = redis::cmd("XPENDING")
                     .arg(&stream)
                     .arg(group)
                     .query(&mut conn);
@@ -150,7 +150,7 @@ async fn the_posts_scenario_over_http_with_readable_streams_and_mutual_friendshi
 
     // A plain Redis client reads the category streams as the post does.
     let mut conn = redis(&server);
-    let reply: Vec<(String, Vec<(String, HashMap<String, Vec<u8>>)>)> = redis::cmd("XREAD")
+    let reply: XreadReply = redis::cmd("XREAD")
         .arg("STREAMS")
         .arg(&[
             "user_updates:{p0}",
