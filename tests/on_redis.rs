@@ -317,3 +317,168 @@ async fn five_thousand_commands_with_a_projector_killed_midway_are_each_applied_
         .unwrap();
     assert_eq!(dead, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_to_every_route_gets_its_status_and_a_json_error() {
+    let server = RedisServer::start();
+    let stack = Stack::start(&server.url(), 1, 1).await;
+    let client = Client::new();
+    let (status, _) = client
+        .post(
+            format!("{}/users", stack.command_url),
+            json!({"user_id": "1", "name": "Duffy", "surname": "Duck"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let checked = esr_e2e::check_bad_input(&stack.command_url, &stack.query_url).await;
+    assert!(checked >= 25);
+    let history: (u16, Value) = client
+        .get(format!("{}/users/1/events", stack.query_url))
+        .await;
+    assert_eq!(history.1["version"], 1, "bad input appended nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_sent_twice_concurrently_appends_one_event() {
+    let server = RedisServer::start();
+    let stack = Stack::start(&server.url(), 1, 1).await;
+    let client = Client::new();
+    let c = &stack.command_url;
+    client
+        .post(
+            format!("{c}/users"),
+            json!({"user_id": "1", "name": "Duffy", "surname": "Duck"}),
+        )
+        .await;
+    let send = || {
+        client.send(
+            client
+                .http
+                .post(format!("{c}/users/1/activity"))
+                .header("idempotency-key", "kick-once")
+                .json(&json!({"action": "kick", "object": "Bugs"})),
+        )
+    };
+    let (first, second) = tokio::join!(send(), send());
+    assert_eq!((first.0, second.0), (200, 200));
+    assert_eq!(first.1, second.1, "both answered with the first result");
+    let replayed = [&first.2, &second.2]
+        .iter()
+        .filter(|h| h.get("idempotent-replayed").is_some())
+        .count();
+    assert_eq!(replayed, 1);
+    let (_, history) = client
+        .get(format!("{}/users/1/events", stack.query_url))
+        .await;
+    assert_eq!(history["version"], 2, "one event: {history}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_version_returns_the_profile_with_the_command_just_answered() {
+    let server = RedisServer::start();
+    let stack = Stack::start(&server.url(), 2, 1).await;
+    let client = Client::new();
+    let c = &stack.command_url;
+    client
+        .post(
+            format!("{c}/users"),
+            json!({"user_id": "1", "name": "Duffy", "surname": "Duck"}),
+        )
+        .await;
+    for i in 0..20 {
+        let object = format!("o{i}");
+        let (status, answer) = client
+            .post(
+                format!("{c}/users/1/activity"),
+                json!({"action": "like", "object": object}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let version = answer["version"].as_u64().unwrap();
+        let (status, profile) = client
+            .get(format!("{}/users/1?min_version={version}", stack.query_url))
+            .await;
+        assert_eq!(status, 200, "{profile}");
+        assert!(profile["version"].as_u64().unwrap() >= version);
+        assert!(
+            profile["liked"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(object)),
+            "{profile}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_entry_from_a_foreign_producer_is_dead_lettered_and_projection_goes_on() {
+    let server = RedisServer::start();
+    let mut stack = Stack::start(&server.url(), 1, 1).await;
+    let client = Client::new();
+    let mut conn = redis(&server);
+    let _: String = redis::cmd("XADD")
+        .arg("user_activity:{p0}")
+        .arg("*")
+        .arg(&[
+            "type",
+            "acted_on",
+            "user_id",
+            "1",
+            "version",
+            "2",
+            "event_id",
+            "not-a-uuid",
+            "payload",
+            "\u{ff}",
+        ])
+        .query(&mut conn)
+        .unwrap();
+    let c = &stack.command_url;
+    client
+        .post(
+            format!("{c}/users"),
+            json!({"user_id": "1", "name": "Duffy", "surname": "Duck"}),
+        )
+        .await;
+    client
+        .post(
+            format!("{c}/users/1/activity"),
+            json!({"action": "kick", "object": "Bugs"}),
+        )
+        .await;
+    let (status, profile) = client
+        .get(format!("{}/users/1?min_version=2", stack.query_url))
+        .await;
+    assert_eq!(
+        (status, profile["activity_count"].as_u64()),
+        (200, Some(1)),
+        "{profile}"
+    );
+    let projector = stack.projector_urls[0].clone();
+    eventually("the dead letter counted", 10, async || {
+        client.get(format!("{projector}/healthz")).await.1["dead_letters"] == 1
+    })
+    .await;
+    let letters: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("dead_letters:{p0}")
+        .arg("-")
+        .arg("+")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0].1;
+    assert_eq!(letter["group"], "profile_projection");
+    assert_eq!(letter["stream"], "user_activity:{p0}");
+    assert!(letter["reason"].contains("event_id"), "{letter:?}");
+    // SIGTERM: the projector finishes what it holds, acks, and exits 0.
+    assert!(
+        stack.projectors[0].terminate(Duration::from_secs(15)),
+        "projector exits 0 on SIGTERM"
+    );
+    let pending: (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
+        .arg("user_activity:{p0}")
+        .arg("profile_projection")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(pending.0, 0);
+}

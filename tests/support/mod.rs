@@ -187,3 +187,163 @@ impl Stack {
         self.projectors.len() - 1
     }
 }
+
+/// Bad input to every route gets its documented status and a JSON error; returns how many
+/// requests were checked. Expects user `1` to be registered.
+pub async fn check_bad_input(command_url: &str, query_url: &str) -> usize {
+    let http = reqwest::Client::new();
+    let long = "x".repeat(65);
+    let json = |request: reqwest::RequestBuilder, body: serde_json::Value| request.json(&body);
+    let raw = |request: reqwest::RequestBuilder, body: &'static str| {
+        request
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let c = command_url;
+    let q = query_url;
+    let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
+        // Malformed JSON on every command route with a body.
+        (raw(http.post(format!("{c}/users")), "{oops"), 400),
+        (raw(http.patch(format!("{c}/users/1")), "{\"name\": "), 400),
+        (raw(http.post(format!("{c}/users/1/activity")), "nope"), 400),
+        (
+            raw(http.post(format!("{c}/users/1/friends")), "{\"friend_id\":"),
+            400,
+        ),
+        // Bodies over the limit.
+        (
+            json(
+                http.post(format!("{c}/users")),
+                serde_json::json!({"name": "x".repeat(20_000), "surname": "y"}),
+            ),
+            413,
+        ),
+        (
+            json(
+                http.post(format!("{c}/users/1/activity")),
+                serde_json::json!({"action": "comment", "object": "o", "text": "x".repeat(20_000)}),
+            ),
+            413,
+        ),
+        // Ids that could reach into Redis key syntax, or are too long.
+        (
+            json(
+                http.post(format!("{c}/users")),
+                serde_json::json!({"user_id": "a{b}", "name": "A", "surname": "B"}),
+            ),
+            422,
+        ),
+        (
+            json(
+                http.post(format!("{c}/users")),
+                serde_json::json!({"user_id": long, "name": "A", "surname": "B"}),
+            ),
+            422,
+        ),
+        (
+            json(
+                http.patch(format!("{c}/users/a%7Bb%7D")),
+                serde_json::json!({"name": "A"}),
+            ),
+            422,
+        ),
+        (
+            json(
+                http.post(format!("{c}/users/{long}/activity")),
+                serde_json::json!({"action": "kick", "object": "x"}),
+            ),
+            422,
+        ),
+        (
+            json(
+                http.post(format!("{c}/users/1/friends")),
+                serde_json::json!({"friend_id": "a:b"}),
+            ),
+            422,
+        ),
+        (http.delete(format!("{c}/users/1/friends/a%7Bb%7D")), 422),
+        (http.get(format!("{q}/users/a%7Bb%7D")), 422),
+        (http.get(format!("{q}/users/{long}/events")), 422),
+        // Wrong types and bad values.
+        (
+            json(
+                http.post(format!("{c}/users")),
+                serde_json::json!({"name": 5, "surname": "B"}),
+            ),
+            422,
+        ),
+        (
+            json(
+                http.patch(format!("{c}/users/1")),
+                serde_json::json!({"birth_date": "17/04/1937"}),
+            ),
+            422,
+        ),
+        (
+            json(
+                http.post(format!("{c}/users/1/activity")),
+                serde_json::json!({"action": 7, "object": "x"}),
+            ),
+            422,
+        ),
+        (
+            json(
+                http.post(format!("{c}/users/1/friends")),
+                serde_json::json!({"friend_id": ["2"]}),
+            ),
+            422,
+        ),
+        (http.get(format!("{q}/users/1?at=yesterday")), 422),
+        (http.get(format!("{q}/users/1/events?limit=0")), 422),
+        (http.get(format!("{q}/users/1?min_version=soon")), 400),
+        // Unknown users.
+        (
+            json(
+                http.patch(format!("{c}/users/ghost")),
+                serde_json::json!({"name": "A"}),
+            ),
+            404,
+        ),
+        (
+            json(
+                http.post(format!("{c}/users/ghost/activity")),
+                serde_json::json!({"action": "kick", "object": "x"}),
+            ),
+            404,
+        ),
+        (
+            json(
+                http.post(format!("{c}/users/ghost/friends")),
+                serde_json::json!({"friend_id": "1"}),
+            ),
+            404,
+        ),
+        (http.delete(format!("{c}/users/ghost/friends/1")), 404),
+        (http.get(format!("{q}/users/ghost")), 404),
+        (http.get(format!("{q}/users/ghost/events")), 404),
+    ];
+    let checked = cases.len();
+    for (request, want) in cases {
+        let shown = format!("{request:?}");
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{shown}: {e}"));
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+        assert_eq!(status, want, "{shown}: {body}");
+        assert!(
+            body["error"].is_string() && body["message"].is_string(),
+            "{shown}: not a JSON error: {body}"
+        );
+    }
+    for url in [format!("{c}/healthz"), format!("{q}/healthz")] {
+        let healthy = http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        assert!(healthy, "{url} still healthy after bad input");
+    }
+    checked
+}
