@@ -482,3 +482,67 @@ async fn a_corrupt_entry_from_a_foreign_producer_is_dead_lettered_and_projection
         .unwrap();
     assert_eq!(pending.0, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_show_requests_and_batches_but_never_the_redis_password() {
+    let server =
+        RedisServer::start_with(&["--user", "app", "on", ">pw-in-url-42", "~*", "&*", "+@all"]);
+    let url = format!("redis://app:pw-in-url-42@127.0.0.1:{}/", server.port());
+    let (c, p) = (esr_e2e::free_port(), esr_e2e::free_port());
+    let spawn = |name: &str, listen: (&str, String)| {
+        std::process::Command::new(esr_e2e::binary(name))
+            .env("REDIS_URL", &url)
+            .env("RUST_LOG", "trace")
+            .env("PROJECTOR_BLOCK_MS", "100")
+            .env(listen.0, listen.1)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut command = spawn("command", ("COMMAND_LISTEN", format!("127.0.0.1:{c}")));
+    let mut projector = spawn("projector", ("PROJECTOR_LISTEN", format!("127.0.0.1:{p}")));
+    esr_e2e::wait_healthy(&format!("http://127.0.0.1:{c}/healthz")).await;
+    esr_e2e::wait_healthy(&format!("http://127.0.0.1:{p}/healthz")).await;
+    let client = Client::new();
+    let (status, _) = client
+        .post(
+            format!("http://127.0.0.1:{c}/users"),
+            json!({"user_id": "1", "name": "Duffy", "surname": "Duck"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    eventually("the projector applied the event", 10, async || {
+        let mut conn = redis(&server);
+        redis::cmd("HGET")
+            .arg("profile:{p0}:1")
+            .arg("version")
+            .query::<Option<u64>>(&mut conn)
+            .ok()
+            .flatten()
+            == Some(1)
+    })
+    .await;
+    let mut logs = String::new();
+    for child in [&mut command, &mut projector] {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let output = std::mem::replace(child, std::process::Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .unwrap();
+        logs.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+    assert!(
+        logs.contains("request") && logs.contains("status=201"),
+        "a line per request:\n{logs}"
+    );
+    assert!(
+        logs.contains("batch") && logs.contains("applied=1"),
+        "a line per batch:\n{logs}"
+    );
+    assert!(
+        !logs.contains("pw-in-url-42"),
+        "the password leaked into the logs:\n{logs}"
+    );
+}
