@@ -257,6 +257,15 @@ impl Projectors {
             Arc::new(ProfileProjection::new(store.clone())),
             Arc::new(FriendshipPolicy::new(commands)),
         ];
+        Self::new(store, handlers, settings)
+    }
+
+    /// Any set of handlers, each with its own group.
+    pub fn new(
+        store: Arc<dyn Store>,
+        handlers: Vec<Arc<dyn Handler>>,
+        settings: ProjectorSettings,
+    ) -> Self {
         Self {
             store,
             handlers,

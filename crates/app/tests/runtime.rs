@@ -288,3 +288,68 @@ async fn a_foreign_poison_entry_is_dead_lettered_and_the_projector_goes_on() {
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
 }
+
+/// A handler whose effect never succeeds, as when a downstream system is down for good.
+struct AlwaysFailing;
+
+#[async_trait::async_trait]
+impl esr_app::projector::Handler for AlwaysFailing {
+    fn group(&self) -> &'static str {
+        "always_failing"
+    }
+
+    fn categories(&self) -> &'static [Category] {
+        &[Category::UserUpdates]
+    }
+
+    async fn handle(
+        &self,
+        _: &esr_schema::StoredEvent,
+        _: &esr_schema::UserEvent,
+    ) -> Result<(), esr_app::projector::HandlerError> {
+        Err(esr_app::projector::HandlerError::Transient(
+            "downstream is down".into(),
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_failing_more_than_max_deliveries_is_dead_lettered_with_its_count() {
+    let store = MemoryStore::new();
+    let service = commands(&store, 0);
+    service
+        .execute(&id("1"), register(), &CommandMeta::new(None))
+        .await
+        .unwrap();
+    let settings = ProjectorSettings {
+        claim_idle: Duration::from_millis(40),
+        max_deliveries: 3,
+        ..quick_settings("a")
+    };
+    let projectors = Arc::new(Projectors::new(
+        Arc::new(store.clone()),
+        vec![Arc::new(AlwaysFailing)],
+        settings,
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(projectors.run(shutdown));
+    wait_until(|| {
+        let store = store.clone();
+        async move { !store.dead_letters(10).await.unwrap().is_empty() }
+    })
+    .await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        letters[0].deliveries, 4,
+        "dead-lettered on the delivery after the 3rd failure"
+    );
+    assert_eq!(letters[0].reason, "failed 3 deliveries");
+    let stats = store
+        .group_stats("always_failing", &[Category::UserUpdates])
+        .await
+        .unwrap();
+    assert_eq!(stats.pending, 0, "the dead letter was acked");
+}

@@ -225,3 +225,50 @@ async fn acl_user_and_password_come_from_the_url_and_never_show_in_errors() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn a_pending_entry_deleted_from_the_stream_leaves_the_pending_list_when_claimed() {
+    use esr_schema::Category;
+    use esr_store::Subscriptions;
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let user = UserId::parse("deleted").unwrap();
+    for v in 0..3 {
+        store
+            .append(append_to(&user, ExpectedVersion::Exactly(v)))
+            .await
+            .unwrap();
+    }
+    let cats = [Category::UserActivity];
+    store.create_group("g", &cats).await.unwrap();
+    let taken = store
+        .read_new("g", "dead", &cats, 10, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 3);
+    let deleted = &taken[1].entry;
+    let _: i64 = server
+        .query(
+            redis::cmd("XDEL")
+                .arg(&deleted.stream)
+                .arg(deleted.id.to_string()),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let claimed = store
+        .claim_idle("g", "alive", &cats, Duration::from_millis(10), 10)
+        .await
+        .unwrap();
+    let ids: Vec<_> = claimed.iter().map(|d| d.entry.id).collect();
+    assert_eq!(
+        ids,
+        [taken[0].entry.id, taken[2].entry.id],
+        "the deleted entry is not handed out"
+    );
+    assert!(claimed.iter().all(|d| d.deliveries == 2));
+    assert_eq!(
+        store.group_stats("g", &cats).await.unwrap().pending,
+        2,
+        "and no longer pending"
+    );
+}
