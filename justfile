@@ -28,7 +28,7 @@ projector:
 query:
     cargo run --quiet --bin query
 
-# Benchmarks against raw Redis: not built yet (issue 5); fails rather than pretend.
-bench:
-    @echo "no benchmarks yet: they come with the Redis adapter and the benchmark issue" >&2
-    @exit 1
+# Benchmarks against raw Redis measured in the same run (release build; starts its own
+# redis-server processes). `just bench --quick` runs each measurement briefly.
+bench *ARGS:
+    cargo run --release --quiet -p esr-bench -- {{ARGS}}

@@ -1,0 +1,73 @@
+//! `just bench`: our figures beside raw Redis on the same machine, in the same run.
+//!
+//! Starts its own `redis-server` processes (no persistence unless a figure asks for AOF), first
+//! measures raw Redis (pipelined XADD, an EVALSHA shaped like our append), then the event store
+//! through its port, the command service over HTTP and the projector, and prints a table; the
+//! same rows go to `BENCH_OUT` as JSON. Every ratio is ours / raw.
+
+mod measure;
+mod raw;
+mod report;
+mod store;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use report::Row;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks against raw Redis measured in the same run")]
+struct Args {
+    /// Run each measurement briefly, on small data: proves the benchmarks still run.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the JSON results.
+    #[arg(long, env = "BENCH_OUT", default_value = "target/bench/results.json")]
+    out: PathBuf,
+}
+
+/// How big and how long each measurement is.
+#[derive(Debug, Clone)]
+pub struct Scale {
+    pub duration: Duration,
+    pub load_sizes: [usize; 3],
+    pub backlog: usize,
+    pub memory_events: usize,
+    pub load_runs: usize,
+}
+
+impl Scale {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                duration: Duration::from_millis(400),
+                load_sizes: [10, 100, 1_000],
+                backlog: 5_000,
+                memory_events: 5_000,
+                load_runs: 3,
+            }
+        } else {
+            Self {
+                duration: Duration::from_secs(5),
+                load_sizes: [10, 1_000, 100_000],
+                backlog: 1_000_000,
+                memory_events: 100_000,
+                load_runs: 15,
+            }
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let scale = Scale::new(args.quick);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let rows: Vec<Row> = runtime.block_on(store::run_all(&scale))?;
+    println!("{}", report::table(&rows));
+    report::write_json(&args.out, &rows)?;
+    println!("results written to {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,622 @@
+//! Our figures, each beside its raw counterpart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use esr_app::command::CommandMeta;
+use esr_app::projector::PROFILE_READ_MODEL;
+use esr_app::{CommandService, CommandSettings, ProjectorSettings, Projectors};
+use esr_domain::{Command, User};
+use esr_redis::{RedisConfig, RedisStore, Topology};
+use esr_schema::{ActedOn, Action, Category, Registered, UserEvent, UserId, codec};
+use esr_store::{
+    AppendRequest, EventStore, ExpectedVersion, NewEvent, ReadModels, Snapshot, SnapshotStore,
+    Store, StoreError, Subscriptions,
+};
+use esr_testkit::RedisServer;
+use tokio::sync::watch;
+
+use crate::measure::{self, percentile};
+use crate::report::Row;
+use crate::{Scale, raw};
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).unwrap_or_else(|e| panic!("bench user id: {e}"))
+}
+
+fn event(e: &UserEvent) -> NewEvent {
+    let encoded = codec::encode(e).unwrap_or_else(|err| panic!("encode: {err}"));
+    NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: encoded.event_type.into(),
+        schema_version: encoded.schema_version,
+        occurred_at: chrono::Utc::now(),
+        correlation_id: uuid::Uuid::now_v7().to_string(),
+        causation_id: uuid::Uuid::now_v7().to_string(),
+        payload: encoded.payload,
+    }
+}
+
+fn like(i: u64) -> NewEvent {
+    event(&UserEvent::ActedOn(ActedOn {
+        action: Action::Like,
+        object: format!("page-{}", i % 50),
+        text: None,
+    }))
+}
+
+fn registered() -> NewEvent {
+    event(&UserEvent::Registered(Registered {
+        name: "Duffy".into(),
+        surname: "Duck".into(),
+        birth_date: None,
+    }))
+}
+
+fn request(user_id: &UserId, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
+    AppendRequest {
+        user_id: user_id.clone(),
+        expected,
+        events,
+        idempotency: None,
+    }
+}
+
+async fn connect(server: &RedisServer) -> anyhow::Result<RedisStore> {
+    Ok(RedisStore::connect(RedisConfig::new(Topology::Single(server.url()))).await?)
+}
+
+/// Single-event appends with exact expected versions, `tasks` writers on their own users.
+async fn appends(
+    store: &RedisStore,
+    tasks: usize,
+    duration: Duration,
+    round: &str,
+) -> measure::Counted {
+    let (store, round) = (store.clone(), round.to_owned());
+    measure::run_for(tasks, duration, move |task, i| {
+        let (store, user) = (store.clone(), user(&format!("{round}-{task}")));
+        async move {
+            store
+                .append(request(&user, ExpectedVersion::Exactly(i), vec![like(i)]))
+                .await
+                .is_ok()
+        }
+    })
+    .await
+}
+
+pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let d = scale.duration;
+    eprintln!("appends ...");
+    {
+        let server = RedisServer::start_with(&["--appendonly", "no"]);
+        let conn = raw::connect(&server.url()).await?;
+        let store = connect(&server).await?;
+        let raw_xadd = raw::xadd(&conn, 16, d).await.ok_per_second();
+        rows.push(Row::new(
+            "raw_xadd_c16",
+            raw_xadd,
+            "ops/s",
+            None,
+            "raw XADD, 16 writers (reference)",
+        ));
+        for tasks in [1, 16, 64] {
+            let raw_rate = raw::evalsha_append(&conn, tasks, d, &format!("c{tasks}"))
+                .await?
+                .ok_per_second();
+            let ours = appends(&store, tasks, d, &format!("c{tasks}"))
+                .await
+                .ok_per_second();
+            rows.push(Row::new(
+                &format!("append_c{tasks}"),
+                ours,
+                "events/s",
+                Some(raw_rate),
+                "raw: append-shaped EVALSHA, same concurrency",
+            ));
+        }
+
+        let raw_batch = raw::evalsha_pipelined(&conn, 1000, d).await?;
+        let batch_users: Vec<UserId> = (0..1000).map(|i| user(&format!("batch-{i}"))).collect();
+        let started = Instant::now();
+        let mut appended = 0usize;
+        while started.elapsed() < d {
+            let batch: Vec<AppendRequest> = batch_users
+                .iter()
+                .map(|u| request(u, ExpectedVersion::Any, vec![like(1)]))
+                .collect();
+            appended += store
+                .append_batch(batch)
+                .await?
+                .iter()
+                .filter(|r| r.is_ok())
+                .count();
+        }
+        let ours = appended as f64 / started.elapsed().as_secs_f64();
+        rows.push(Row::new(
+            "append_batch",
+            ours,
+            "events/s",
+            Some(raw_batch),
+            "batches of 1,000 users; raw: pipelined EVALSHA",
+        ));
+
+        let hot = user("hot");
+        let version = Arc::new(AtomicU64::new(0));
+        let conflicts = Arc::new(AtomicU64::new(0));
+        let hot_run = {
+            let (store, version, conflicts) = (store.clone(), version.clone(), conflicts.clone());
+            measure::run_for(16, d, move |_, i| {
+                let (store, hot, version, conflicts) = (
+                    store.clone(),
+                    hot.clone(),
+                    version.clone(),
+                    conflicts.clone(),
+                );
+                async move {
+                    let seen = version.load(Ordering::Relaxed);
+                    match store
+                        .append(request(&hot, ExpectedVersion::Exactly(seen), vec![like(i)]))
+                        .await
+                    {
+                        Ok(outcome) => {
+                            version.fetch_max(outcome.version, Ordering::Relaxed);
+                            true
+                        }
+                        Err(StoreError::Conflict { actual, .. }) => {
+                            conflicts.fetch_add(1, Ordering::Relaxed);
+                            version.fetch_max(actual, Ordering::Relaxed);
+                            false
+                        }
+                        Err(_) => false,
+                    }
+                }
+            })
+            .await
+        };
+        let raw16 = rows
+            .iter()
+            .find(|r| r.name == "append_c16")
+            .and_then(|r| r.raw);
+        rows.push(Row::new(
+            "append_hot_user",
+            hot_run.ok_per_second(),
+            "events/s",
+            raw16,
+            format!(
+                "16 writers, one user; {:.0} conflicts/s; raw: EVALSHA c16 on distinct users",
+                hot_run.failed_per_second()
+            ),
+        ));
+
+        eprintln!("loads ...");
+        for n in scale.load_sizes {
+            rows.push(load_row(&store, &conn, n, scale.load_runs).await?);
+        }
+    }
+
+    eprintln!("projector catch-up ...");
+    rows.extend(projector_rows(scale).await?);
+    eprintln!("http and freshness ...");
+    rows.extend(http_rows(scale).await?);
+    eprintln!("memory ...");
+    rows.push(memory_row(scale).await?);
+    eprintln!("durable appends ...");
+    for (name, fsync) in [
+        ("append_c64_everysec", "everysec"),
+        ("append_c64_always", "always"),
+    ] {
+        let server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", fsync]);
+        let conn = raw::connect(&server.url()).await?;
+        let store = connect(&server).await?;
+        let raw_rate = raw::evalsha_append(&conn, 64, d, "aof")
+            .await?
+            .ok_per_second();
+        let ours = appends(&store, 64, d, "aof").await.ok_per_second();
+        rows.push(Row::new(
+            name,
+            ours,
+            "events/s",
+            Some(raw_rate),
+            format!("appendfsync {fsync}; raw: EVALSHA c64 on the same server"),
+        ));
+    }
+    Ok(rows)
+}
+
+async fn load_row(
+    store: &RedisStore,
+    conn: &redis::aio::MultiplexedConnection,
+    n: usize,
+    runs: usize,
+) -> anyhow::Result<Row> {
+    let id = user(&format!("load-{n}"));
+    let mut written = 0;
+    while written < n {
+        let chunk = 1000.min(n - written);
+        let events: Vec<NewEvent> = (0..chunk)
+            .map(|i| {
+                if written + i == 0 {
+                    registered()
+                } else {
+                    like((written + i) as u64)
+                }
+            })
+            .collect();
+        store
+            .append(request(
+                &id,
+                ExpectedVersion::Exactly(written as u64),
+                events,
+            ))
+            .await?;
+        written += chunk;
+    }
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let plain = CommandService::new(
+        shared.clone(),
+        CommandSettings {
+            snapshot_every: 0,
+            ..CommandSettings::default()
+        },
+    );
+    let without = measure::median_ms(runs, || async {
+        plain
+            .load(&id)
+            .await
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+    })
+    .await?;
+    // What the command side leaves after its last multiple of 100: a snapshot there.
+    let every = 100;
+    let at = (n as u64 / every) * every;
+    if at > 0 {
+        let events: Vec<UserEvent> = store
+            .read_user(&id, 1, at as usize)
+            .await?
+            .iter()
+            .map(|e| e.decode())
+            .collect::<Result<_, _>>()?;
+        let state = User::from_history(&events);
+        store
+            .save_snapshot(
+                &id,
+                Snapshot {
+                    version: state.version,
+                    state: state.to_snapshot()?,
+                },
+            )
+            .await?;
+    }
+    let snapshotted = CommandService::new(
+        shared,
+        CommandSettings {
+            snapshot_every: every,
+            ..CommandSettings::default()
+        },
+    );
+    let (loaded, _) = snapshotted.load(&id).await?;
+    let (replayed, _) = plain.load(&id).await?;
+    anyhow::ensure!(
+        loaded == replayed,
+        "a snapshot load differs from a full replay at {n} events"
+    );
+    let with = measure::median_ms(runs, || async {
+        snapshotted
+            .load(&id)
+            .await
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+    })
+    .await?;
+    let raw_ms = raw::xrange_ms(conn, n, runs).await?;
+    let name = match n {
+        10 => "load_10".to_owned(),
+        1_000 => "load_1k".to_owned(),
+        100_000 => "load_100k".to_owned(),
+        other => format!("load_{other}"),
+    };
+    Ok(Row::new(
+        &name,
+        with,
+        "ms",
+        Some(raw_ms),
+        format!("snapshots every 100; without: {without:.2} ms; raw: XRANGE of all {n} entries"),
+    ))
+}
+
+/// Fill a backlog, then time the profile projection draining it with one, then two instances.
+async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
+    let server = RedisServer::start_with(&["--appendonly", "no"]);
+    let conn = raw::connect(&server.url()).await?;
+    let store = connect(&server).await?;
+    // 100 events per user on the full backlog (10,000 users), 10 on the quick one.
+    let users: Vec<UserId> = (0..(scale.backlog / 100).max(scale.backlog / 10).min(10_000))
+        .map(|i| user(&format!("p{i}")))
+        .collect();
+    let mut versions = vec![0u64; users.len()];
+    let mut written = 0;
+    while written < scale.backlog {
+        let batch: Vec<AppendRequest> = (0..1000.min(scale.backlog - written))
+            .map(|j| {
+                let u = (written + j) % users.len();
+                let e = if versions[u] == 0 {
+                    registered()
+                } else {
+                    like(versions[u])
+                };
+                versions[u] += 1;
+                request(&users[u], ExpectedVersion::Any, vec![e])
+            })
+            .collect();
+        written += batch.len();
+        for outcome in store.append_batch(batch).await? {
+            outcome?;
+        }
+    }
+    let streams: Vec<String> = Category::ALL
+        .iter()
+        .map(|c| esr_redis::keys::Keys::category_stream(*c, 0))
+        .collect();
+    let raw_rate = raw::group_drain(&conn, &streams, scale.backlog).await?;
+    let mut rows = Vec::new();
+    for instances in [1, 2] {
+        // A fresh start: no group, no read models.
+        let mut c = conn.clone();
+        for stream in &streams {
+            let _: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("DESTROY")
+                .arg(stream)
+                .arg("profile_projection")
+                .query_async(&mut c)
+                .await;
+        }
+        for u in &users {
+            let _: () = redis::cmd("DEL")
+                .arg(format!("profile:{{p0}}:{u}"))
+                .query_async(&mut c)
+                .await?;
+        }
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let commands = Arc::new(CommandService::new(
+            shared.clone(),
+            CommandSettings::default(),
+        ));
+        let (stop, shutdown) = watch::channel(false);
+        let started = Instant::now();
+        let mut running = Vec::new();
+        for i in 0..instances {
+            let settings = ProjectorSettings {
+                consumer: format!("bench-{instances}-{i}"),
+                batch_size: 1000,
+                block: Duration::from_millis(100),
+                ..ProjectorSettings::default()
+            };
+            let projectors = Arc::new(Projectors::standard(
+                shared.clone(),
+                commands.clone(),
+                settings,
+            ));
+            projectors.create_groups().await?;
+            running.push(tokio::spawn(projectors.run(shutdown.clone())));
+        }
+        loop {
+            let stats = store
+                .group_stats("profile_projection", &Category::ALL)
+                .await?;
+            if stats.lag == 0 && stats.pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let rate = scale.backlog as f64 / started.elapsed().as_secs_f64();
+        let _ = stop.send(true);
+        for task in running {
+            task.await??;
+        }
+        // Spot check: the last user's profile reflects every event.
+        let last = users.len() - 1;
+        let model = store
+            .get_read_model(PROFILE_READ_MODEL, &users[last])
+            .await?;
+        anyhow::ensure!(
+            model.map(|m| m.version) == Some(versions[last]),
+            "profile behind after catch-up"
+        );
+        let name = if instances == 1 {
+            "projector_catchup"
+        } else {
+            "projector_catchup_2"
+        };
+        rows.push(Row::new(
+            name,
+            rate,
+            "events/s",
+            Some(raw_rate),
+            format!(
+                "{} events, {instances} instance(s); raw: XREADGROUP COUNT 1000 + XACK",
+                scale.backlog
+            ),
+        ));
+    }
+    Ok(rows)
+}
+
+/// Commands through the command service at 64 connections, and freshness under that load.
+async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
+    let server = RedisServer::start_with(&["--appendonly", "no"]);
+    let conn = raw::connect(&server.url()).await?;
+    let raw64 = raw::evalsha_append(&conn, 64, scale.duration, "http")
+        .await?
+        .ok_per_second();
+    let store: Arc<dyn Store> = Arc::new(connect(&server).await?);
+    let commands = Arc::new(CommandService::new(
+        store.clone(),
+        CommandSettings::default(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let (stop, shutdown) = watch::channel(false);
+    let server_task = tokio::spawn(esr_app::sides::command_side(
+        commands.clone(),
+        listener,
+        shutdown.clone(),
+    ));
+    let projectors = Arc::new(Projectors::standard(
+        store.clone(),
+        commands.clone(),
+        ProjectorSettings {
+            batch_size: 200,
+            block: Duration::from_millis(100),
+            ..ProjectorSettings::default()
+        },
+    ));
+    let projector_task = tokio::spawn(projectors.run(shutdown.clone()));
+    for task in 0..65 {
+        let register = Command::Register {
+            name: "Bugs".into(),
+            surname: "Bunny".into(),
+            birth_date: None,
+        };
+        commands
+            .execute(
+                &user(&format!("h{task}")),
+                register,
+                &CommandMeta::new(None),
+            )
+            .await?;
+    }
+    let base = format!("http://{address}");
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients: Vec<reqwest::Client> = (0..64).map(|_| reqwest::Client::new()).collect();
+    let load = {
+        let (latencies, base) = (latencies.clone(), base.clone());
+        measure::run_for(64, scale.duration, move |task, i| {
+            let (client, latencies) = (clients[task].clone(), latencies.clone());
+            let url = format!("{base}/users/h{task}/activity");
+            async move {
+                let started = Instant::now();
+                let ok = client
+                    .post(url)
+                    .json(&serde_json::json!({"action": "like", "object": format!("page-{}", i % 50)}))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                latencies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(measure::elapsed_ms(started));
+                ok
+            }
+        })
+    };
+    let probe = async {
+        // One more writer that, after each 2xx, waits to see its effect in the read model.
+        let client = reqwest::Client::new();
+        let probe_user = user("h64");
+        let mut freshness = Vec::new();
+        let deadline = Instant::now() + scale.duration;
+        while Instant::now() < deadline {
+            let answer = client
+                .post(format!("{base}/users/h64/activity"))
+                .json(&serde_json::json!({"action": "kick", "object": "probe"}))
+                .send()
+                .await?;
+            let answered = Instant::now();
+            let body: serde_json::Value = answer.json().await?;
+            let version = body["version"].as_u64().unwrap_or(u64::MAX);
+            loop {
+                let seen = store
+                    .get_read_model(PROFILE_READ_MODEL, &probe_user)
+                    .await?
+                    .map_or(0, |m| m.version);
+                if seen >= version {
+                    break;
+                }
+                if answered.elapsed() > Duration::from_secs(10) {
+                    anyhow::bail!("the read model never reached version {version}");
+                }
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            freshness.push(measure::elapsed_ms(answered));
+        }
+        Ok::<_, anyhow::Error>(freshness)
+    };
+    let (counted, freshness) = tokio::join!(load, probe);
+    let mut freshness = freshness?;
+    let _ = stop.send(true);
+    server_task.await??;
+    projector_task.await??;
+    let mut latencies = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (p50, p99) = (
+        percentile(&mut latencies, 50.0),
+        percentile(&mut latencies, 99.0),
+    );
+    Ok(vec![
+        Row::new(
+            "http_commands",
+            counted.ok_per_second(),
+            "commands/s",
+            Some(raw64),
+            format!(
+                "64 connections; p50 {p50:.2} ms, p99 {p99:.2} ms; {} failed; raw: EVALSHA c64",
+                counted.failed
+            ),
+        ),
+        Row::new(
+            "freshness_p99",
+            percentile(&mut freshness, 99.0),
+            "ms",
+            None,
+            format!(
+                "2xx to read model, {} samples under the http load; p50 {:.2} ms",
+                freshness.len(),
+                percentile(&mut freshness, 50.0)
+            ),
+        ),
+    ])
+}
+
+/// Redis memory per stored event, beside a raw XADD entry of the same fields.
+async fn memory_row(scale: &Scale) -> anyhow::Result<Row> {
+    let server = RedisServer::start_with(&["--appendonly", "no"]);
+    let conn = raw::connect(&server.url()).await?;
+    let raw_bytes = raw::bytes_per_entry(&conn, scale.memory_events).await?;
+    let store = connect(&server).await?;
+    let users: Vec<UserId> = (0..scale.memory_events / 100)
+        .map(|i| user(&format!("m{i}")))
+        .collect();
+    let before = raw::used_memory(&conn).await?;
+    let mut written = 0;
+    while written < scale.memory_events {
+        let batch: Vec<AppendRequest> = (0..1000.min(scale.memory_events - written))
+            .map(|j| {
+                request(
+                    &users[(written + j) % users.len()],
+                    ExpectedVersion::Any,
+                    vec![like(j as u64)],
+                )
+            })
+            .collect();
+        written += batch.len();
+        for outcome in store.append_batch(batch).await? {
+            outcome?;
+        }
+    }
+    let ours = (raw::used_memory(&conn).await? - before) / scale.memory_events as f64;
+    Ok(Row::new(
+        "bytes_per_event",
+        ours,
+        "bytes",
+        Some(raw_bytes),
+        format!(
+            "{} events over {} users (user stream + category stream + counter); raw: one XADD entry",
+            scale.memory_events,
+            users.len()
+        ),
+    ))
+}
