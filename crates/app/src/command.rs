@@ -1,5 +1,6 @@
 //! The command side: load, decide, append.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,17 @@ pub struct CommandService {
     store: Arc<dyn Store>,
     settings: CommandSettings,
     user_locks: Vec<Mutex<()>>,
+    /// Users' state after this instance's last command on them, with their snapshot version.
+    cache: std::sync::Mutex<HashMap<UserId, (User, u64)>>,
+}
+
+/// Users kept in the aggregate cache.
+const CACHE_USERS: usize = 100_000;
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Enough stripes that unrelated users rarely share one, few enough to cost nothing.
@@ -102,6 +114,7 @@ impl CommandService {
             store,
             settings,
             user_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            cache: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -135,19 +148,37 @@ impl CommandService {
 
         let _serialized = self.lock_for(user_id).lock().await;
         let mut attempt = 0;
+        // The cached state is a guess checked by the append's expected version: a stale one
+        // costs a conflict and a reload, never a wrong write.
+        let mut cached = self.cached(user_id);
         loop {
-            let (user, snapshot_version) = self.load(user_id).await?;
+            let from_cache = cached.is_some();
+            let (user, snapshot_version) = match cached.take() {
+                Some(hit) => hit,
+                None => self.load(user_id).await?,
+            };
             if let Some(expected) = meta.if_match
                 && expected != user.version
             {
+                if from_cache {
+                    continue;
+                }
                 return Err(CommandError::PreconditionFailed {
                     expected,
                     actual: user.version,
                 });
             }
             let today = Utc::now().date_naive();
-            let events = user.decide(user_id, &command, Context { today })?;
+            let events = match user.decide(user_id, &command, Context { today }) {
+                Ok(events) => events,
+                // A refusal is only answered from state read just now.
+                Err(_) if from_cache => continue,
+                Err(rejection) => return Err(rejection.into()),
+            };
             if events.is_empty() {
+                if !from_cache {
+                    self.remember(user_id, &user, snapshot_version);
+                }
                 return Ok(Accepted {
                     version: user.version,
                     appended: 0,
@@ -168,13 +199,18 @@ impl CommandService {
                 }),
             };
             match self.store.append(request).await {
-                Ok(outcome) if outcome.duplicate => return Ok(replay(outcome.version)),
+                Ok(outcome) if outcome.duplicate => {
+                    self.forget(user_id);
+                    return Ok(replay(outcome.version));
+                }
                 Ok(outcome) => {
                     let mut after = user;
                     for event in &events {
                         after.evolve(event);
                     }
-                    self.maybe_snapshot(user_id, &after, snapshot_version).await;
+                    let snapshot_version =
+                        self.maybe_snapshot(user_id, &after, snapshot_version).await;
+                    self.remember(user_id, &after, snapshot_version);
                     return Ok(Accepted {
                         version: outcome.version,
                         appended: count,
@@ -182,6 +218,10 @@ impl CommandService {
                     });
                 }
                 Err(StoreError::Conflict { actual, .. }) => {
+                    self.forget(user_id);
+                    if from_cache {
+                        continue;
+                    }
                     if let Some(expected) = meta.if_match {
                         return Err(CommandError::PreconditionFailed { expected, actual });
                     }
@@ -194,9 +234,29 @@ impl CommandService {
                     }
                     tracing::debug!(%user_id, attempt, actual, "version conflict, reloading");
                 }
-                Err(other) => return Err(other.into()),
+                Err(other) => {
+                    self.forget(user_id);
+                    return Err(other.into());
+                }
             }
         }
+    }
+
+    fn cached(&self, user_id: &UserId) -> Option<(User, u64)> {
+        lock(&self.cache).get(user_id).cloned()
+    }
+
+    fn remember(&self, user_id: &UserId, user: &User, snapshot_version: u64) {
+        let mut cache = lock(&self.cache);
+        // Bounded without bookkeeping: when full, start over (a miss is one load).
+        if cache.len() >= CACHE_USERS && !cache.contains_key(user_id) {
+            cache.clear();
+        }
+        cache.insert(user_id.clone(), (user.clone(), snapshot_version));
+    }
+
+    fn forget(&self, user_id: &UserId) {
+        lock(&self.cache).remove(user_id);
     }
 
     /// The user's current state: the latest snapshot plus every event after it.
@@ -268,26 +328,31 @@ impl CommandService {
             .collect()
     }
 
-    /// Snapshot when the new version crossed a multiple of `snapshot_every`. A failure only
-    /// costs a slower next load, so it is logged, not returned.
-    async fn maybe_snapshot(&self, user_id: &UserId, user: &User, snapshot_version: u64) {
+    /// Snapshot when the new version crossed a multiple of `snapshot_every`, and return the
+    /// version of the latest snapshot. A failure only costs a slower next load, so it is
+    /// logged, not returned.
+    async fn maybe_snapshot(&self, user_id: &UserId, user: &User, snapshot_version: u64) -> u64 {
         let every = self.settings.snapshot_every;
         if every == 0 || user.version / every <= snapshot_version / every {
-            return;
+            return snapshot_version;
         }
         let state = match user.to_snapshot() {
             Ok(state) => state,
             Err(error) => {
                 tracing::warn!(%user_id, %error, "snapshot does not encode");
-                return;
+                return snapshot_version;
             }
         };
         let snapshot = Snapshot {
             version: user.version,
             state,
         };
-        if let Err(error) = self.store.save_snapshot(user_id, snapshot).await {
-            tracing::warn!(%user_id, %error, "snapshot not saved");
+        match self.store.save_snapshot(user_id, snapshot).await {
+            Ok(_) => user.version,
+            Err(error) => {
+                tracing::warn!(%user_id, %error, "snapshot not saved");
+                snapshot_version
+            }
         }
     }
 

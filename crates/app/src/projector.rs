@@ -6,6 +6,7 @@
 //! its effects are stored. Handlers are idempotent (version-conditioned writes, idempotency
 //! keys), so a redelivery changes nothing and any number of processes may share a group.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +82,19 @@ pub trait Handler: Send + Sync {
     fn group(&self) -> &'static str;
     fn categories(&self) -> &'static [Category];
     async fn handle(&self, stored: &StoredEvent, event: &UserEvent) -> Result<(), HandlerError>;
+
+    /// A batch, one outcome per event in order. By default one event at a time; a handler
+    /// that can coalesce (one write per user, say) overrides it.
+    async fn handle_batch(
+        &self,
+        events: &[(StoredEvent, UserEvent)],
+    ) -> Vec<Result<(), HandlerError>> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for (stored, event) in events {
+            outcomes.push(self.handle(stored, event).await);
+        }
+        outcomes
+    }
 }
 
 /// Folds events into the profile read model, only ever over the version it read.
@@ -92,58 +106,79 @@ impl ProfileProjection {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self { store }
     }
+}
 
-    async fn try_apply(&self, stored: &StoredEvent) -> Result<Applied, HandlerError> {
-        let user_id = &stored.envelope.user_id;
-        let current = self
-            .store
-            .get_read_model(PROFILE_READ_MODEL, user_id)
-            .await?;
-        let (mut profile, expected) = match current {
-            Some(model) => (
-                Profile::from_fields(&model.fields)
-                    .map_err(|e| HandlerError::Poison(e.to_string()))?,
-                model.version,
-            ),
-            None => (Profile::empty(user_id.clone()), 0),
-        };
-        let target = stored.envelope.version;
-        if target <= expected {
-            return Ok(Applied::AlreadyThere);
+/// Bring one user's profile up to the last of `in_hand` (that user's events, in version order),
+/// retrying when another consumer writes first.
+async fn apply_user(store: Arc<dyn Store>, in_hand: Vec<StoredEvent>) -> Result<(), HandlerError> {
+    for _ in 0..10 {
+        match try_apply(store.as_ref(), &in_hand).await? {
+            Applied::Written | Applied::AlreadyThere => return Ok(()),
+            Applied::Raced => continue,
         }
-        // A gap (an earlier event not applied yet, e.g. it is pending elsewhere) is filled
-        // from the user's stream, which is the truth, so order between consumers never matters.
-        let events = if target == expected + 1 {
-            vec![stored.clone()]
-        } else {
-            let span = usize::try_from(target - expected).unwrap_or(usize::MAX);
-            self.store.read_user(user_id, expected + 1, span).await?
-        };
-        for e in &events {
-            let decoded = e
-                .decode()
-                .map_err(|err| HandlerError::Poison(err.to_string()))?;
-            profile.apply(&e.envelope, &decoded);
-        }
-        if profile.version != target {
-            return Err(HandlerError::Transient(format!(
-                "user stream of {user_id} ends at {} before version {target}",
-                profile.version
-            )));
-        }
-        let model = ReadModel {
-            version: profile.version,
-            fields: profile.to_fields(),
-        };
-        match self
-            .store
-            .put_read_model(PROFILE_READ_MODEL, user_id, expected, &model)
-            .await
-        {
-            Ok(()) => Ok(Applied::Written),
-            Err(StoreError::Conflict { .. }) => Ok(Applied::Raced),
-            Err(e) => Err(e.into()),
-        }
+    }
+    Err(HandlerError::Transient("read model kept changing".into()))
+}
+
+async fn try_apply(store: &dyn Store, in_hand: &[StoredEvent]) -> Result<Applied, HandlerError> {
+    let Some(last) = in_hand.last() else {
+        return Ok(Applied::AlreadyThere);
+    };
+    let user_id = &last.envelope.user_id;
+    let current = store.get_read_model(PROFILE_READ_MODEL, user_id).await?;
+    let (mut profile, expected) = match current {
+        Some(model) => (
+            Profile::from_fields(&model.fields).map_err(|e| HandlerError::Poison(e.to_string()))?,
+            model.version,
+        ),
+        None => (Profile::empty(user_id.clone()), 0),
+    };
+    let target = last.envelope.version;
+    if target <= expected {
+        return Ok(Applied::AlreadyThere);
+    }
+    // One write for all of the user's events in hand. A gap (an earlier event not applied yet,
+    // e.g. pending with another consumer) is filled from the user's stream, which is the
+    // truth, so the order in which consumers get entries never matters.
+    let fresh: Vec<&StoredEvent> = in_hand
+        .iter()
+        .filter(|e| e.envelope.version > expected)
+        .collect();
+    let contiguous = fresh
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.envelope.version == expected + 1 + i as u64);
+    let read;
+    let events: Vec<&StoredEvent> = if contiguous {
+        fresh
+    } else {
+        let span = usize::try_from(target - expected).unwrap_or(usize::MAX);
+        read = store.read_user(user_id, expected + 1, span).await?;
+        read.iter().collect()
+    };
+    for e in events {
+        let decoded = e
+            .decode()
+            .map_err(|err| HandlerError::Poison(err.to_string()))?;
+        profile.apply(&e.envelope, &decoded);
+    }
+    if profile.version != target {
+        return Err(HandlerError::Transient(format!(
+            "user stream of {user_id} ends at {} before version {target}",
+            profile.version
+        )));
+    }
+    let model = ReadModel {
+        version: profile.version,
+        fields: profile.to_fields(),
+    };
+    match store
+        .put_read_model(PROFILE_READ_MODEL, user_id, expected, &model)
+        .await
+    {
+        Ok(()) => Ok(Applied::Written),
+        Err(StoreError::Conflict { .. }) => Ok(Applied::Raced),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -165,13 +200,45 @@ impl Handler for ProfileProjection {
     }
 
     async fn handle(&self, stored: &StoredEvent, _event: &UserEvent) -> Result<(), HandlerError> {
-        for _ in 0..10 {
-            match self.try_apply(stored).await? {
-                Applied::Written | Applied::AlreadyThere => return Ok(()),
-                Applied::Raced => continue,
+        apply_user(self.store.clone(), vec![stored.clone()]).await
+    }
+
+    /// One read and one write per user in the batch, users concurrently.
+    async fn handle_batch(
+        &self,
+        events: &[(StoredEvent, UserEvent)],
+    ) -> Vec<Result<(), HandlerError>> {
+        let mut by_user: BTreeMap<UserId, Vec<usize>> = BTreeMap::new();
+        for (i, (stored, _)) in events.iter().enumerate() {
+            by_user
+                .entry(stored.envelope.user_id.clone())
+                .or_default()
+                .push(i);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (_, indexes) in by_user {
+            let mut in_hand: Vec<StoredEvent> =
+                indexes.iter().map(|i| events[*i].0.clone()).collect();
+            in_hand.sort_by_key(|e| e.envelope.version);
+            let store = self.store.clone();
+            tasks.spawn(async move { (indexes, apply_user(store, in_hand).await) });
+        }
+        let mut outcomes: Vec<Result<(), HandlerError>> = (0..events.len())
+            .map(|_| Err(HandlerError::Transient("not applied".into())))
+            .collect();
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((indexes, result)) = joined else {
+                continue;
+            };
+            for i in indexes {
+                outcomes[i] = match &result {
+                    Ok(()) => Ok(()),
+                    Err(HandlerError::Poison(r)) => Err(HandlerError::Poison(r.clone())),
+                    Err(HandlerError::Transient(r)) => Err(HandlerError::Transient(r.clone())),
+                };
             }
         }
-        Err(HandlerError::Transient("read model kept changing".into()))
+        outcomes
     }
 }
 
@@ -363,23 +430,42 @@ impl Projectors {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        let mut done = Vec::with_capacity(batch.len());
-        let (mut dead, mut deferred) = (0, 0);
-        for delivery in &batch {
-            let outcome = match delivery.event() {
-                Err(e) => Err(HandlerError::Poison(format!("not an event: {e}"))),
+        // First what the runtime itself can judge: entries that are not events, or failed too
+        // often; then the handler gets the rest as one batch.
+        let mut outcomes: Vec<Option<Result<(), HandlerError>>> = Vec::with_capacity(batch.len());
+        let mut decoded = Vec::new();
+        for (i, delivery) in batch.iter().enumerate() {
+            let judged = match delivery.event() {
+                Err(e) => Some(Err(HandlerError::Poison(format!("not an event: {e}")))),
                 Ok(stored) => match stored.decode() {
-                    Err(e) => Err(HandlerError::Poison(e.to_string())),
+                    Err(e) => Some(Err(HandlerError::Poison(e.to_string()))),
                     Ok(_) if delivery.deliveries > self.settings.max_deliveries => {
-                        Err(HandlerError::Poison(format!(
+                        Some(Err(HandlerError::Poison(format!(
                             "failed {} deliveries",
                             delivery.deliveries - 1
-                        )))
+                        ))))
                     }
-                    Ok(event) => handler.handle(&stored, &event).await,
+                    Ok(event) => {
+                        decoded.push((i, stored, event));
+                        None
+                    }
                 },
             };
-            match outcome {
+            outcomes.push(judged);
+        }
+        let events: Vec<(StoredEvent, UserEvent)> = decoded
+            .iter()
+            .map(|(_, s, e)| (s.clone(), e.clone()))
+            .collect();
+        let handled = handler.handle_batch(&events).await;
+        for ((i, _, _), outcome) in decoded.iter().zip(handled) {
+            outcomes[*i] = Some(outcome);
+        }
+
+        let mut done = Vec::with_capacity(batch.len());
+        let (mut dead, mut deferred) = (0, 0);
+        for (delivery, outcome) in batch.iter().zip(outcomes) {
+            match outcome.unwrap_or_else(|| Err(HandlerError::Transient("not handled".into()))) {
                 Ok(()) => done.push(delivery.entry.clone()),
                 Err(HandlerError::Poison(reason)) => {
                     tracing::warn!(group = handler.group(), entry = %delivery.entry.id, %reason, "dead-lettering");

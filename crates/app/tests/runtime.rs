@@ -353,3 +353,53 @@ async fn an_entry_failing_more_than_max_deliveries_is_dead_lettered_with_its_cou
         .unwrap();
     assert_eq!(stats.pending, 0, "the dead letter was acked");
 }
+
+#[tokio::test]
+async fn two_instances_with_stale_caches_still_decide_on_the_current_state() {
+    let store = MemoryStore::new();
+    let (a, b) = (commands(&store, 0), commands(&store, 0));
+    let meta = || CommandMeta::new(None);
+    for u in ["1", "2"] {
+        a.execute(&id(u), register(), &meta()).await.unwrap();
+    }
+    let add = || Command::AddFriend {
+        friend_id: id("2"),
+        friend_registered: false,
+        reciprocal: false,
+    };
+    let remove = || Command::RemoveFriend {
+        friend_id: id("2"),
+        reciprocal: false,
+    };
+    // A remembers user 1 with friend 2; B then removes the friend behind A's back.
+    a.execute(&id("1"), add(), &meta()).await.unwrap();
+    b.execute(&id("1"), remove(), &meta()).await.unwrap();
+    // A's cache says "already friends": A must not refuse on that, but re-read and add.
+    let added = a.execute(&id("1"), add(), &meta()).await.unwrap();
+    assert_eq!(added.version, 4);
+    // B's cache says "not a friend" is stale too: B re-reads and removes.
+    let removed = b.execute(&id("1"), remove(), &meta()).await.unwrap();
+    assert_eq!(removed.version, 5);
+    // A's stale cache (version 4) meets the store at 5: a conflict, a reload, an accept.
+    let liked = a.execute(&id("1"), like("x"), &meta()).await.unwrap();
+    assert_eq!(liked.version, 6);
+    let err = a.execute(&id("1"), remove(), &meta()).await.unwrap_err();
+    assert!(
+        matches!(err, CommandError::Rejected(Rejection::NotFriends(_))),
+        "{err:?}"
+    );
+    // If-Match is judged against the store, not a stale cache.
+    let if_match = CommandMeta {
+        if_match: Some(6),
+        ..meta()
+    };
+    assert_eq!(
+        b.execute(&id("1"), like("y"), &if_match)
+            .await
+            .unwrap()
+            .version,
+        7
+    );
+    let events: Vec<_> = store.read_user(&id("1"), 1, 100).await.unwrap();
+    assert_eq!(events.len(), 7);
+}
