@@ -10,6 +10,7 @@
 //! `User::evolve` and `Profile::apply`; the compiler lists every match to update.
 
 pub mod friendship;
+mod personal;
 pub mod profile;
 pub mod user;
 

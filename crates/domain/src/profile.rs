@@ -6,6 +6,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use esr_schema::{Action, EventEnvelope, UserEvent, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::personal::PersonalInfo;
+
 /// A user's profile as the query side shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
@@ -37,6 +39,14 @@ pub struct FieldError {
 }
 
 impl Profile {
+    fn personal_info(&mut self) -> PersonalInfo<'_> {
+        PersonalInfo {
+            name: &mut self.name,
+            surname: &mut self.surname,
+            birth_date: &mut self.birth_date,
+        }
+    }
+
     pub fn empty(user_id: UserId) -> Self {
         Self {
             user_id,
@@ -57,21 +67,9 @@ impl Profile {
         self.version = envelope.version;
         match event {
             UserEvent::Registered(e) => {
-                self.name.clone_from(&e.name);
-                self.surname.clone_from(&e.surname);
-                self.birth_date = e.birth_date;
+                self.personal_info().register(e);
             }
-            UserEvent::PersonalInfoChanged(e) => {
-                if let Some(name) = &e.name {
-                    self.name.clone_from(name);
-                }
-                if let Some(surname) = &e.surname {
-                    self.surname.clone_from(surname);
-                }
-                if e.birth_date.is_some() {
-                    self.birth_date = e.birth_date;
-                }
-            }
+            UserEvent::PersonalInfoChanged(e) => self.personal_info().change(e),
             UserEvent::ActedOn(e) => {
                 self.activity_count += 1;
                 match e.action {

@@ -8,6 +8,8 @@ use esr_schema::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::personal::PersonalInfo;
+
 /// What the command side knows about a user: just enough to check every invariant.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
@@ -101,6 +103,14 @@ pub const MAX_TEXT_CHARS: usize = 2000;
 pub const EARLIEST_BIRTH_DATE: (i32, u32, u32) = (1900, 1, 1);
 
 impl User {
+    fn personal_info(&mut self) -> PersonalInfo<'_> {
+        PersonalInfo {
+            name: &mut self.name,
+            surname: &mut self.surname,
+            birth_date: &mut self.birth_date,
+        }
+    }
+
     /// Fold a history from nothing.
     pub fn from_history<'a>(events: impl IntoIterator<Item = &'a UserEvent>) -> Self {
         let mut user = User::default();
@@ -117,21 +127,9 @@ impl User {
         match event {
             UserEvent::Registered(e) => {
                 self.registered = true;
-                self.name.clone_from(&e.name);
-                self.surname.clone_from(&e.surname);
-                self.birth_date = e.birth_date;
+                self.personal_info().register(e);
             }
-            UserEvent::PersonalInfoChanged(e) => {
-                if let Some(name) = &e.name {
-                    self.name.clone_from(name);
-                }
-                if let Some(surname) = &e.surname {
-                    self.surname.clone_from(surname);
-                }
-                if e.birth_date.is_some() {
-                    self.birth_date = e.birth_date;
-                }
-            }
+            UserEvent::PersonalInfoChanged(e) => self.personal_info().change(e),
             UserEvent::ActedOn(_) => {}
             UserEvent::FriendAdded(e) => {
                 self.friends.insert(e.friend_id.clone());
