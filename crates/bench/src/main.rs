@@ -22,6 +22,9 @@ struct Args {
     /// Run each measurement briefly, on small data: proves the benchmarks still run.
     #[arg(long)]
     quick: bool,
+    /// Only these groups (comma-separated): appends, loads, projector, http, memory, aof.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Where to write the JSON results.
     #[arg(long, env = "BENCH_OUT", default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -35,10 +38,15 @@ pub struct Scale {
     pub backlog: usize,
     pub memory_events: usize,
     pub load_runs: usize,
+    pub only: Vec<String>,
 }
 
 impl Scale {
-    fn new(quick: bool) -> Self {
+    pub fn wants(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
+    }
+
+    fn new(quick: bool, only: Vec<String>) -> Self {
         if quick {
             Self {
                 duration: Duration::from_millis(400),
@@ -46,6 +54,7 @@ impl Scale {
                 backlog: 5_000,
                 memory_events: 5_000,
                 load_runs: 3,
+                only,
             }
         } else {
             Self {
@@ -54,6 +63,7 @@ impl Scale {
                 backlog: 1_000_000,
                 memory_events: 100_000,
                 load_runs: 15,
+                only,
             }
         }
     }
@@ -61,7 +71,7 @@ impl Scale {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let scale = Scale::new(args.quick);
+    let scale = Scale::new(args.quick, args.only);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -90,8 +90,8 @@ async fn appends(
 pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     let d = scale.duration;
-    eprintln!("appends ...");
-    {
+    if scale.wants("appends") {
+        eprintln!("appends ...");
         let server = RedisServer::start_with(&["--appendonly", "no"]);
         let conn = raw::connect(&server.url()).await?;
         let store = connect(&server).await?;
@@ -191,19 +191,31 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
                 hot_run.failed_per_second()
             ),
         ));
-
+    }
+    if scale.wants("loads") {
         eprintln!("loads ...");
+        let server = RedisServer::start_with(&["--appendonly", "no"]);
+        let conn = raw::connect(&server.url()).await?;
+        let store = connect(&server).await?;
         for n in scale.load_sizes {
             rows.push(load_row(&store, &conn, n, scale.load_runs).await?);
         }
     }
-
-    eprintln!("projector catch-up ...");
-    rows.extend(projector_rows(scale).await?);
-    eprintln!("http and freshness ...");
-    rows.extend(http_rows(scale).await?);
-    eprintln!("memory ...");
-    rows.push(memory_row(scale).await?);
+    if scale.wants("projector") {
+        eprintln!("projector catch-up ...");
+        rows.extend(projector_rows(scale).await?);
+    }
+    if scale.wants("http") {
+        eprintln!("http and freshness ...");
+        rows.extend(http_rows(scale).await?);
+    }
+    if scale.wants("memory") {
+        eprintln!("memory ...");
+        rows.push(memory_row(scale).await?);
+    }
+    if !scale.wants("aof") {
+        return Ok(rows);
+    }
     eprintln!("durable appends ...");
     for (name, fsync) in [
         ("append_c64_everysec", "everysec"),

@@ -165,33 +165,24 @@ impl RedisStore {
             ttl_ms.to_string().into_bytes(),
             request.events.len().to_string().into_bytes(),
         ];
+        // The same text forms as stored entries (`entry::to_fields`), in the script's order,
+        // minus the version the script assigns.
         for event in &request.events {
-            // The same text forms as stored entries (`entry::to_fields`), minus the version the
-            // script assigns.
-            let stored = StoredEvent {
-                envelope: esr_schema::EventEnvelope {
-                    event_id: event.event_id,
-                    user_id: user.clone(),
-                    version: 0,
-                    event_type: event.event_type.clone(),
-                    schema_version: event.schema_version,
-                    occurred_at: event.occurred_at,
-                    correlation_id: event.correlation_id.clone(),
-                    causation_id: event.causation_id.clone(),
-                },
-                payload: event.payload.clone(),
-            };
-            args.extend(
-                entry::to_fields(&stored)
-                    .into_iter()
-                    .filter(|(name, _)| name != entry::VERSION)
-                    .map(|(_, value)| value),
-            );
+            args.extend([
+                event.event_type.as_bytes().to_vec(),
+                user.as_str().as_bytes().to_vec(),
+                event.event_id.hyphenated().to_string().into_bytes(),
+                entry::format_time(event.occurred_at).into_bytes(),
+                event.schema_version.to_string().into_bytes(),
+                event.correlation_id.as_bytes().to_vec(),
+                event.causation_id.as_bytes().to_vec(),
+                event.payload.clone(),
+            ]);
         }
         Ok((script_keys, args))
     }
 
-    /// EVALSHA of the append script, for pipelines (which cannot reload a missing script).
+    /// EVALSHA of the append script; NOSCRIPT is the caller's to handle.
     fn append_evalsha(&self, request: &AppendRequest) -> Result<redis::Cmd> {
         let (keys, args) = self.append_call(request)?;
         let mut cmd = redis::cmd("EVALSHA");
@@ -263,20 +254,22 @@ pub(crate) fn corrupt(what: &str, reason: impl Into<String>) -> StoreError {
 #[async_trait]
 impl EventStore for RedisStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
-        let (keys, args) = self.append_call(&request)?;
-        let mut invocation = self.inner.append.prepare_invoke();
-        for key in keys {
-            invocation.key(key);
-        }
-        for arg in args {
-            invocation.arg(arg);
-        }
-        // `invoke_async` sends EVALSHA and, after a restart emptied the script cache
-        // (NOSCRIPT), loads the script and sends it again.
-        let reply: (i64, i64) = invocation
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(classify)?;
+        let cmd = self.append_evalsha(&request)?;
+        let mut conn = self.conn();
+        let reply: (i64, i64) = match cmd.query_async(&mut conn).await {
+            Ok(reply) => reply,
+            // A restart emptied the script cache: load it and send the same call again.
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.inner
+                    .append
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                cmd.query_async(&mut conn).await.map_err(classify)?
+            }
+            Err(e) => return Err(classify(e)),
+        };
         append_outcome(request.expected, reply)
     }
 

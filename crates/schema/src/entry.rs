@@ -30,6 +30,11 @@ pub enum EntryError {
     InvalidField { field: &'static str, reason: String },
 }
 
+/// `occurred_at` as stored: RFC 3339, microseconds, `Z`.
+pub fn format_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
 pub fn to_fields(event: &StoredEvent) -> Fields {
     let e = &event.envelope;
     let text = |name: &str, value: String| (name.to_owned(), value.into_bytes());
@@ -38,10 +43,7 @@ pub fn to_fields(event: &StoredEvent) -> Fields {
         text(USER_ID, e.user_id.to_string()),
         text(VERSION, e.version.to_string()),
         text(EVENT_ID, e.event_id.to_string()),
-        text(
-            OCCURRED_AT,
-            e.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        ),
+        text(OCCURRED_AT, format_time(e.occurred_at)),
         text(SCHEMA_VERSION, e.schema_version.to_string()),
         text(CORRELATION_ID, e.correlation_id.clone()),
         text(CAUSATION_ID, e.causation_id.clone()),
