@@ -62,7 +62,7 @@ impl Scale {
                 load_sizes: [10, 1_000, 100_000],
                 backlog: 1_000_000,
                 memory_events: 100_000,
-                load_runs: 15,
+                load_runs: 31,
                 only,
             }
         }

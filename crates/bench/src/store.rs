@@ -197,9 +197,7 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         let server = RedisServer::start_with(&["--appendonly", "no"]);
         let conn = raw::connect(&server.url()).await?;
         let store = connect(&server).await?;
-        for n in scale.load_sizes {
-            rows.push(load_row(&store, &conn, n, scale.load_runs).await?);
-        }
+        rows.extend(load_rows(&store, &conn, scale.load_sizes, scale.load_runs).await?);
     }
     if scale.wants("projector") {
         eprintln!("projector catch-up ...");
@@ -239,35 +237,17 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-async fn load_row(
+/// Loads of users with 10, 1,000 and 100,000 events, with snapshots every 100 and without.
+/// The snapshot loads of all sizes are timed in turn, round after round, so the machine's
+/// noise falls on every size alike.
+async fn load_rows(
     store: &RedisStore,
     conn: &redis::aio::MultiplexedConnection,
-    n: usize,
+    sizes: [usize; 3],
     runs: usize,
-) -> anyhow::Result<Row> {
-    let id = user(&format!("load-{n}"));
-    let mut written = 0;
-    while written < n {
-        let chunk = 1000.min(n - written);
-        let events: Vec<NewEvent> = (0..chunk)
-            .map(|i| {
-                if written + i == 0 {
-                    registered()
-                } else {
-                    like((written + i) as u64)
-                }
-            })
-            .collect();
-        store
-            .append(request(
-                &id,
-                ExpectedVersion::Exactly(written as u64),
-                events,
-            ))
-            .await?;
-        written += chunk;
-    }
+) -> anyhow::Result<Vec<Row>> {
     let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let every = 100;
     let plain = CommandService::new(
         shared.clone(),
         CommandSettings {
@@ -275,35 +255,6 @@ async fn load_row(
             ..CommandSettings::default()
         },
     );
-    let without = measure::median_ms(runs, || async {
-        plain
-            .load(&id)
-            .await
-            .map(|_| ())
-            .map_err(anyhow::Error::from)
-    })
-    .await?;
-    // What the command side leaves after its last multiple of 100: a snapshot there.
-    let every = 100;
-    let at = (n as u64 / every) * every;
-    if at > 0 {
-        let events: Vec<UserEvent> = store
-            .read_user(&id, 1, at as usize)
-            .await?
-            .iter()
-            .map(|e| e.decode())
-            .collect::<Result<_, _>>()?;
-        let state = User::from_history(&events);
-        store
-            .save_snapshot(
-                &id,
-                Snapshot {
-                    version: state.version,
-                    state: state.to_snapshot()?,
-                },
-            )
-            .await?;
-    }
     let snapshotted = CommandService::new(
         shared,
         CommandSettings {
@@ -311,34 +262,94 @@ async fn load_row(
             ..CommandSettings::default()
         },
     );
-    let (loaded, _) = snapshotted.load(&id).await?;
-    let (replayed, _) = plain.load(&id).await?;
-    anyhow::ensure!(
-        loaded == replayed,
-        "a snapshot load differs from a full replay at {n} events"
-    );
-    let with = measure::median_ms(runs, || async {
-        snapshotted
-            .load(&id)
-            .await
-            .map(|_| ())
-            .map_err(anyhow::Error::from)
-    })
-    .await?;
-    let raw_ms = raw::xrange_ms(conn, n, runs).await?;
-    let name = match n {
-        10 => "load_10".to_owned(),
-        1_000 => "load_1k".to_owned(),
-        100_000 => "load_100k".to_owned(),
-        other => format!("load_{other}"),
-    };
-    Ok(Row::new(
-        &name,
-        with,
-        "ms",
-        Some(raw_ms),
-        format!("snapshots every 100; without: {without:.2} ms; raw: XRANGE of all {n} entries"),
-    ))
+    let mut prepared = Vec::new();
+    for n in sizes {
+        let id = user(&format!("load-{n}"));
+        let mut written = 0;
+        while written < n {
+            let chunk = 1000.min(n - written);
+            let events: Vec<NewEvent> = (0..chunk)
+                .map(|i| {
+                    if written + i == 0 {
+                        registered()
+                    } else {
+                        like((written + i) as u64)
+                    }
+                })
+                .collect();
+            store
+                .append(request(
+                    &id,
+                    ExpectedVersion::Exactly(written as u64),
+                    events,
+                ))
+                .await?;
+            written += chunk;
+        }
+        let without = measure::median_ms(runs, || async {
+            plain
+                .load(&id)
+                .await
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
+        })
+        .await?;
+        // What the command side leaves after its last multiple of 100: a snapshot there.
+        let at = (n as u64 / every) * every;
+        if at > 0 {
+            let events: Vec<UserEvent> = store
+                .read_user(&id, 1, at as usize)
+                .await?
+                .iter()
+                .map(|e| e.decode())
+                .collect::<Result<_, _>>()?;
+            let state = User::from_history(&events);
+            store
+                .save_snapshot(
+                    &id,
+                    Snapshot {
+                        version: state.version,
+                        state: state.to_snapshot()?,
+                    },
+                )
+                .await?;
+        }
+        let (loaded, _) = snapshotted.load(&id).await?;
+        let (replayed, _) = plain.load(&id).await?;
+        anyhow::ensure!(
+            loaded == replayed,
+            "a snapshot load differs from a full replay at {n} events"
+        );
+        let raw_ms = raw::xrange_ms(conn, n, runs).await?;
+        prepared.push((n, id, without, raw_ms, Vec::with_capacity(runs)));
+    }
+    for _ in 0..runs {
+        for (_, id, _, _, samples) in prepared.iter_mut() {
+            let started = Instant::now();
+            snapshotted.load(id).await?;
+            samples.push(measure::elapsed_ms(started));
+        }
+    }
+    Ok(prepared
+        .into_iter()
+        .map(|(n, _, without, raw_ms, mut samples)| {
+            let name = match n {
+                10 => "load_10".to_owned(),
+                1_000 => "load_1k".to_owned(),
+                100_000 => "load_100k".to_owned(),
+                other => format!("load_{other}"),
+            };
+            Row::new(
+                &name,
+                percentile(&mut samples, 50.0),
+                "ms",
+                Some(raw_ms),
+                format!(
+                    "snapshots every 100; without: {without:.2} ms; raw: XRANGE of all {n} entries"
+                ),
+            )
+        })
+        .collect())
 }
 
 /// Fill a backlog, then time the profile projection draining it with one, then two instances.
