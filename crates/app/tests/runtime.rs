@@ -403,3 +403,52 @@ async fn two_instances_with_stale_caches_still_decide_on_the_current_state() {
     let events: Vec<_> = store.read_user(&id("1"), 1, 100).await.unwrap();
     assert_eq!(events.len(), 7);
 }
+
+#[tokio::test]
+async fn two_projections_with_stale_caches_never_lose_an_event() {
+    use esr_app::projector::{Handler, ProfileProjection};
+    let store = MemoryStore::new();
+    let service = commands(&store, 0);
+    service
+        .execute(&id("1"), register(), &CommandMeta::new(None))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        service
+            .execute(&id("1"), like(&format!("o{i}")), &CommandMeta::new(None))
+            .await
+            .unwrap();
+    }
+    let events: Vec<_> = store
+        .read_user(&id("1"), 1, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            let e = s.decode().unwrap();
+            (s, e)
+        })
+        .collect();
+    let (a, b) = (
+        ProfileProjection::new(Arc::new(store.clone())),
+        ProfileProjection::new(Arc::new(store.clone())),
+    );
+    // A writes v1 and remembers it; B writes v2 and v3; A, remembering v1, gets v4.
+    a.handle(&events[0].0, &events[0].1).await.unwrap();
+    b.handle_batch(&events[1..3])
+        .await
+        .into_iter()
+        .for_each(|r| r.unwrap());
+    a.handle(&events[3].0, &events[3].1).await.unwrap();
+    let profile = stored_profile(&store, &id("1")).await.unwrap().unwrap();
+    assert_eq!(
+        (profile.version, profile.activity_count, profile.liked.len()),
+        (4, 3, 3)
+    );
+    // A redelivered older event changes nothing, whatever A remembers.
+    b.handle(&events[1].0, &events[1].1).await.unwrap();
+    assert_eq!(
+        stored_profile(&store, &id("1")).await.unwrap().unwrap(),
+        profile
+    );
+}
