@@ -6,7 +6,7 @@
 //! its effects are stored. Handlers are idempotent (version-conditioned writes, idempotency
 //! keys), so a redelivery changes nothing and any number of processes may share a group.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,85 +100,40 @@ pub trait Handler: Send + Sync {
 /// Folds events into the profile read model, only ever over the version it read.
 pub struct ProfileProjection {
     store: Arc<dyn Store>,
-    /// Profiles as this projector last wrote them: a guess checked by the version-conditioned
-    /// write, so a stale one costs a conflict and a read, never a lost update.
-    written: Arc<std::sync::Mutex<HashMap<UserId, Profile>>>,
 }
-
-/// Profiles kept by a projector between batches.
-const CACHED_PROFILES: usize = 100_000;
 
 impl ProfileProjection {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            store,
-            written: Arc::default(),
-        }
+        Self { store }
     }
-}
-
-type ProfileCache = std::sync::Mutex<HashMap<UserId, Profile>>;
-
-fn cache_lock(cache: &ProfileCache) -> std::sync::MutexGuard<'_, HashMap<UserId, Profile>> {
-    cache
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Bring one user's profile up to the last of `in_hand` (that user's events, in version order),
 /// retrying when another consumer writes first.
-async fn apply_user(
-    store: Arc<dyn Store>,
-    cache: Arc<ProfileCache>,
-    in_hand: Vec<StoredEvent>,
-) -> Result<(), HandlerError> {
-    let Some(user_id) = in_hand.last().map(|e| e.envelope.user_id.clone()) else {
-        return Ok(());
-    };
-    let mut guess = cache_lock(&cache).remove(&user_id);
+async fn apply_user(store: Arc<dyn Store>, in_hand: Vec<StoredEvent>) -> Result<(), HandlerError> {
     for _ in 0..10 {
-        match try_apply(store.as_ref(), guess.take(), &in_hand).await? {
-            Applied::Written(profile) => {
-                let mut cache = cache_lock(&cache);
-                if cache.len() >= CACHED_PROFILES {
-                    cache.clear();
-                }
-                cache.insert(user_id, profile);
-                return Ok(());
-            }
-            Applied::AlreadyThere => return Ok(()),
+        match try_apply(store.as_ref(), &in_hand).await? {
+            Applied::Written | Applied::AlreadyThere => return Ok(()),
             Applied::Raced => continue,
         }
     }
     Err(HandlerError::Transient("read model kept changing".into()))
 }
 
-/// `known`: the profile as this projector last wrote it, if it remembers; otherwise it is read.
-async fn try_apply(
-    store: &dyn Store,
-    known: Option<Profile>,
-    in_hand: &[StoredEvent],
-) -> Result<Applied, HandlerError> {
+async fn try_apply(store: &dyn Store, in_hand: &[StoredEvent]) -> Result<Applied, HandlerError> {
     let Some(last) = in_hand.last() else {
         return Ok(Applied::AlreadyThere);
     };
     let user_id = &last.envelope.user_id;
-    let target = last.envelope.version;
-    let (mut profile, expected) = match known {
-        // Only a guess that is behind the target can be used: "already there" must be read.
-        Some(profile) if profile.version < target => {
-            let version = profile.version;
-            (profile, version)
-        }
-        _ => match store.get_read_model(PROFILE_READ_MODEL, user_id).await? {
-            Some(model) => (
-                Profile::from_fields(&model.fields)
-                    .map_err(|e| HandlerError::Poison(e.to_string()))?,
-                model.version,
-            ),
-            None => (Profile::empty(user_id.clone()), 0),
-        },
+    let current = store.get_read_model(PROFILE_READ_MODEL, user_id).await?;
+    let (mut profile, expected) = match current {
+        Some(model) => (
+            Profile::from_fields(&model.fields).map_err(|e| HandlerError::Poison(e.to_string()))?,
+            model.version,
+        ),
+        None => (Profile::empty(user_id.clone()), 0),
     };
+    let target = last.envelope.version;
     if target <= expected {
         return Ok(Applied::AlreadyThere);
     }
@@ -221,14 +176,14 @@ async fn try_apply(
         .put_read_model(PROFILE_READ_MODEL, user_id, expected, &model)
         .await
     {
-        Ok(()) => Ok(Applied::Written(profile)),
+        Ok(()) => Ok(Applied::Written),
         Err(StoreError::Conflict { .. }) => Ok(Applied::Raced),
         Err(e) => Err(e.into()),
     }
 }
 
 enum Applied {
-    Written(Profile),
+    Written,
     AlreadyThere,
     /// Another consumer wrote first; read again and retry.
     Raced,
@@ -245,12 +200,7 @@ impl Handler for ProfileProjection {
     }
 
     async fn handle(&self, stored: &StoredEvent, _event: &UserEvent) -> Result<(), HandlerError> {
-        apply_user(
-            self.store.clone(),
-            self.written.clone(),
-            vec![stored.clone()],
-        )
-        .await
+        apply_user(self.store.clone(), vec![stored.clone()]).await
     }
 
     /// One read and one write per user in the batch, users concurrently.
@@ -270,8 +220,8 @@ impl Handler for ProfileProjection {
             let mut in_hand: Vec<StoredEvent> =
                 indexes.iter().map(|i| events[*i].0.clone()).collect();
             in_hand.sort_by_key(|e| e.envelope.version);
-            let (store, cache) = (self.store.clone(), self.written.clone());
-            tasks.spawn(async move { (indexes, apply_user(store, cache, in_hand).await) });
+            let store = self.store.clone();
+            tasks.spawn(async move { (indexes, apply_user(store, in_hand).await) });
         }
         let mut outcomes: Vec<Result<(), HandlerError>> = (0..events.len())
             .map(|_| Err(HandlerError::Transient("not applied".into())))
