@@ -376,7 +376,7 @@ impl Projectors {
                 pending: stats.pending,
             });
         }
-        let dead = self.store.dead_letters(usize::MAX).await?.len() as u64;
+        let dead = self.store.dead_letter_count().await?;
         Ok((groups, dead))
     }
 

@@ -404,6 +404,20 @@ impl Subscriptions for RedisStore {
         Ok(letters.into_iter().take(limit).map(|(_, l)| l).collect())
     }
 
+    async fn dead_letter_count(&self) -> Result<u64> {
+        // One XLEN per partition: each key is in its own slot.
+        let mut total = 0;
+        for partition in 0..self.partitions() {
+            let n: u64 = redis::cmd("XLEN")
+                .arg(Keys::dead_letters(partition))
+                .query_async(&mut self.conn())
+                .await
+                .map_err(classify)?;
+            total += n;
+        }
+        Ok(total)
+    }
+
     async fn group_stats(&self, group: &str, categories: &[Category]) -> Result<GroupStats> {
         let mut stats = GroupStats::default();
         for partition in 0..self.partitions() {

@@ -87,5 +87,11 @@ pub trait Subscriptions: Send + Sync {
     /// The dead-letter stream's entries, oldest first.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
 
+    /// How many entries the dead-letter stream holds. By default it reads them all; a store
+    /// that can count without reading overrides it.
+    async fn dead_letter_count(&self) -> Result<u64> {
+        Ok(self.dead_letters(usize::MAX).await?.len() as u64)
+    }
+
     async fn group_stats(&self, group: &str, categories: &[Category]) -> Result<GroupStats>;
 }
