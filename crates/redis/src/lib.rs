@@ -9,6 +9,7 @@
 //! - Blocking reads use dedicated connections ([`conn`]); the shared connection keeps a short
 //!   response timeout and reconnects by itself.
 
+mod append;
 pub mod conn;
 pub mod keys;
 mod parse;
@@ -128,6 +129,20 @@ impl RedisStore {
 
     fn conn(&self) -> Conn {
         self.inner.conn.clone()
+    }
+
+    /// Up to `limit` entries of `key` from `start` (an XRANGE bound: `-`, `5-0`, `(17-3`).
+    async fn xrange(&self, key: &str, start: &str, limit: usize) -> Result<Vec<parse::Entry>> {
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(key)
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit.min(i64::MAX as usize))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        parse::entries(&reply).map_err(|reason| corrupt(key, reason))
     }
 
     /// The append script's KEYS and ARGV for a request (see `lua/append.lua`).
@@ -277,7 +292,7 @@ impl EventStore for RedisStore {
         &self,
         requests: Vec<AppendRequest>,
     ) -> Result<Vec<Result<AppendOutcome>>> {
-        subscription::append_batch(self, requests).await
+        append::append_batch(self, requests).await
     }
 
     async fn read_user(
@@ -289,18 +304,10 @@ impl EventStore for RedisStore {
         if limit == 0 {
             return Ok(vec![]);
         }
-        let reply: Value = redis::cmd("XRANGE")
-            .arg(self.inner.keys.user_stream(user_id))
-            .arg(format!("{}-0", from_version.max(1)))
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit.min(i64::MAX as usize))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(classify)?;
         let what = || format!("stream of {user_id}");
-        parse::entries(&reply)
-            .map_err(|reason| corrupt(&what(), reason))?
+        let start = format!("{}-0", from_version.max(1));
+        self.xrange(&self.inner.keys.user_stream(user_id), &start, limit)
+            .await?
             .into_iter()
             .map(|(id, fields)| {
                 let fields =
@@ -348,16 +355,7 @@ impl CategoryLog for RedisStore {
         let mut all = Vec::new();
         for partition in 0..self.partitions() {
             let stream = Keys::category_stream(category, partition);
-            let reply: Value = redis::cmd("XRANGE")
-                .arg(&stream)
-                .arg(format!("({after}"))
-                .arg("+")
-                .arg("COUNT")
-                .arg(limit.min(i64::MAX as usize))
-                .query_async(&mut self.conn())
-                .await
-                .map_err(classify)?;
-            for (id, fields) in parse::entries(&reply).map_err(|r| corrupt(&stream, r))? {
+            for (id, fields) in self.xrange(&stream, &format!("({after}"), limit).await? {
                 all.push(CategoryEntry {
                     stream: stream.clone(),
                     id,
