@@ -54,7 +54,7 @@ pub fn unique_consumer_name() -> String {
 }
 
 /// Why a handler could not apply an event.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HandlerError {
     /// Worth retrying later (the store was unavailable): the entry stays pending.
     #[error("transient: {0}")]
@@ -231,11 +231,7 @@ impl Handler for ProfileProjection {
                 continue;
             };
             for i in indexes {
-                outcomes[i] = match &result {
-                    Ok(()) => Ok(()),
-                    Err(HandlerError::Poison(r)) => Err(HandlerError::Poison(r.clone())),
-                    Err(HandlerError::Transient(r)) => Err(HandlerError::Transient(r.clone())),
-                };
+                outcomes[i] = result.clone();
             }
         }
         outcomes
@@ -433,7 +429,7 @@ impl Projectors {
         // First what the runtime itself can judge: entries that are not events, or failed too
         // often; then the handler gets the rest as one batch.
         let mut outcomes: Vec<Option<Result<(), HandlerError>>> = Vec::with_capacity(batch.len());
-        let mut decoded = Vec::new();
+        let (mut handed, mut events) = (Vec::new(), Vec::new());
         for (i, delivery) in batch.iter().enumerate() {
             let judged = match delivery.event() {
                 Err(e) => Some(Err(HandlerError::Poison(format!("not an event: {e}")))),
@@ -446,20 +442,17 @@ impl Projectors {
                         ))))
                     }
                     Ok(event) => {
-                        decoded.push((i, stored, event));
+                        handed.push(i);
+                        events.push((stored, event));
                         None
                     }
                 },
             };
             outcomes.push(judged);
         }
-        let events: Vec<(StoredEvent, UserEvent)> = decoded
-            .iter()
-            .map(|(_, s, e)| (s.clone(), e.clone()))
-            .collect();
         let handled = handler.handle_batch(&events).await;
-        for ((i, _, _), outcome) in decoded.iter().zip(handled) {
-            outcomes[*i] = Some(outcome);
+        for (i, outcome) in handed.into_iter().zip(handled) {
+            outcomes[i] = Some(outcome);
         }
 
         let mut done = Vec::with_capacity(batch.len());
