@@ -25,15 +25,18 @@ fn user(name: &str) -> UserId {
     UserId::parse(name).unwrap_or_else(|e| panic!("bench user id: {e}"))
 }
 
+/// An event as the command service makes it for a request without `X-Correlation-Id`: the
+/// command's id is both its correlation and its causation.
 fn event(e: &UserEvent) -> NewEvent {
     let encoded = codec::encode(e).unwrap_or_else(|err| panic!("encode: {err}"));
+    let command_id = uuid::Uuid::now_v7().to_string();
     NewEvent {
         event_id: uuid::Uuid::now_v7(),
         event_type: encoded.event_type.into(),
         schema_version: encoded.schema_version,
         occurred_at: chrono::Utc::now(),
-        correlation_id: uuid::Uuid::now_v7().to_string(),
-        causation_id: uuid::Uuid::now_v7().to_string(),
+        correlation_id: command_id.clone(),
+        causation_id: command_id,
         payload: encoded.payload,
     }
 }

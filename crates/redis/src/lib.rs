@@ -190,7 +190,9 @@ impl RedisStore {
                 entry::format_time(event.occurred_at).into_bytes(),
                 event.schema_version.to_string().into_bytes(),
                 event.correlation_id.as_bytes().to_vec(),
-                event.causation_id.as_bytes().to_vec(),
+                entry::stored_causation_of(&event.correlation_id, &event.causation_id)
+                    .as_bytes()
+                    .to_vec(),
                 event.payload.clone(),
             ]);
         }
@@ -312,7 +314,13 @@ impl EventStore for RedisStore {
             .map(|(id, fields)| {
                 let fields =
                     fields.ok_or_else(|| corrupt(&what(), format!("entry {id} has no fields")))?;
-                entry::from_fields(&fields)
+                if id.seq != 0 {
+                    return Err(corrupt(
+                        &what(),
+                        format!("entry id {id} is not <version>-0"),
+                    ));
+                }
+                entry::from_user_stream_fields(user_id, id.ms, &fields)
                     .map_err(|e| corrupt(&what(), format!("entry {id}: {e}")))
             })
             .collect()

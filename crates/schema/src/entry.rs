@@ -2,6 +2,12 @@
 //!
 //! Besides the MessagePack `payload`, an entry carries plain fields a person can read with
 //! `redis-cli XREAD`, as in the post: `type`, `user_id`, `version`, `event_id`, `occurred_at`.
+//!
+//! Two savings keep an event's two copies (user stream and category stream) small:
+//! - `causation_id` is stored empty when it equals `correlation_id` (a command sent without
+//!   `X-Correlation-Id` is both), and read back as the correlation id;
+//! - a user stream's entries leave out `user_id` and `version`: its key names the user and the
+//!   entry id (`<version>-0`) is the version ([`from_user_stream_fields`]).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
@@ -35,6 +41,20 @@ pub fn format_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// `causation_id` as stored: empty when it repeats `correlation_id`.
+pub fn stored_causation(envelope: &EventEnvelope) -> &str {
+    stored_causation_of(&envelope.correlation_id, &envelope.causation_id)
+}
+
+pub fn stored_causation_of<'a>(correlation_id: &str, causation_id: &'a str) -> &'a str {
+    if causation_id == correlation_id {
+        ""
+    } else {
+        causation_id
+    }
+}
+
+/// A category-stream entry's fields: every field, so the entry reads on its own.
 pub fn to_fields(event: &StoredEvent) -> Fields {
     let e = &event.envelope;
     let text = |name: &str, value: String| (name.to_owned(), value.into_bytes());
@@ -46,12 +66,30 @@ pub fn to_fields(event: &StoredEvent) -> Fields {
         text(OCCURRED_AT, format_time(e.occurred_at)),
         text(SCHEMA_VERSION, e.schema_version.to_string()),
         text(CORRELATION_ID, e.correlation_id.clone()),
-        text(CAUSATION_ID, e.causation_id.clone()),
+        text(CAUSATION_ID, stored_causation(e).to_owned()),
         (PAYLOAD.to_owned(), event.payload.clone()),
     ]
 }
 
+/// A category-stream entry (or any entry that names its user and version).
 pub fn from_fields(fields: &[(String, Vec<u8>)]) -> Result<StoredEvent, EntryError> {
+    parse(fields, None)
+}
+
+/// An entry of `user_id`'s stream with entry id `<version>-0`. Fields `user_id` and `version`,
+/// when present (entries written before they were left out), must agree with the key and id.
+pub fn from_user_stream_fields(
+    user_id: &UserId,
+    version: u64,
+    fields: &[(String, Vec<u8>)],
+) -> Result<StoredEvent, EntryError> {
+    parse(fields, Some((user_id, version)))
+}
+
+fn parse(
+    fields: &[(String, Vec<u8>)],
+    known: Option<(&UserId, u64)>,
+) -> Result<StoredEvent, EntryError> {
     let raw = |name: &'static str| {
         fields
             .iter()
@@ -73,10 +111,38 @@ pub fn from_fields(fields: &[(String, Vec<u8>)]) -> Result<StoredEvent, EntryErr
             reason: e.to_string(),
         }
     };
+    let event_type = text(TYPE)?.to_owned();
+    let user_id = match (raw(USER_ID), known) {
+        (Err(_), Some((user_id, _))) => user_id.clone(),
+        _ => UserId::parse(text(USER_ID)?).map_err(|e| invalid(USER_ID)(&e))?,
+    };
+    let version = match (raw(VERSION), known) {
+        (Err(_), Some((_, version))) => version,
+        _ => text(VERSION)?.parse().map_err(|e| invalid(VERSION)(&e))?,
+    };
+    if let Some((known_user, known_version)) = known
+        && (known_user != &user_id || known_version != version)
+    {
+        return Err(EntryError::InvalidField {
+            field: if known_user != &user_id {
+                USER_ID
+            } else {
+                VERSION
+            },
+            reason: format!(
+                "entry says {user_id} version {version}, its stream and id say {known_user} version {known_version}"
+            ),
+        });
+    }
+    let correlation_id = text(CORRELATION_ID)?.to_owned();
+    let causation_id = match text(CAUSATION_ID)? {
+        "" => correlation_id.clone(),
+        other => other.to_owned(),
+    };
     let envelope = EventEnvelope {
-        event_type: text(TYPE)?.to_owned(),
-        user_id: UserId::parse(text(USER_ID)?).map_err(|e| invalid(USER_ID)(&e))?,
-        version: text(VERSION)?.parse().map_err(|e| invalid(VERSION)(&e))?,
+        event_type,
+        user_id,
+        version,
         event_id: Uuid::parse_str(text(EVENT_ID)?).map_err(|e| invalid(EVENT_ID)(&e))?,
         occurred_at: DateTime::parse_from_rfc3339(text(OCCURRED_AT)?)
             .map_err(|e| invalid(OCCURRED_AT)(&e))?
@@ -84,8 +150,8 @@ pub fn from_fields(fields: &[(String, Vec<u8>)]) -> Result<StoredEvent, EntryErr
         schema_version: text(SCHEMA_VERSION)?
             .parse()
             .map_err(|e| invalid(SCHEMA_VERSION)(&e))?,
-        correlation_id: text(CORRELATION_ID)?.to_owned(),
-        causation_id: text(CAUSATION_ID)?.to_owned(),
+        correlation_id,
+        causation_id,
     };
     if envelope.version == 0 {
         return Err(EntryError::InvalidField {
@@ -125,6 +191,52 @@ mod tests {
     fn fields_round_trip() {
         let event = sample();
         assert_eq!(from_fields(&to_fields(&event)), Ok(event));
+    }
+
+    fn get<'a>(fields: &'a Fields, name: &str) -> Option<&'a [u8]> {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    #[test]
+    fn causation_equal_to_correlation_is_stored_empty_and_read_back() {
+        let mut event = sample();
+        event.envelope.causation_id = event.envelope.correlation_id.clone();
+        let fields = to_fields(&event);
+        assert_eq!(get(&fields, CAUSATION_ID), Some(&b""[..]));
+        assert_eq!(from_fields(&fields), Ok(event.clone()));
+
+        // A different causation is kept as it is.
+        let distinct = sample();
+        let fields = to_fields(&distinct);
+        assert_eq!(get(&fields, CAUSATION_ID), Some(&b"cmd-1"[..]));
+    }
+
+    #[test]
+    fn user_stream_entries_take_user_and_version_from_key_and_id() {
+        let event = sample();
+        let user = event.envelope.user_id.clone();
+        let slim: Fields = to_fields(&event)
+            .into_iter()
+            .filter(|(k, _)| k != USER_ID && k != VERSION)
+            .collect();
+        assert_eq!(from_fields(&slim), Err(EntryError::MissingField(USER_ID)));
+        assert_eq!(from_user_stream_fields(&user, 3, &slim), Ok(event.clone()));
+
+        // An older entry that still names them must agree with its stream and id.
+        let full = to_fields(&event);
+        assert_eq!(from_user_stream_fields(&user, 3, &full), Ok(event));
+        assert!(matches!(
+            from_user_stream_fields(&user, 4, &full),
+            Err(EntryError::InvalidField { field: VERSION, .. })
+        ));
+        let other = UserId::parse("2").unwrap();
+        assert!(matches!(
+            from_user_stream_fields(&other, 3, &full),
+            Err(EntryError::InvalidField { field: USER_ID, .. })
+        ));
     }
 
     #[test]

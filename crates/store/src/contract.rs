@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use esr_schema::entry::Fields;
-use esr_schema::{ActedOn, Action, Category, UserEvent, UserId, codec};
+use esr_schema::{ActedOn, Action, Category, StoredEvent, UserEvent, UserId, codec};
 use uuid::Uuid;
 
 use crate::{
@@ -53,6 +53,7 @@ macro_rules! contract_suite {
             append_any_version_always_appends,
             append_of_no_events_is_refused,
             append_writes_the_category_stream_with_readable_fields,
+            envelopes_read_back_as_appended,
             read_user_pages_from_a_version,
             unknown_user_reads_empty_at_version_0,
             idempotency_key_returns_the_first_outcome_and_appends_once,
@@ -284,6 +285,53 @@ pub async fn append_writes_the_category_stream_with_readable_fields<S: ContractS
             .await
             .is_empty()
     );
+}
+
+pub async fn envelopes_read_back_as_appended<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    // Stored at microsecond precision.
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-26T14:00:00.123456Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let own_command = NewEvent {
+        occurred_at: at,
+        correlation_id: "cmd-7".into(),
+        causation_id: "cmd-7".into(),
+        ..kick("a")
+    };
+    let from_a_policy = NewEvent {
+        occurred_at: at,
+        correlation_id: "request-1".into(),
+        causation_id: "event-9".into(),
+        ..kick("b")
+    };
+    let appended = [own_command, from_a_policy];
+    store
+        .append(request(&user, ExpectedVersion::NoStream, appended.to_vec()))
+        .await
+        .unwrap();
+    let from_user_stream = store.read_user(&user, 1, 10).await.unwrap();
+    let from_category: Vec<StoredEvent> =
+        category_entries_of(&store, Category::UserActivity, &user)
+            .await
+            .iter()
+            .map(|entry| entry.event().unwrap())
+            .collect();
+    assert_eq!(from_user_stream, from_category);
+    assert_eq!(from_user_stream.len(), 2);
+    for (version, (read, sent)) in (1..).zip(from_user_stream.iter().zip(&appended)) {
+        let e = &read.envelope;
+        assert_eq!(
+            (e.version, &e.user_id, e.event_id, e.event_type.as_str()),
+            (version, &user, sent.event_id, sent.event_type.as_str())
+        );
+        assert_eq!((e.occurred_at, e.schema_version), (at, sent.schema_version));
+        assert_eq!(
+            (e.correlation_id.as_str(), e.causation_id.as_str()),
+            (sent.correlation_id.as_str(), sent.causation_id.as_str())
+        );
+        assert_eq!(read.payload, sent.payload);
+    }
 }
 
 pub async fn read_user_pages_from_a_version<S: ContractStore>(store: S) {

@@ -8,7 +8,10 @@
 -- ARGV[2]  idempotency record lifetime in ms (0: no idempotency key)
 -- ARGV[3]  number of events
 -- ARGV[4..] per event, 8 values: type, user_id, event_id, occurred_at, schema_version,
---           correlation_id, causation_id, payload
+--           correlation_id, causation_id (empty when equal to correlation_id), payload
+--
+-- The category entry carries every field, so XREAD alone shows what happened. The user stream's
+-- entry leaves out user_id and version: its key names the user, its entry id is the version.
 --
 -- Returns {1, version} when appended, {0, actual} on a version conflict, {2, version} when
 -- the idempotency key was used before (version: the one that first call produced).
@@ -32,7 +35,15 @@ local version = current
 local at = 4
 for i = 1, count do
     version = version + 1
-    local fields = {
+    redis.call('XADD', KEYS[2], version .. '-0',
+        'type', ARGV[at],
+        'event_id', ARGV[at + 2],
+        'occurred_at', ARGV[at + 3],
+        'schema_version', ARGV[at + 4],
+        'correlation_id', ARGV[at + 5],
+        'causation_id', ARGV[at + 6],
+        'payload', ARGV[at + 7])
+    redis.call('XADD', KEYS[3 + i], '*',
         'type', ARGV[at],
         'user_id', ARGV[at + 1],
         'version', tostring(version),
@@ -41,10 +52,7 @@ for i = 1, count do
         'schema_version', ARGV[at + 4],
         'correlation_id', ARGV[at + 5],
         'causation_id', ARGV[at + 6],
-        'payload', ARGV[at + 7],
-    }
-    redis.call('XADD', KEYS[2], version .. '-0', unpack(fields))
-    redis.call('XADD', KEYS[3 + i], '*', unpack(fields))
+        'payload', ARGV[at + 7])
     at = at + 8
 end
 
