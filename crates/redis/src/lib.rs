@@ -145,8 +145,8 @@ impl RedisStore {
         parse::entries(&reply).map_err(|reason| corrupt(key, reason))
     }
 
-    /// The append script's KEYS and ARGV for a request (see `lua/append.lua`).
-    fn append_call(&self, request: &AppendRequest) -> Result<(Vec<String>, Vec<Vec<u8>>)> {
+    /// A request's share of the append script's KEYS and ARGV (see `lua/append.lua`).
+    fn append_call(&self, request: &AppendRequest) -> Result<AppendCall> {
         if request.events.is_empty() {
             return Err(StoreError::Invalid(
                 "an append needs at least one event".into(),
@@ -196,19 +196,79 @@ impl RedisStore {
                 event.payload.clone(),
             ]);
         }
-        Ok((script_keys, args))
+        Ok(AppendCall {
+            expected: request.expected,
+            keys: script_keys,
+            args,
+        })
     }
 
-    /// EVALSHA of the append script; NOSCRIPT is the caller's to handle.
-    fn append_evalsha(&self, request: &AppendRequest) -> Result<redis::Cmd> {
-        let (keys, args) = self.append_call(request)?;
+    /// One EVALSHA of the append script for `calls` (all in one partition); NOSCRIPT is the
+    /// caller's to handle.
+    fn append_evalsha<'a>(
+        &self,
+        calls: impl IntoIterator<Item = &'a AppendCall> + Clone,
+    ) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.inner.append.get_hash())
-            .arg(keys.len())
-            .arg(keys)
-            .arg(args);
-        Ok(cmd)
+        cmd.arg(self.inner.append.get_hash());
+        let key_count: usize = calls.clone().into_iter().map(|c| c.keys.len()).sum();
+        cmd.arg(key_count);
+        let mut request_count = 0usize;
+        for call in calls.clone() {
+            cmd.arg(&call.keys);
+            request_count += 1;
+        }
+        cmd.arg(request_count);
+        for call in calls {
+            cmd.arg(&call.args);
+        }
+        cmd
     }
+
+    /// Send an append EVALSHA; after a restart emptied the script cache, load the script and
+    /// send the same call again.
+    async fn query_append(&self, cmd: &redis::Cmd) -> Result<Vec<i64>> {
+        let mut conn = self.conn();
+        match cmd.query_async(&mut conn).await {
+            Ok(reply) => Ok(reply),
+            Err(e) if is_noscript(&e) => {
+                self.inner
+                    .append
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                cmd.query_async(&mut conn).await.map_err(classify)
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+}
+
+/// One request's part of an append script call.
+struct AppendCall {
+    expected: ExpectedVersion,
+    keys: Vec<String>,
+    args: Vec<Vec<u8>>,
+}
+
+fn is_noscript(error: &RedisError) -> bool {
+    error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
+
+/// The append script's reply for `calls`: two numbers per request, in order.
+fn append_outcomes(calls: &[&AppendCall], reply: &[i64]) -> Result<Vec<Result<AppendOutcome>>> {
+    if reply.len() != calls.len() * 2 {
+        return Err(corrupt(
+            "append reply",
+            format!("{} numbers for {} requests", reply.len(), calls.len()),
+        ));
+    }
+    Ok(calls
+        .iter()
+        .zip(reply.chunks(2))
+        .map(|(call, pair)| append_outcome(call.expected, (pair[0], pair[1])))
+        .collect())
 }
 
 fn append_outcome(expected: ExpectedVersion, reply: (i64, i64)) -> Result<AppendOutcome> {
@@ -271,23 +331,11 @@ pub(crate) fn corrupt(what: &str, reason: impl Into<String>) -> StoreError {
 #[async_trait]
 impl EventStore for RedisStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
-        let cmd = self.append_evalsha(&request)?;
-        let mut conn = self.conn();
-        let reply: (i64, i64) = match cmd.query_async(&mut conn).await {
-            Ok(reply) => reply,
-            // A restart emptied the script cache: load it and send the same call again.
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.inner
-                    .append
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(classify)?;
-                cmd.query_async(&mut conn).await.map_err(classify)?
-            }
-            Err(e) => return Err(classify(e)),
-        };
-        append_outcome(request.expected, reply)
+        let call = self.append_call(&request)?;
+        let reply = self.query_append(&self.append_evalsha([&call])).await?;
+        append_outcomes(&[&call], &reply)?
+            .pop()
+            .unwrap_or_else(|| Err(corrupt("append reply", "no outcome")))
     }
 
     async fn append_batch(

@@ -189,6 +189,72 @@ async fn a_batch_appends_for_many_users_and_reports_each_result() {
     assert_eq!(store.user_version(&users[7]).await.unwrap(), 1);
 }
 
+/// More events than one script call takes, users repeated across calls, multi-event requests,
+/// an invalid request and an idempotency key in the middle: each request gets its own outcome.
+#[tokio::test]
+async fn a_large_batch_spanning_several_script_calls_keeps_each_requests_outcome() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let users: Vec<UserId> = (0..40)
+        .map(|i| UserId::parse(&format!("big{i}")).unwrap())
+        .collect();
+    // Round r appends 3 events to every user, expecting version 3 * r: 120 requests, 360 events.
+    let mut batch = vec![];
+    for round in 0..3u64 {
+        for user in &users {
+            let mut request = append_to(user, ExpectedVersion::Exactly(3 * round));
+            if round == 0 {
+                request.expected = ExpectedVersion::NoStream;
+            }
+            request.events = vec![kick(), kick(), kick()];
+            batch.push(request);
+        }
+    }
+    batch[45].events.clear();
+    batch[50].idempotency = Some(esr_store::Idempotency {
+        key: "once".into(),
+        ttl: Duration::from_secs(60),
+    });
+    let mut replay = batch[50].clone();
+    replay.expected = ExpectedVersion::Any;
+    batch.push(replay);
+    let outcomes = store.append_batch(batch).await.unwrap();
+    assert_eq!(outcomes.len(), 121);
+    assert!(matches!(outcomes[45], Err(StoreError::Invalid(_))));
+    // Request 45 was user 5's second round: its third round then expects 6 but finds 3.
+    assert!(matches!(
+        outcomes[85],
+        Err(StoreError::Conflict { actual: 3, .. })
+    ));
+    for (i, outcome) in outcomes.iter().enumerate().take(120) {
+        if i == 45 || i == 85 {
+            continue;
+        }
+        let round = i as u64 / 40;
+        assert_eq!(
+            outcome.as_ref().map(|o| (o.version, o.duplicate)).ok(),
+            Some((3 * round + 3, false)),
+            "request {i}"
+        );
+    }
+    assert_eq!(
+        outcomes[120].as_ref().map(|o| (o.version, o.duplicate)).ok(),
+        Some((6, true))
+    );
+    for (i, user) in users.iter().enumerate() {
+        let expected = if i == 5 { 3 } else { 9 };
+        assert_eq!(store.user_version(user).await.unwrap(), expected, "user {i}");
+        let versions: Vec<u64> = store
+            .read_user(user, 1, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.envelope.version)
+            .collect();
+        assert_eq!(versions, (1..=expected).collect::<Vec<_>>(), "user {i}");
+    }
+}
+
 #[tokio::test]
 async fn acl_user_and_password_come_from_the_url_and_never_show_in_errors() {
     let server =
