@@ -134,6 +134,38 @@ pub async fn evalsha_pipelined(
     Ok(done as f64 / started.elapsed().as_secs_f64())
 }
 
+/// The ceiling for any batch append keeping two copies: pipelines of `batch` pairs of plain
+/// XADDs (a user stream and a category stream per event), no script, no check. Events/s.
+pub async fn xadd_pairs_pipelined(
+    conn: &MultiplexedConnection,
+    batch: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    let mut conn = conn.clone();
+    let fields = entry_fields();
+    let started = Instant::now();
+    let mut done = 0usize;
+    while started.elapsed() < duration {
+        let mut pipe = redis::pipe();
+        for user in 0..batch {
+            for key in [
+                format!("raw:pairs:{user}"),
+                format!("raw:pairs:cat:{}", user % 4),
+            ] {
+                let mut cmd = redis::cmd("XADD");
+                cmd.arg(key).arg("*");
+                for (k, v) in &fields {
+                    cmd.arg(k).arg(v);
+                }
+                pipe.add_command(cmd);
+            }
+        }
+        let _: Vec<String> = pipe.query_async(&mut conn).await?;
+        done += batch;
+    }
+    Ok(done as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Median time of one XRANGE over a stream of `len` entries of our size, in ms.
 pub async fn xrange_ms(
     conn: &MultiplexedConnection,

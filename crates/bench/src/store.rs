@@ -122,6 +122,14 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             ));
         }
 
+        let raw_pairs = raw::xadd_pairs_pipelined(&conn, 1000, d).await?;
+        rows.push(Row::new(
+            "raw_xadd_pairs_pipelined",
+            raw_pairs,
+            "events/s",
+            None,
+            "raw: 2 plain XADDs per event in pipelines of 1,000 events; no script (reference: the ceiling for two copies)",
+        ));
         let raw_batch = raw::evalsha_pipelined(&conn, 1000, d).await?;
         let batch_users: Vec<UserId> = (0..1000).map(|i| user(&format!("batch-{i}"))).collect();
         let started = Instant::now();
@@ -144,7 +152,7 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             ours,
             "events/s",
             Some(raw_batch),
-            "batches of 1,000 users; raw: pipelined EVALSHA",
+            "batches of 1,000 users, up to 128 events per script call; raw: pipelined EVALSHA, one per event",
         ));
 
         let hot = user("hot");
@@ -413,6 +421,7 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             CommandSettings::default(),
         ));
         let (stop, shutdown) = watch::channel(false);
+        eprintln!("  catch-up with {instances} instance(s) ...");
         let started = Instant::now();
         let mut running = Vec::new();
         for i in 0..instances {

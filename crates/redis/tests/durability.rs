@@ -238,12 +238,19 @@ async fn a_large_batch_spanning_several_script_calls_keeps_each_requests_outcome
         );
     }
     assert_eq!(
-        outcomes[120].as_ref().map(|o| (o.version, o.duplicate)).ok(),
+        outcomes[120]
+            .as_ref()
+            .map(|o| (o.version, o.duplicate))
+            .ok(),
         Some((6, true))
     );
     for (i, user) in users.iter().enumerate() {
         let expected = if i == 5 { 3 } else { 9 };
-        assert_eq!(store.user_version(user).await.unwrap(), expected, "user {i}");
+        assert_eq!(
+            store.user_version(user).await.unwrap(),
+            expected,
+            "user {i}"
+        );
         let versions: Vec<u64> = store
             .read_user(user, 1, 100)
             .await

@@ -6,6 +6,10 @@ use clap::Parser;
 use esr_app::config::{self, CommandArgs, StoreArgs};
 use esr_app::{CommandService, sides};
 
+// glibc malloc showed as a fifth of the projector's CPU under load (perf); mimalloc is cheaper.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Command side: accepts commands over HTTP and appends events")]
 struct Args {

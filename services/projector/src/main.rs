@@ -7,6 +7,10 @@ use clap::Parser;
 use esr_app::config::{self, CommandArgs, ProjectorArgs, StoreArgs};
 use esr_app::{CommandService, sides};
 
+// glibc malloc showed as a fifth of the projector's CPU under load (perf); mimalloc is cheaper.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Projector side: folds events into read models and runs policies")]
 struct Args {

@@ -7,6 +7,10 @@ use clap::Parser;
 use esr_app::config::{self, QueryArgs, StoreArgs};
 use esr_app::{QueryService, sides};
 
+// glibc malloc showed as a fifth of the projector's CPU under load (perf); mimalloc is cheaper.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Query side: serves profiles and event history over HTTP")]
 struct Args {
