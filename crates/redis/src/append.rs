@@ -2,48 +2,22 @@
 //! [`EVENTS_PER_CALL`] events, all of a partition's calls in one pipeline, the partitions
 //! concurrently.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use esr_store::{AppendOutcome, AppendRequest, Result, StoreError};
 
+use crate::partitioned::by_partition;
 use crate::{AppendCall, RedisStore, append_outcomes, classify, corrupt, is_noscript};
 
 pub async fn append_batch(
     store: &RedisStore,
     requests: Vec<AppendRequest>,
 ) -> Result<Vec<Result<AppendOutcome>>> {
-    let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-    for (i, request) in requests.iter().enumerate() {
-        by_partition
-            .entry(store.inner.keys.partition(&request.user_id))
-            .or_default()
-            .push(i);
-    }
-    let requests = Arc::new(requests);
-    let mut tasks = tokio::task::JoinSet::new();
-    for (_, indexes) in by_partition {
-        let (store, requests) = (store.clone(), requests.clone());
-        tasks.spawn(async move {
-            let outcomes = append_pipeline(&store, &requests, &indexes).await;
-            (indexes, outcomes)
-        });
-    }
-    let mut outcomes: Vec<Option<Result<AppendOutcome>>> =
-        (0..requests.len()).map(|_| None).collect();
-    while let Some(joined) = tasks.join_next().await {
-        let (indexes, result) = joined.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        let results = result?;
-        for (i, outcome) in indexes.into_iter().zip(results) {
-            outcomes[i] = Some(outcome);
-        }
-    }
-    Ok(outcomes
-        .into_iter()
-        .map(|o| {
-            o.unwrap_or_else(|| Err(StoreError::Invalid("append missing from its batch".into())))
-        })
-        .collect())
+    by_partition(
+        store,
+        requests,
+        |request| &request.user_id,
+        |store, requests| async move { append_pipeline(&store, &requests).await },
+    )
+    .await
 }
 
 /// Events per script call: enough to spread a call's cost over many events, few enough that
@@ -54,20 +28,19 @@ const EVENTS_PER_CALL: usize = 128;
 async fn append_pipeline(
     store: &RedisStore,
     requests: &[AppendRequest],
-    indexes: &[usize],
 ) -> Result<Vec<Result<AppendOutcome>>> {
-    let mut outcomes: Vec<Option<Result<AppendOutcome>>> = indexes.iter().map(|_| None).collect();
+    let mut outcomes: Vec<Option<Result<AppendOutcome>>> = requests.iter().map(|_| None).collect();
     let mut chunks: Vec<Vec<(usize, AppendCall)>> = vec![];
     let mut events_in_chunk = 0;
-    for (position, &i) in indexes.iter().enumerate() {
-        let call = match store.append_call(&requests[i]) {
+    for (position, request) in requests.iter().enumerate() {
+        let call = match store.append_call(request) {
             Ok(call) => call,
             Err(e) => {
                 outcomes[position] = Some(Err(e));
                 continue;
             }
         };
-        let events = requests[i].events.len();
+        let events = request.events.len();
         match chunks.last_mut() {
             Some(chunk) if events_in_chunk + events <= EVENTS_PER_CALL => {
                 chunk.push((position, call));

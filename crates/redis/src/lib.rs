@@ -13,6 +13,8 @@ mod append;
 pub mod conn;
 pub mod keys;
 mod parse;
+mod partitioned;
+mod read_model;
 mod subscription;
 
 use std::collections::BTreeMap;
@@ -22,10 +24,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use esr_schema::entry::{self, Fields};
 use esr_schema::{Category, StoredEvent, UserId, codec};
-use esr_store::read_model::VERSION_FIELD;
 use esr_store::{
     AppendOutcome, AppendRequest, CategoryEntry, CategoryLog, EntryId, EventStore, ExpectedVersion,
-    ReadModel, ReadModels, Result, Snapshot, SnapshotStore, StoreError,
+    Result, Snapshot, SnapshotStore, StoreError,
 };
 use redis::{RedisError, Script, Value};
 
@@ -464,68 +465,6 @@ impl SnapshotStore for RedisStore {
             .await
             .map_err(classify)?;
         Ok(written == 1)
-    }
-}
-
-#[async_trait]
-impl ReadModels for RedisStore {
-    async fn get_read_model(&self, name: &str, user_id: &UserId) -> Result<Option<ReadModel>> {
-        check_read_model_name(name)?;
-        let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.inner.keys.read_model(name, user_id))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(classify)?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        let version = fields
-            .get(VERSION_FIELD)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| corrupt(&format!("{name} of {user_id}"), "no version field"))?;
-        Ok(Some(ReadModel { version, fields }))
-    }
-
-    async fn put_read_model(
-        &self,
-        name: &str,
-        user_id: &UserId,
-        expected: u64,
-        model: &ReadModel,
-    ) -> Result<()> {
-        check_read_model_name(name)?;
-        let mut invocation = self.inner.put_read_model.prepare_invoke();
-        invocation
-            .key(self.inner.keys.read_model(name, user_id))
-            .arg(expected)
-            .arg(model.version);
-        for (field, value) in &model.fields {
-            if field != VERSION_FIELD {
-                invocation.arg(field).arg(value);
-            }
-        }
-        let (written, stored): (i64, i64) = invocation
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(classify)?;
-        if written == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict {
-                expected: ExpectedVersion::Exactly(expected),
-                actual: u64::try_from(stored).unwrap_or(0),
-            })
-        }
-    }
-}
-
-fn check_read_model_name(name: &str) -> Result<()> {
-    if keys::valid_read_model_name(name) {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "read model name {name:?}: use 1 to 32 of a-z and '_', not a reserved key prefix"
-        )))
     }
 }
 

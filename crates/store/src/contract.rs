@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::{
     AppendRequest, EntryId, EventStore, ExpectedVersion, Idempotency, NewEvent, ReadModel,
-    Snapshot, Store, StoreError,
+    ReadModelWrite, Snapshot, Store, StoreError,
 };
 
 /// Lets the suite write an entry the way a foreign producer would (`XADD` by hand).
@@ -74,6 +74,7 @@ macro_rules! contract_suite {
             group_stats_count_lag_and_pending,
             snapshots_keep_the_newest,
             read_model_writes_only_over_the_expected_version,
+            read_models_in_a_batch_answer_each_user_in_order,
             missing_read_model_is_none
         );
     };
@@ -947,6 +948,61 @@ pub async fn read_model_writes_only_over_the_expected_version<S: ContractStore>(
         "the version is a field too"
     );
     assert_eq!(stored.fields.len(), 2);
+}
+
+pub async fn read_models_in_a_batch_answer_each_user_in_order<S: ContractStore>(store: S) {
+    // Enough users to spread over every partition of a multi-partition store.
+    let users: Vec<UserId> = (0..40).map(|_| fresh_user()).collect();
+    let model = |user: usize, version: u64| ReadModel {
+        version,
+        fields: [("name".to_owned(), format!("u{user}v{version}"))].into(),
+    };
+    let first: Vec<ReadModelWrite> = (0..40)
+        .map(|i| ReadModelWrite {
+            user_id: users[i].clone(),
+            expected: 0,
+            model: model(i, 1),
+        })
+        .collect();
+    let outcomes = store.put_read_models("contract", first).await.unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+
+    // Every other user's write is stale (expects 0, finds 1): those fail alone.
+    let second: Vec<ReadModelWrite> = (0..40)
+        .map(|i| ReadModelWrite {
+            user_id: users[i].clone(),
+            expected: if i % 2 == 0 { 1 } else { 0 },
+            model: model(i, 2),
+        })
+        .collect();
+    let outcomes = store.put_read_models("contract", second).await.unwrap();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if i % 2 == 0 {
+            assert!(outcome.is_ok(), "user {i}: {outcome:?}");
+        } else {
+            assert!(
+                matches!(outcome, Err(StoreError::Conflict { actual: 1, .. })),
+                "user {i}: {outcome:?}"
+            );
+        }
+    }
+
+    let mut asked = users.clone();
+    asked.insert(17, fresh_user());
+    let models = store.get_read_models("contract", &asked).await.unwrap();
+    assert_eq!(models.len(), 41);
+    assert_eq!(models[17], None, "a user with no read model");
+    for (i, user_model) in models.iter().enumerate().filter(|(i, _)| *i != 17) {
+        let user = if i < 17 { i } else { i - 1 };
+        let version = if user % 2 == 0 { 2 } else { 1 };
+        let stored = user_model.as_ref().unwrap();
+        assert_eq!(stored.version, version, "user {user}");
+        assert_eq!(
+            stored.fields.get("name"),
+            Some(&format!("u{user}v{version}")),
+            "user {user}"
+        );
+    }
 }
 
 pub async fn missing_read_model_is_none<S: ContractStore>(store: S) {

@@ -16,6 +16,15 @@ pub struct ReadModel {
     pub fields: BTreeMap<String, String>,
 }
 
+/// One conditioned write of [`ReadModels::put_read_models`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadModelWrite {
+    pub user_id: UserId,
+    /// The stored version this write replaces (0: none stored).
+    pub expected: u64,
+    pub model: ReadModel,
+}
+
 /// The field holding a read model's version.
 pub const VERSION_FIELD: &str = "version";
 
@@ -33,4 +42,35 @@ pub trait ReadModels: Send + Sync {
         expected: u64,
         model: &ReadModel,
     ) -> Result<()>;
+
+    /// The read models of several users, in their order. By default one at a time; an adapter
+    /// that can pipeline (Redis) answers in one round trip.
+    async fn get_read_models(
+        &self,
+        name: &str,
+        user_ids: &[UserId],
+    ) -> Result<Vec<Option<ReadModel>>> {
+        let mut models = Vec::with_capacity(user_ids.len());
+        for user_id in user_ids {
+            models.push(self.get_read_model(name, user_id).await?);
+        }
+        Ok(models)
+    }
+
+    /// Several writes, each exactly as [`ReadModels::put_read_model`], one outcome each in
+    /// order. The outer error is for the store failing as a whole.
+    async fn put_read_models(
+        &self,
+        name: &str,
+        writes: Vec<ReadModelWrite>,
+    ) -> Result<Vec<Result<()>>> {
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in &writes {
+            outcomes.push(
+                self.put_read_model(name, &write.user_id, write.expected, &write.model)
+                    .await,
+            );
+        }
+        Ok(outcomes)
+    }
 }
