@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use esr_domain::{Profile, friendship};
 use esr_schema::{Category, StoredEvent, UserEvent, UserId};
-use esr_store::{Delivery, ReadModel, Store, StoreError};
+use esr_store::{Delivery, ReadModel, ReadModelWrite, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -108,24 +108,33 @@ impl ProfileProjection {
     }
 }
 
-/// Bring one user's profile up to the last of `in_hand` (that user's events, in version order),
-/// retrying when another consumer writes first.
-async fn apply_user(store: Arc<dyn Store>, in_hand: Vec<StoredEvent>) -> Result<(), HandlerError> {
-    for _ in 0..10 {
-        match try_apply(store.as_ref(), &in_hand).await? {
-            Applied::Written | Applied::AlreadyThere => return Ok(()),
-            Applied::Raced => continue,
-        }
-    }
-    Err(HandlerError::Transient("read model kept changing".into()))
+/// How often a batch reads and writes again the users whose write another consumer beat.
+const PROFILE_WRITE_ROUNDS: usize = 10;
+
+/// What a user's profile needs to reach the last of the events in hand.
+enum Plan {
+    AlreadyThere,
+    Write(ReadModelWrite),
+    /// Events between the stored version and those in hand are missing (e.g. pending with
+    /// another consumer): read the user's stream from `from`, `span` events.
+    History {
+        from: u64,
+        span: usize,
+    },
 }
 
-async fn try_apply(store: &dyn Store, in_hand: &[StoredEvent]) -> Result<Applied, HandlerError> {
+/// Plan the write that brings a user's profile from `current` up to the last of `in_hand`
+/// (that user's events, in version order), folding `history` (the user's stream from the
+/// stored version on) instead when the events in hand leave a gap. One write for all of them.
+fn plan_write(
+    in_hand: &[StoredEvent],
+    current: Option<&ReadModel>,
+    history: Option<&[StoredEvent]>,
+) -> Result<Plan, HandlerError> {
     let Some(last) = in_hand.last() else {
-        return Ok(Applied::AlreadyThere);
+        return Ok(Plan::AlreadyThere);
     };
     let user_id = &last.envelope.user_id;
-    let current = store.get_read_model(PROFILE_READ_MODEL, user_id).await?;
     let (mut profile, expected) = match current {
         Some(model) => (
             Profile::from_fields(&model.fields).map_err(|e| HandlerError::Poison(e.to_string()))?,
@@ -135,11 +144,8 @@ async fn try_apply(store: &dyn Store, in_hand: &[StoredEvent]) -> Result<Applied
     };
     let target = last.envelope.version;
     if target <= expected {
-        return Ok(Applied::AlreadyThere);
+        return Ok(Plan::AlreadyThere);
     }
-    // One write for all of the user's events in hand. A gap (an earlier event not applied yet,
-    // e.g. pending with another consumer) is filled from the user's stream, which is the
-    // truth, so the order in which consumers get entries never matters.
     let fresh: Vec<&StoredEvent> = in_hand
         .iter()
         .filter(|e| e.envelope.version > expected)
@@ -148,13 +154,17 @@ async fn try_apply(store: &dyn Store, in_hand: &[StoredEvent]) -> Result<Applied
         .iter()
         .enumerate()
         .all(|(i, e)| e.envelope.version == expected + 1 + i as u64);
-    let read;
-    let events: Vec<&StoredEvent> = if contiguous {
-        fresh
-    } else {
-        let span = usize::try_from(target - expected).unwrap_or(usize::MAX);
-        read = store.read_user(user_id, expected + 1, span).await?;
-        read.iter().collect()
+    // The user's stream is the truth, so the order in which consumers get entries never
+    // matters.
+    let events: Vec<&StoredEvent> = match history {
+        _ if contiguous => fresh,
+        Some(history) => history.iter().collect(),
+        None => {
+            return Ok(Plan::History {
+                from: expected + 1,
+                span: usize::try_from(target - expected).unwrap_or(usize::MAX),
+            });
+        }
     };
     for e in events {
         let decoded = e
@@ -168,25 +178,133 @@ async fn try_apply(store: &dyn Store, in_hand: &[StoredEvent]) -> Result<Applied
             profile.version
         )));
     }
-    let model = ReadModel {
-        version: profile.version,
-        fields: profile.to_fields(),
-    };
-    match store
-        .put_read_model(PROFILE_READ_MODEL, user_id, expected, &model)
-        .await
-    {
-        Ok(()) => Ok(Applied::Written),
-        Err(StoreError::Conflict { .. }) => Ok(Applied::Raced),
-        Err(e) => Err(e.into()),
-    }
+    Ok(Plan::Write(ReadModelWrite {
+        user_id: user_id.clone(),
+        expected,
+        model: ReadModel {
+            version: profile.version,
+            fields: profile.to_fields(),
+        },
+    }))
 }
 
-enum Applied {
-    Written,
-    AlreadyThere,
-    /// Another consumer wrote first; read again and retry.
-    Raced,
+/// The histories `plan_write` asked for, read concurrently: (user index, user, result).
+async fn read_histories(
+    store: &Arc<dyn Store>,
+    wanted: Vec<(usize, UserId, u64, usize)>,
+) -> Vec<(usize, UserId, Result<Vec<StoredEvent>, StoreError>)> {
+    let mut reads = tokio::task::JoinSet::new();
+    for (u, user_id, from, span) in wanted {
+        let store = store.clone();
+        reads.spawn(async move {
+            let history = store.read_user(&user_id, from, span).await;
+            (u, user_id, history)
+        });
+    }
+    let mut histories = Vec::new();
+    while let Some(joined) = reads.join_next().await {
+        if let Ok(read) = joined {
+            histories.push(read);
+        }
+    }
+    histories
+}
+
+/// Bring each user's profile up to the last of their events in hand: one batched read and one
+/// batched write for all users, then again for those whose write another consumer beat.
+async fn apply_users(
+    store: &Arc<dyn Store>,
+    users: &[Vec<StoredEvent>],
+) -> Vec<Result<(), HandlerError>> {
+    let mut outcomes: Vec<Result<(), HandlerError>> = users
+        .iter()
+        .map(|_| Err(HandlerError::Transient("read model kept changing".into())))
+        .collect();
+    // (index, user id) of each user still to write; a user without events has nothing to do.
+    let mut pending: Vec<(usize, UserId)> = Vec::with_capacity(users.len());
+    for (u, in_hand) in users.iter().enumerate() {
+        match in_hand.last() {
+            Some(last) => pending.push((u, last.envelope.user_id.clone())),
+            None => outcomes[u] = Ok(()),
+        }
+    }
+    for _ in 0..PROFILE_WRITE_ROUNDS {
+        if pending.is_empty() {
+            break;
+        }
+        let ids: Vec<UserId> = pending.iter().map(|(_, id)| id.clone()).collect();
+        let current = match store.get_read_models(PROFILE_READ_MODEL, &ids).await {
+            Ok(current) => current,
+            Err(e) => {
+                let e = HandlerError::from(e);
+                for (u, _) in &pending {
+                    outcomes[*u] = Err(e.clone());
+                }
+                pending.clear();
+                break;
+            }
+        };
+        let mut planned = Vec::with_capacity(pending.len());
+        let (mut gaps, mut gap_models) = (Vec::new(), BTreeMap::new());
+        for ((u, user_id), model) in pending.drain(..).zip(current) {
+            match plan_write(&users[u], model.as_ref(), None) {
+                Ok(Plan::History { from, span }) => {
+                    gaps.push((u, user_id, from, span));
+                    gap_models.insert(u, model);
+                }
+                other => planned.push((u, user_id, other)),
+            }
+        }
+        for (u, user_id, history) in read_histories(store, gaps).await {
+            let model = gap_models.get(&u).and_then(Option::as_ref);
+            let plan = match history {
+                Ok(history) => plan_write(&users[u], model, Some(&history)),
+                Err(e) => Err(e.into()),
+            };
+            planned.push((u, user_id, plan));
+        }
+        let (mut writes, mut writers) = (Vec::new(), Vec::new());
+        for (u, user_id, plan) in planned {
+            match plan {
+                Ok(Plan::Write(write)) => {
+                    writes.push(write);
+                    writers.push((u, user_id));
+                }
+                Ok(Plan::AlreadyThere) => outcomes[u] = Ok(()),
+                Ok(Plan::History { .. }) => {
+                    outcomes[u] = Err(HandlerError::Transient(
+                        "the user's stream did not fill the gap".into(),
+                    ));
+                }
+                Err(e) => outcomes[u] = Err(e),
+            }
+        }
+        if writes.is_empty() {
+            break;
+        }
+        match store.put_read_models(PROFILE_READ_MODEL, writes).await {
+            Ok(written) => {
+                for ((u, user_id), outcome) in writers.into_iter().zip(written) {
+                    match outcome {
+                        Ok(()) => outcomes[u] = Ok(()),
+                        // Another consumer wrote first: read again and retry.
+                        Err(StoreError::Conflict { .. }) => pending.push((u, user_id)),
+                        Err(e) => outcomes[u] = Err(e.into()),
+                    }
+                }
+            }
+            Err(e) => {
+                let e = HandlerError::from(e);
+                for (u, _) in writers {
+                    outcomes[u] = Err(e.clone());
+                }
+            }
+        }
+    }
+    for (u, _) in pending {
+        outcomes[u] = Err(HandlerError::Transient("read model kept changing".into()));
+    }
+    outcomes
 }
 
 #[async_trait]
@@ -200,10 +318,13 @@ impl Handler for ProfileProjection {
     }
 
     async fn handle(&self, stored: &StoredEvent, _event: &UserEvent) -> Result<(), HandlerError> {
-        apply_user(self.store.clone(), vec![stored.clone()]).await
+        apply_users(&self.store, &[vec![stored.clone()]])
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
     }
 
-    /// One read and one write per user in the batch, users concurrently.
+    /// One batched read and one batched write for all users of the batch.
     async fn handle_batch(
         &self,
         events: &[(StoredEvent, UserEvent)],
@@ -215,21 +336,20 @@ impl Handler for ProfileProjection {
                 .or_default()
                 .push(i);
         }
-        let mut tasks = tokio::task::JoinSet::new();
-        for (_, indexes) in by_user {
-            let mut in_hand: Vec<StoredEvent> =
-                indexes.iter().map(|i| events[*i].0.clone()).collect();
-            in_hand.sort_by_key(|e| e.envelope.version);
-            let store = self.store.clone();
-            tasks.spawn(async move { (indexes, apply_user(store, in_hand).await) });
-        }
+        let (indexes, users): (Vec<Vec<usize>>, Vec<Vec<StoredEvent>>) = by_user
+            .into_values()
+            .map(|indexes| {
+                let mut in_hand: Vec<StoredEvent> =
+                    indexes.iter().map(|i| events[*i].0.clone()).collect();
+                in_hand.sort_by_key(|e| e.envelope.version);
+                (indexes, in_hand)
+            })
+            .unzip();
+        let applied = apply_users(&self.store, &users).await;
         let mut outcomes: Vec<Result<(), HandlerError>> = (0..events.len())
             .map(|_| Err(HandlerError::Transient("not applied".into())))
             .collect();
-        while let Some(joined) = tasks.join_next().await {
-            let Ok((indexes, result)) = joined else {
-                continue;
-            };
+        for (indexes, result) in indexes.into_iter().zip(applied) {
             for i in indexes {
                 outcomes[i] = result.clone();
             }

@@ -403,3 +403,59 @@ async fn two_instances_with_stale_caches_still_decide_on_the_current_state() {
     let events: Vec<_> = store.read_user(&id("1"), 1, 100).await.unwrap();
     assert_eq!(events.len(), 7);
 }
+
+/// A batch holding only a user's later events (the earlier ones pending elsewhere) is folded
+/// over the user's stream; handing the same batch again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_with_a_gap_is_filled_from_the_users_stream_and_applied_once() {
+    use esr_app::projector::{Handler, ProfileProjection};
+    let store = MemoryStore::new();
+    let service = commands(&store, 0);
+    let (gappy, plain) = (id("gappy"), id("plain"));
+    for user in [&gappy, &plain] {
+        service
+            .execute(user, register(), &CommandMeta::new(None))
+            .await
+            .unwrap();
+        for i in 0..5 {
+            service
+                .execute(user, like(&format!("o{i}")), &CommandMeta::new(None))
+                .await
+                .unwrap();
+        }
+    }
+    let decoded = |events: Vec<esr_schema::StoredEvent>| {
+        events
+            .into_iter()
+            .map(|e| {
+                let event = e.decode().unwrap();
+                (e, event)
+            })
+            .collect::<Vec<_>>()
+    };
+    // gappy: versions 4..6 only; plain: all six, out of order.
+    let mut batch = decoded(store.read_user(&gappy, 4, 10).await.unwrap());
+    let mut plain_events = decoded(store.read_user(&plain, 1, 10).await.unwrap());
+    plain_events.reverse();
+    batch.extend(plain_events);
+    let projection = ProfileProjection::new(Arc::new(store.clone()));
+    for round in 0..2 {
+        let outcomes = projection.handle_batch(&batch).await;
+        assert!(
+            outcomes.iter().all(Result::is_ok),
+            "round {round}: {outcomes:?}"
+        );
+        for user in [&gappy, &plain] {
+            let profile = stored_profile(&store, user).await.unwrap().unwrap();
+            assert_eq!(
+                (profile.version, profile.activity_count, profile.liked.len()),
+                (6, 5, 5),
+                "round {round}, {user}"
+            );
+            assert_eq!(
+                profile.name, "Duffy",
+                "the registration came from the stream"
+            );
+        }
+    }
+}
