@@ -134,6 +134,14 @@ fn parse(
             ),
         });
     }
+    // In field order, so the first bad field is the one reported.
+    let event_id = Uuid::parse_str(text(EVENT_ID)?).map_err(|e| invalid(EVENT_ID)(&e))?;
+    let occurred_at = DateTime::parse_from_rfc3339(text(OCCURRED_AT)?)
+        .map_err(|e| invalid(OCCURRED_AT)(&e))?
+        .with_timezone(&Utc);
+    let schema_version = text(SCHEMA_VERSION)?
+        .parse()
+        .map_err(|e| invalid(SCHEMA_VERSION)(&e))?;
     let correlation_id = text(CORRELATION_ID)?.to_owned();
     let causation_id = match text(CAUSATION_ID)? {
         "" => correlation_id.clone(),
@@ -143,13 +151,9 @@ fn parse(
         event_type,
         user_id,
         version,
-        event_id: Uuid::parse_str(text(EVENT_ID)?).map_err(|e| invalid(EVENT_ID)(&e))?,
-        occurred_at: DateTime::parse_from_rfc3339(text(OCCURRED_AT)?)
-            .map_err(|e| invalid(OCCURRED_AT)(&e))?
-            .with_timezone(&Utc),
-        schema_version: text(SCHEMA_VERSION)?
-            .parse()
-            .map_err(|e| invalid(SCHEMA_VERSION)(&e))?,
+        event_id,
+        occurred_at,
+        schema_version,
         correlation_id,
         causation_id,
     };
@@ -269,6 +273,18 @@ mod tests {
         assert!(matches!(
             from_fields(&bad_version),
             Err(EntryError::InvalidField { field: VERSION, .. })
+        ));
+
+        // The post-style entry of the end-to-end test: bad event id, no correlation id either.
+        let mut bad_id = to_fields(&sample());
+        bad_id[3].1 = b"not-a-uuid".to_vec();
+        bad_id.retain(|(k, _)| k != CORRELATION_ID);
+        assert!(matches!(
+            from_fields(&bad_id),
+            Err(EntryError::InvalidField {
+                field: EVENT_ID,
+                ..
+            })
         ));
 
         let mut bad_user = to_fields(&sample());
