@@ -200,8 +200,15 @@ pub async fn serve_on(
     router: axum::Router,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
     let address = listener.local_addr()?;
     tracing::info!(%address, "{name} listening");
+    // Small responses should leave at once, not wait on Nagle for an ACK the client delays.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set on an accepted connection");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(stop)
         .await

@@ -482,6 +482,72 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
 }
 
 /// Commands through the command service at 64 connections, and freshness under that load.
+/// 64 keep-alive connections, each POSTing likes to `url(task)` one after another for
+/// `duration`: the counts and every request's latency in ms.
+async fn post_likes(
+    duration: Duration,
+    url: impl Fn(usize) -> String,
+) -> (measure::Counted, Vec<f64>) {
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let targets: Vec<(reqwest::Client, String)> = (0..64)
+        .map(|task| (reqwest::Client::new(), url(task)))
+        .collect();
+    let counted = {
+        let latencies = latencies.clone();
+        measure::run_for(64, duration, move |task, i| {
+            let ((client, url), latencies) = (targets[task].clone(), latencies.clone());
+            async move {
+                let started = Instant::now();
+                let ok = client
+                    .post(url)
+                    .json(&serde_json::json!({"action": "like", "object": format!("page-{}", i % 50)}))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                latencies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(measure::elapsed_ms(started));
+                ok
+            }
+        })
+        .await
+    };
+    let latencies = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    (counted, latencies)
+}
+
+/// The HTTP stack alone: the same load on a route that parses the JSON body and answers.
+async fn http_noop(duration: Duration) -> anyhow::Result<(measure::Counted, Vec<f64>)> {
+    use axum::routing::post;
+    async fn answer(
+        axum::extract::Path(user_id): axum::extract::Path<String>,
+        axum::Json(_body): axum::Json<serde_json::Value>,
+    ) -> axum::Json<serde_json::Value> {
+        axum::Json(serde_json::json!({"user_id": user_id, "version": 1}))
+    }
+    let router = axum::Router::new().route("/users/{id}/activity", post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(esr_app::config::serve_on(
+        "no-op",
+        listener,
+        router,
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    ));
+    let result = post_likes(duration, |task| {
+        format!("http://{address}/users/h{task}/activity")
+    })
+    .await;
+    let _ = stop.send(true);
+    server.await??;
+    Ok(result)
+}
+
 async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     let server = RedisServer::start_with(&["--appendonly", "no"]);
     let conn = raw::connect(&server.url()).await?;
@@ -526,27 +592,10 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             .await?;
     }
     let base = format!("http://{address}");
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let clients: Vec<reqwest::Client> = (0..64).map(|_| reqwest::Client::new()).collect();
     let load = {
-        let (latencies, base) = (latencies.clone(), base.clone());
-        measure::run_for(64, scale.duration, move |task, i| {
-            let (client, latencies) = (clients[task].clone(), latencies.clone());
-            let url = format!("{base}/users/h{task}/activity");
-            async move {
-                let started = Instant::now();
-                let ok = client
-                    .post(url)
-                    .json(&serde_json::json!({"action": "like", "object": format!("page-{}", i % 50)}))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                latencies
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(measure::elapsed_ms(started));
-                ok
-            }
+        let base = base.clone();
+        post_likes(scale.duration, move |task| {
+            format!("{base}/users/h{task}/activity")
         })
     };
     let probe = async {
@@ -581,17 +630,27 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         }
         Ok::<_, anyhow::Error>(freshness)
     };
-    let (counted, freshness) = tokio::join!(load, probe);
+    let ((counted, mut latencies), freshness) = tokio::join!(load, probe);
     let mut freshness = freshness?;
     let _ = stop.send(true);
     server_task.await??;
     projector_task.await??;
-    let mut latencies = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let (p50, p99) = (
         percentile(&mut latencies, 50.0),
         percentile(&mut latencies, 99.0),
     );
+    let (noop, mut noop_latencies) = http_noop(scale.duration).await?;
     Ok(vec![
+        Row::new(
+            "raw_http_noop_c64",
+            noop.ok_per_second(),
+            "requests/s",
+            None,
+            format!(
+                "the same 64-connection load on an axum route that parses the body and answers, no store (reference: the HTTP ceiling here); p99 {:.2} ms",
+                percentile(&mut noop_latencies, 99.0)
+            ),
+        ),
         Row::new(
             "http_commands",
             counted.ok_per_second(),
