@@ -501,8 +501,15 @@ impl Projectors {
         let mut failures: u32 = 0;
         // Claim first: a restarted process picks up what its predecessor left.
         let mut next_claim = tokio::time::Instant::now();
+        // The next batch, read while the current one is processed: the read's round trip and
+        // parsing overlap the handler's work. One read at a time per consumer, as before.
+        let mut read_ahead: Option<tokio::task::JoinHandle<Result<Vec<Delivery>, StoreError>>> =
+            None;
         while !*shutdown.borrow() {
-            let batch = if tokio::time::Instant::now() >= next_claim {
+            let claim_due = tokio::time::Instant::now() >= next_claim;
+            let batch = if let Some(reading) = read_ahead.take() {
+                joined(reading.await)
+            } else if claim_due {
                 next_claim = tokio::time::Instant::now() + s.claim_idle / 2;
                 self.store
                     .claim_idle(
@@ -514,18 +521,19 @@ impl Projectors {
                     )
                     .await
             } else {
-                self.store
-                    .read_new(
-                        handler.group(),
-                        &s.consumer,
-                        handler.categories(),
-                        s.batch_size,
-                        s.block,
-                    )
-                    .await
+                self.read_new(handler.as_ref()).await
             };
             let result = match batch {
-                Ok(batch) => self.process(handler.as_ref(), batch).await,
+                Ok(batch) => {
+                    // A full batch says more is waiting; an empty or short one does not.
+                    if batch.len() >= s.batch_size && !claim_due && !*shutdown.borrow() {
+                        let (this, handler) = (self.reader(), handler.clone());
+                        read_ahead = Some(tokio::spawn(async move {
+                            this.read_new(handler.as_ref()).await
+                        }));
+                    }
+                    self.process(handler.as_ref(), batch).await
+                }
                 Err(e) => Err(e),
             };
             match result {
@@ -538,7 +546,29 @@ impl Projectors {
                 }
             }
         }
+        // A batch read ahead is in hand too: finish it, so stopping leaves nothing pending.
+        if let Some(reading) = read_ahead {
+            let result = match joined(reading.await) {
+                Ok(batch) => self.process(handler.as_ref(), batch).await,
+                Err(e) => Err(e),
+            };
+            if let Err(error) = result {
+                tracing::error!(group = handler.group(), error = %error_chain(&error), "last batch failed; claimed by another consumer later");
+            }
+        }
         tracing::info!(group = handler.group(), "stopped");
+    }
+
+    /// What a read-ahead task needs: the store and the settings.
+    fn reader(&self) -> Reader {
+        Reader {
+            store: self.store.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+
+    async fn read_new(&self, handler: &dyn Handler) -> Result<Vec<Delivery>, StoreError> {
+        self.reader().read_new(handler).await
     }
 
     async fn process(&self, handler: &dyn Handler, batch: Vec<Delivery>) -> Result<(), StoreError> {
@@ -605,6 +635,34 @@ impl Projectors {
         );
         Ok(())
     }
+}
+
+/// Reads new entries for a handler's group; owned, so a read can run ahead in its own task.
+struct Reader {
+    store: Arc<dyn Store>,
+    settings: ProjectorSettings,
+}
+
+impl Reader {
+    async fn read_new(&self, handler: &dyn Handler) -> Result<Vec<Delivery>, StoreError> {
+        let s = &self.settings;
+        self.store
+            .read_new(
+                handler.group(),
+                &s.consumer,
+                handler.categories(),
+                s.batch_size,
+                s.block,
+            )
+            .await
+    }
+}
+
+/// A read-ahead task's result; a task that panicked is reported as the store failing.
+fn joined(
+    result: Result<Result<Vec<Delivery>, StoreError>, tokio::task::JoinError>,
+) -> Result<Vec<Delivery>, StoreError> {
+    result.unwrap_or_else(|e| Err(StoreError::Unavailable(Box::new(e))))
 }
 
 /// An error and its causes, `a: b: c`, for one log line.
