@@ -279,16 +279,19 @@ pub async fn used_memory(conn: &MultiplexedConnection) -> anyhow::Result<f64> {
 }
 
 /// Bytes of Redis memory per raw XADD entry of our size, over `count` entries in one stream.
-pub async fn bytes_per_entry(conn: &MultiplexedConnection, count: usize) -> anyhow::Result<f64> {
+pub async fn bytes_per_entry(
+    conn: &MultiplexedConnection,
+    count: usize,
+    fields_of: impl Fn(usize) -> Vec<(String, Vec<u8>)>,
+) -> anyhow::Result<f64> {
     let before = used_memory(conn).await?;
     let mut conn2 = conn.clone();
-    let fields = entry_fields();
     for chunk in 0..count.div_ceil(1000) {
         let mut pipe = redis::pipe();
-        for _ in 0..1000.min(count - chunk * 1000) {
+        for j in 0..1000.min(count - chunk * 1000) {
             let mut cmd = redis::cmd("XADD");
             cmd.arg("raw:memory").arg("*");
-            for (k, v) in &fields {
+            for (k, v) in &fields_of(chunk * 1000 + j) {
                 cmd.arg(k).arg(v);
             }
             pipe.add_command(cmd).ignore();

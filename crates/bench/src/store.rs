@@ -9,7 +9,10 @@ use esr_app::projector::PROFILE_READ_MODEL;
 use esr_app::{CommandService, CommandSettings, ProjectorSettings, Projectors};
 use esr_domain::{Command, User};
 use esr_redis::{RedisConfig, RedisStore, Topology};
-use esr_schema::{ActedOn, Action, Category, Registered, UserEvent, UserId, codec};
+use esr_schema::{
+    ActedOn, Action, Category, EventEnvelope, Registered, StoredEvent, UserEvent, UserId, codec,
+    entry,
+};
 use esr_store::{
     AppendRequest, EventStore, ExpectedVersion, NewEvent, ReadModels, Snapshot, SnapshotStore,
     Store, StoreError, Subscriptions,
@@ -699,11 +702,28 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
 async fn memory_row(scale: &Scale) -> anyhow::Result<Row> {
     let server = RedisServer::start_with(&["--appendonly", "no"]);
     let conn = raw::connect(&server.url()).await?;
-    let raw_bytes = raw::bytes_per_entry(&conn, scale.memory_events).await?;
-    let store = connect(&server).await?;
     let users: Vec<UserId> = (0..scale.memory_events / 100)
         .map(|i| user(&format!("m{i}")))
         .collect();
+    // Raw: one copy of the same events, their category entries as we write them, in one stream.
+    let raw_bytes = raw::bytes_per_entry(&conn, scale.memory_events, |j| {
+        let new = like(j as u64);
+        entry::to_fields(&StoredEvent {
+            envelope: EventEnvelope {
+                event_id: new.event_id,
+                user_id: users[j % users.len()].clone(),
+                version: (j / users.len() + 1) as u64,
+                event_type: new.event_type,
+                schema_version: new.schema_version,
+                occurred_at: new.occurred_at,
+                correlation_id: new.correlation_id,
+                causation_id: new.causation_id,
+            },
+            payload: new.payload,
+        })
+    })
+    .await?;
+    let store = connect(&server).await?;
     let before = raw::used_memory(&conn).await?;
     let mut written = 0;
     while written < scale.memory_events {
@@ -728,7 +748,7 @@ async fn memory_row(scale: &Scale) -> anyhow::Result<Row> {
         "bytes",
         Some(raw_bytes),
         format!(
-            "{} events over {} users (user stream + category stream + counter); raw: one XADD entry",
+            "{} events over {} users (user stream + category stream + counter); raw: the same events' category entries alone, one stream",
             scale.memory_events,
             users.len()
         ),
