@@ -143,7 +143,7 @@ impl RedisStore {
             .query_async(&mut self.conn())
             .await
             .map_err(classify)?;
-        parse::entries(&reply).map_err(|reason| corrupt(key, reason))
+        parse::entries(reply).map_err(|reason| corrupt(key, reason))
     }
 
     /// A request's share of the append script's KEYS and ARGV (see `lua/append.lua`).

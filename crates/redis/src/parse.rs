@@ -30,88 +30,98 @@ fn items(value: &Value) -> Option<&[Value]> {
     }
 }
 
+/// Like [`items`], taking the list out of the reply instead of borrowing it (no field copies).
+fn owned_items(value: Value) -> Option<Vec<Value>> {
+    match value {
+        Value::Array(items) | Value::Set(items) => Some(items),
+        _ => None,
+    }
+}
+
+/// A field name or value as bytes, moved out of the reply.
+fn owned_bytes(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        other => text(&other).map(String::into_bytes),
+    }
+}
+
 pub fn entry_id(value: &Value) -> Result<EntryId, String> {
     let raw = text(value).ok_or("entry id is not text")?;
     raw.parse().map_err(|_| format!("bad entry id {raw:?}"))
 }
 
-fn fields(value: &Value) -> Result<Option<Fields>, String> {
-    if matches!(value, Value::Nil) {
+fn fields(value: Value) -> Result<Option<Fields>, String> {
+    let flat: Vec<Value> = match value {
         // An entry deleted while pending is returned without fields.
-        return Ok(None);
-    }
-    let flat: Vec<&Value> = match value {
-        Value::Map(pairs) => pairs.iter().flat_map(|(k, v)| [k, v]).collect(),
-        other => items(other)
-            .ok_or("entry fields are not a list")?
-            .iter()
-            .collect(),
+        Value::Nil => return Ok(None),
+        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        other => owned_items(other).ok_or("entry fields are not a list")?,
     };
-    flat.chunks(2)
-        .map(|pair| match pair {
-            [k, v] => {
-                let key = text(k).ok_or("field name is not text")?;
-                let bytes = match v {
-                    Value::BulkString(b) => b.clone(),
-                    other => text(other)
-                        .ok_or("field value is not a string")?
-                        .into_bytes(),
-                };
-                Ok((key, bytes))
-            }
-            _ => Err("odd number of field values".to_owned()),
-        })
-        .collect::<Result<Fields, String>>()
-        .map(Some)
+    if flat.len() % 2 != 0 {
+        return Err("odd number of field values".to_owned());
+    }
+    let mut fields = Vec::with_capacity(flat.len() / 2);
+    let mut flat = flat.into_iter();
+    while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+        let key = owned_bytes(k)
+            .and_then(|k| String::from_utf8(k).ok())
+            .ok_or("field name is not text")?;
+        let bytes = owned_bytes(v).ok_or("field value is not a string")?;
+        fields.push((key, bytes));
+    }
+    Ok(Some(fields))
 }
 
 /// An `XRANGE`-shaped list of entries.
-pub fn entries(value: &Value) -> Result<Vec<Entry>, String> {
-    let Some(list) = items(value) else {
-        return if matches!(value, Value::Nil) {
-            Ok(vec![])
-        } else {
-            Err("entries are not a list".into())
-        };
+pub fn entries(value: Value) -> Result<Vec<Entry>, String> {
+    let list = match value {
+        Value::Nil => return Ok(vec![]),
+        other => owned_items(other).ok_or("entries are not a list")?,
     };
-    list.iter()
+    list.into_iter()
         .map(|entry| {
-            let parts = items(entry).ok_or("entry is not a list")?;
-            let id = entry_id(parts.first().ok_or("entry without id")?)?;
-            let fields = fields(parts.get(1).unwrap_or(&Value::Nil))?;
+            let mut parts = owned_items(entry).ok_or("entry is not a list")?.into_iter();
+            let id = entry_id(&parts.next().ok_or("entry without id")?)?;
+            let fields = fields(parts.next().unwrap_or(Value::Nil))?;
             Ok((id, fields))
         })
         .collect()
 }
 
 /// An `XREAD`/`XREADGROUP` reply: entries per stream.
-pub fn streams(value: &Value) -> Result<Vec<(String, Vec<Entry>)>, String> {
+pub fn streams(value: Value) -> Result<Vec<(String, Vec<Entry>)>, String> {
     match value {
         Value::Nil => Ok(vec![]),
         Value::Map(pairs) => pairs
-            .iter()
-            .map(|(k, v)| Ok((text(k).ok_or("stream name is not text")?, entries(v)?)))
+            .into_iter()
+            .map(|(k, v)| Ok((text(&k).ok_or("stream name is not text")?, entries(v)?)))
             .collect(),
-        other => items(other)
+        other => owned_items(other)
             .ok_or("stream reply is not a list")?
-            .iter()
+            .into_iter()
             .map(|stream| {
-                let parts = items(stream).ok_or("stream is not a list")?;
+                let mut parts = owned_items(stream)
+                    .ok_or("stream is not a list")?
+                    .into_iter();
                 let name = parts
-                    .first()
+                    .next()
+                    .as_ref()
                     .and_then(text)
                     .ok_or("stream name is not text")?;
-                Ok((name, entries(parts.get(1).unwrap_or(&Value::Nil))?))
+                Ok((name, entries(parts.next().unwrap_or(Value::Nil))?))
             })
             .collect(),
     }
 }
 
 /// An `XAUTOCLAIM` reply: next cursor and claimed entries (deleted ones are left out).
-pub fn autoclaim(value: &Value) -> Result<(String, Vec<Entry>), String> {
-    let parts = items(value).ok_or("XAUTOCLAIM reply is not a list")?;
-    let cursor = parts.first().and_then(text).ok_or("no cursor")?;
-    let claimed = entries(parts.get(1).unwrap_or(&Value::Nil))?;
+pub fn autoclaim(value: Value) -> Result<(String, Vec<Entry>), String> {
+    let mut parts = owned_items(value)
+        .ok_or("XAUTOCLAIM reply is not a list")?
+        .into_iter();
+    let cursor = parts.next().as_ref().and_then(text).ok_or("no cursor")?;
+    let claimed = entries(parts.next().unwrap_or(Value::Nil))?;
     Ok((cursor, claimed))
 }
 

@@ -114,7 +114,7 @@ async fn xreadgroup(
     }
     let reply: Value = cmd.query_async(conn).await.map_err(classify)?;
     let mut deliveries = Vec::new();
-    for (stream, entries) in parse::streams(&reply).map_err(|r| corrupt("XREADGROUP reply", r))? {
+    for (stream, entries) in parse::streams(reply).map_err(|r| corrupt("XREADGROUP reply", r))? {
         for (id, fields) in entries {
             deliveries.push(Delivery {
                 entry: EntryRef {
@@ -305,7 +305,7 @@ impl Subscriptions for RedisStore {
                     .await
                     .map_err(classify)?;
                 let (next, entries) =
-                    parse::autoclaim(&reply).map_err(|r| corrupt("XAUTOCLAIM reply", r))?;
+                    parse::autoclaim(reply).map_err(|r| corrupt("XAUTOCLAIM reply", r))?;
                 lock(&self.inner.subscriptions.claim_cursors).insert(cursor_key, next);
                 if entries.is_empty() {
                     continue;

@@ -11,9 +11,7 @@ local stored = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if stored ~= tonumber(ARGV[1]) then
     return {0, stored}
 end
+-- Replaced whole: fields the new model no longer has must not linger.
 redis.call('DEL', KEYS[1])
-if #ARGV > 2 then
-    redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-end
-redis.call('HSET', KEYS[1], 'version', ARGV[2])
+redis.call('HSET', KEYS[1], 'version', ARGV[2], unpack(ARGV, 3))
 return {1, tonumber(ARGV[2])}
