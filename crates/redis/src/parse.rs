@@ -58,7 +58,7 @@ fn fields(value: Value) -> Result<Option<Fields>, String> {
         Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
         other => owned_items(other).ok_or("entry fields are not a list")?,
     };
-    if flat.len() % 2 != 0 {
+    if !flat.len().is_multiple_of(2) {
         return Err("odd number of field values".to_owned());
     }
     let mut fields = Vec::with_capacity(flat.len() / 2);
