@@ -108,6 +108,9 @@ impl ProfileProjection {
     }
 }
 
+/// A batch's users are split into this many chunks, applied concurrently.
+const PROFILE_CHUNKS: usize = 4;
+
 /// How often a batch reads and writes again the users whose write another consumer beat.
 const PROFILE_WRITE_ROUNDS: usize = 10;
 
@@ -345,13 +348,31 @@ impl Handler for ProfileProjection {
                 (indexes, in_hand)
             })
             .unzip();
-        let applied = apply_users(&self.store, &users).await;
+        // Disjoint sets of users, so the chunks never race each other: one chunk's folding
+        // overlaps another's round trips, and the chunks spread over the cores.
+        let chunk_size = users.len().div_ceil(PROFILE_CHUNKS).max(1);
+        let mut chunks = tokio::task::JoinSet::new();
+        let mut users = users.into_iter();
+        let mut first = 0;
+        while first < indexes.len() {
+            let chunk: Vec<Vec<StoredEvent>> = users.by_ref().take(chunk_size).collect();
+            let store = self.store.clone();
+            let len = chunk.len();
+            chunks.spawn(async move { (first, apply_users(&store, &chunk).await) });
+            first += len.max(1);
+        }
         let mut outcomes: Vec<Result<(), HandlerError>> = (0..events.len())
             .map(|_| Err(HandlerError::Transient("not applied".into())))
             .collect();
-        for (indexes, result) in indexes.into_iter().zip(applied) {
-            for i in indexes {
-                outcomes[i] = result.clone();
+        while let Some(joined) = chunks.join_next().await {
+            // A chunk that panicked leaves its events "not applied": they stay pending.
+            let Ok((first, applied)) = joined else {
+                continue;
+            };
+            for (user, result) in (first..).zip(applied) {
+                for &i in indexes.get(user).map_or(&[][..], Vec::as_slice) {
+                    outcomes[i] = result.clone();
+                }
             }
         }
         outcomes
