@@ -226,15 +226,18 @@ impl RedisStore {
         cmd
     }
 
-    /// Send an append EVALSHA; after a restart emptied the script cache, load the script and
-    /// send the same call again.
     async fn query_append(&self, cmd: &redis::Cmd) -> Result<Vec<i64>> {
+        self.query_script(&self.inner.append, cmd).await
+    }
+
+    /// Send an EVALSHA of `script`; after a restart emptied the script cache, load the script
+    /// and send the same call again.
+    async fn query_script(&self, script: &Script, cmd: &redis::Cmd) -> Result<Vec<i64>> {
         let mut conn = self.conn();
         match cmd.query_async(&mut conn).await {
             Ok(reply) => Ok(reply),
             Err(e) if is_noscript(&e) => {
-                self.inner
-                    .append
+                script
                     .prepare_invoke()
                     .load_async(&mut conn)
                     .await

@@ -32,21 +32,16 @@ impl ReadModels for RedisStore {
         model: &ReadModel,
     ) -> Result<()> {
         check_name(name)?;
-        let mut invocation = self.inner.put_read_model.prepare_invoke();
-        invocation
-            .key(self.inner.keys.read_model(name, user_id))
-            .arg(expected)
-            .arg(model.version);
-        for (field, value) in &model.fields {
-            if field != VERSION_FIELD {
-                invocation.arg(field).arg(value);
-            }
-        }
-        let reply: (i64, i64) = invocation
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(classify)?;
-        put_outcome(expected, reply)
+        let write = ReadModelWrite {
+            user_id: user_id.clone(),
+            expected,
+            model: model.clone(),
+        };
+        let call = put_call(self, name, std::slice::from_ref(&write));
+        let reply = self.query_script(&self.inner.put_read_model, &call).await?;
+        put_outcomes(std::slice::from_ref(&write), &reply)?
+            .pop()
+            .unwrap_or_else(|| Err(corrupt("read model reply", "no outcome")))
     }
 
     async fn get_read_models(
@@ -103,46 +98,90 @@ impl ReadModels for RedisStore {
     }
 }
 
-/// One partition's writes: one pipeline of script calls.
+/// Writes per script call: enough to spread a call's cost, few enough to keep it short.
+const WRITES_PER_CALL: usize = 128;
+
+/// One partition's writes: script calls of up to [`WRITES_PER_CALL`], in one pipeline.
 async fn put_pipeline(
     store: &RedisStore,
     name: &str,
     writes: &[ReadModelWrite],
 ) -> Result<Vec<Result<()>>> {
+    if writes.is_empty() {
+        return Ok(vec![]);
+    }
+    let chunks: Vec<&[ReadModelWrite]> = writes.chunks(WRITES_PER_CALL).collect();
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
-    for write in writes {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(store.inner.put_read_model.get_hash())
-            .arg(1)
-            .arg(store.inner.keys.read_model(name, &write.user_id))
-            .arg(write.expected)
-            .arg(write.model.version);
-        for (field, value) in &write.model.fields {
-            if field != VERSION_FIELD {
-                cmd.arg(field).arg(value);
-            }
-        }
-        pipe.add_command(cmd);
+    for chunk in &chunks {
+        pipe.add_command(put_call(store, name, chunk));
     }
-    let replies: Vec<redis::RedisResult<(i64, i64)>> = pipe
+    let replies: Vec<redis::RedisResult<Vec<i64>>> = pipe
         .query_async(&mut store.conn())
         .await
         .map_err(classify)?;
+    if replies.len() != chunks.len() {
+        return Err(corrupt(
+            "read model pipeline",
+            format!("{} replies for {} calls", replies.len(), chunks.len()),
+        ));
+    }
     let mut outcomes = Vec::with_capacity(writes.len());
-    for (write, reply) in writes.iter().zip(replies) {
-        outcomes.push(match reply {
-            Ok(reply) => put_outcome(write.expected, reply),
-            // A restart emptied the script cache: this write loads it and is sent again.
+    for (chunk, reply) in chunks.into_iter().zip(replies) {
+        let reply = match reply {
+            Ok(reply) => reply,
+            // A restart emptied the script cache: this call loads it and is sent again.
             Err(e) if is_noscript(&e) => {
                 store
-                    .put_read_model(name, &write.user_id, write.expected, &write.model)
-                    .await
+                    .query_script(&store.inner.put_read_model, &put_call(store, name, chunk))
+                    .await?
             }
-            Err(e) => Err(classify(e)),
-        });
+            Err(e) => return Err(classify(e)),
+        };
+        outcomes.extend(put_outcomes(chunk, &reply)?);
     }
     Ok(outcomes)
+}
+
+/// One EVALSHA of the read-model script for `writes` (all in one partition).
+fn put_call(store: &RedisStore, name: &str, writes: &[ReadModelWrite]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(store.inner.put_read_model.get_hash())
+        .arg(writes.len());
+    for write in writes {
+        cmd.arg(store.inner.keys.read_model(name, &write.user_id));
+    }
+    cmd.arg(writes.len());
+    for write in writes {
+        let fields: Vec<(&String, &String)> = write
+            .model
+            .fields
+            .iter()
+            .filter(|(field, _)| field.as_str() != VERSION_FIELD)
+            .collect();
+        cmd.arg(write.expected)
+            .arg(write.model.version)
+            .arg(fields.len());
+        for (field, value) in fields {
+            cmd.arg(field).arg(value);
+        }
+    }
+    cmd
+}
+
+/// The script's reply: two numbers per write, in order.
+fn put_outcomes(writes: &[ReadModelWrite], reply: &[i64]) -> Result<Vec<Result<()>>> {
+    if reply.len() != writes.len() * 2 {
+        return Err(corrupt(
+            "read model reply",
+            format!("{} numbers for {} writes", reply.len(), writes.len()),
+        ));
+    }
+    Ok(writes
+        .iter()
+        .zip(reply.chunks(2))
+        .map(|(write, pair)| put_outcome(write.expected, (pair[0], pair[1])))
+        .collect())
 }
 
 fn read_model(name: &str, user_id: &UserId, reply: Value) -> Result<Option<ReadModel>> {

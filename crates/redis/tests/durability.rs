@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use esr_redis::{RedisConfig, RedisStore, Topology};
 use esr_schema::{ActedOn, Action, UserEvent, UserId, codec};
-use esr_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
+use esr_store::{
+    AppendRequest, EventStore, ExpectedVersion, NewEvent, ReadModel, ReadModelWrite, ReadModels,
+    StoreError,
+};
 use esr_testkit::RedisServer;
 use uuid::Uuid;
 
@@ -140,6 +143,32 @@ async fn appends_survive_a_script_cache_flush() {
         .await
         .unwrap();
     assert_eq!(batch[0].as_ref().map(|o| o.version).ok(), Some(3));
+
+    // The read-model script too, single and batched.
+    let model = |version: u64| ReadModel {
+        version,
+        fields: [("name".to_owned(), format!("v{version}"))].into(),
+    };
+    let _: String = server.query(redis::cmd("SCRIPT").arg("FLUSH")).unwrap();
+    store
+        .put_read_model("profile", &user, 0, &model(1))
+        .await
+        .unwrap();
+    let _: String = server.query(redis::cmd("SCRIPT").arg("FLUSH")).unwrap();
+    let written = store
+        .put_read_models(
+            "profile",
+            vec![ReadModelWrite {
+                user_id: user.clone(),
+                expected: 1,
+                model: model(2),
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(written[0].is_ok(), "{written:?}");
+    let stored = store.get_read_model("profile", &user).await.unwrap();
+    assert_eq!(stored.map(|m| m.version), Some(2));
 }
 
 #[tokio::test]

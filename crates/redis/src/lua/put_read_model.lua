@@ -1,17 +1,30 @@
--- Replace a read model only if it is at the expected version.
+-- Replace read models, each only if it is at the expected version.
+-- One call carries one write or a batch of them (all keys in one slot: one partition).
 --
--- KEYS[1]  the read model hash                 <name>:{pN}:<user>
--- ARGV[1]  expected version (0: none stored yet)
--- ARGV[2]  the new version
--- ARGV[3..] field, value, field, value, ...
+-- KEYS[i]  the read model hash of write i      <name>:{pN}:<user>
+-- ARGV[1]  number of writes
+-- Then per write:
+--   expected version (0: none stored yet), the new version, number of fields n,
+--   then n field, value pairs
 --
--- Returns {1, new version} when written, {0, stored version} otherwise.
+-- Returns, per write, two numbers: 1, new version when written; 0, stored version otherwise.
 
-local stored = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-if stored ~= tonumber(ARGV[1]) then
-    return {0, stored}
+local replies = {}
+local a = 2
+for i = 1, tonumber(ARGV[1]) do
+    local key = KEYS[i]
+    local expected, version, count = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
+    local stored = tonumber(redis.call('HGET', key, 'version') or '0')
+    if stored == expected then
+        -- Replaced whole: fields the new model no longer has must not linger.
+        redis.call('DEL', key)
+        redis.call('HSET', key, 'version', version, unpack(ARGV, a + 3, a + 2 + 2 * count))
+        replies[#replies + 1] = 1
+        replies[#replies + 1] = tonumber(version)
+    else
+        replies[#replies + 1] = 0
+        replies[#replies + 1] = stored
+    end
+    a = a + 3 + 2 * count
 end
--- Replaced whole: fields the new model no longer has must not linger.
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'version', ARGV[2], unpack(ARGV, 3))
-return {1, tonumber(ARGV[2])}
+return replies
