@@ -35,6 +35,22 @@ fn like(object: &str) -> Command {
     }
 }
 
+/// Each user registers, then likes `likes` different objects.
+async fn register_with_likes(service: &CommandService, users: &[UserId], likes: usize) {
+    for user in users {
+        service
+            .execute(user, register(), &CommandMeta::new(None))
+            .await
+            .unwrap();
+        for i in 0..likes {
+            service
+                .execute(user, like(&format!("o{i}")), &CommandMeta::new(None))
+                .await
+                .unwrap();
+        }
+    }
+}
+
 fn commands(store: &MemoryStore, snapshot_every: u64) -> Arc<CommandService> {
     Arc::new(CommandService::new(
         Arc::new(store.clone()),
@@ -181,18 +197,7 @@ async fn entries_a_dead_consumer_left_are_claimed_and_applied_exactly_once() {
     let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
     let service = commands(&store, 0);
     let users: Vec<UserId> = (0..20).map(|i| id(&format!("u{i}"))).collect();
-    for user in &users {
-        service
-            .execute(user, register(), &CommandMeta::new(None))
-            .await
-            .unwrap();
-        for i in 0..5 {
-            service
-                .execute(user, like(&format!("o{i}")), &CommandMeta::new(None))
-                .await
-                .unwrap();
-        }
-    }
+    register_with_likes(&service, &users, 5).await;
     // A consumer takes half the backlog and dies without acking.
     let projectors = Projectors::standard(dyn_store.clone(), service.clone(), quick_settings("a"));
     projectors.create_groups().await.unwrap();
@@ -412,18 +417,7 @@ async fn a_batch_with_a_gap_is_filled_from_the_users_stream_and_applied_once() {
     let store = MemoryStore::new();
     let service = commands(&store, 0);
     let (gappy, plain) = (id("gappy"), id("plain"));
-    for user in [&gappy, &plain] {
-        service
-            .execute(user, register(), &CommandMeta::new(None))
-            .await
-            .unwrap();
-        for i in 0..5 {
-            service
-                .execute(user, like(&format!("o{i}")), &CommandMeta::new(None))
-                .await
-                .unwrap();
-        }
-    }
+    register_with_likes(&service, &[gappy.clone(), plain.clone()], 5).await;
     let decoded = |events: Vec<esr_schema::StoredEvent>| {
         events
             .into_iter()
@@ -467,19 +461,8 @@ async fn stopping_mid_backlog_leaves_nothing_pending() {
     let store = MemoryStore::new();
     let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
     let service = commands(&store, 0);
-    for u in 0..40 {
-        let user = id(&format!("s{u}"));
-        service
-            .execute(&user, register(), &CommandMeta::new(None))
-            .await
-            .unwrap();
-        for i in 0..49 {
-            service
-                .execute(&user, like(&format!("o{i}")), &CommandMeta::new(None))
-                .await
-                .unwrap();
-        }
-    }
+    let users: Vec<UserId> = (0..40).map(|u| id(&format!("s{u}"))).collect();
+    register_with_likes(&service, &users, 49).await;
     let projectors = Arc::new(Projectors::standard(
         dyn_store.clone(),
         service.clone(),
@@ -510,11 +493,11 @@ async fn stopping_mid_backlog_leaves_nothing_pending() {
         stats.lag > 0,
         "stopped before the end of the backlog: {stats:?}"
     );
-    // Whatever was acked is in the profiles: every user's profile is at or below its stream,
-    // and the events acked add up to the versions the profiles show.
+    // Whatever was delivered is in the profiles: the events delivered add up to the versions
+    // the profiles show.
     let mut applied = 0;
-    for u in 0..40 {
-        if let Some(profile) = stored_profile(&store, &id(&format!("s{u}"))).await.unwrap() {
+    for user in &users {
+        if let Some(profile) = stored_profile(&store, user).await.unwrap() {
             applied += profile.version;
         }
     }

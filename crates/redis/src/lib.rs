@@ -260,18 +260,26 @@ fn is_noscript(error: &RedisError) -> bool {
     error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
-/// The append script's reply for `calls`: two numbers per request, in order.
-fn append_outcomes(calls: &[&AppendCall], reply: &[i64]) -> Result<Vec<Result<AppendOutcome>>> {
-    if reply.len() != calls.len() * 2 {
+/// A batched script's reply, two numbers per item in order, checked against the item count.
+pub(crate) fn reply_pairs(what: &str, reply: &[i64], items: usize) -> Result<Vec<(i64, i64)>> {
+    if reply.len() != items * 2 {
         return Err(corrupt(
-            "append reply",
-            format!("{} numbers for {} requests", reply.len(), calls.len()),
+            what,
+            format!("{} numbers for {items} items", reply.len()),
         ));
     }
+    Ok(reply
+        .chunks_exact(2)
+        .map(|pair| (pair[0], pair[1]))
+        .collect())
+}
+
+/// The append script's reply for `calls`.
+fn append_outcomes(calls: &[&AppendCall], reply: &[i64]) -> Result<Vec<Result<AppendOutcome>>> {
     Ok(calls
         .iter()
-        .zip(reply.chunks(2))
-        .map(|(call, pair)| append_outcome(call.expected, (pair[0], pair[1])))
+        .zip(reply_pairs("append reply", reply, calls.len())?)
+        .map(|(call, pair)| append_outcome(call.expected, pair))
         .collect())
 }
 

@@ -10,7 +10,7 @@ use esr_store::{ExpectedVersion, ReadModel, ReadModelWrite, ReadModels, Result, 
 use redis::Value;
 
 use crate::partitioned::by_partition;
-use crate::{RedisStore, classify, corrupt, is_noscript, keys};
+use crate::{RedisStore, classify, corrupt, is_noscript, keys, reply_pairs};
 
 #[async_trait]
 impl ReadModels for RedisStore {
@@ -169,18 +169,12 @@ fn put_call(store: &RedisStore, name: &str, writes: &[ReadModelWrite]) -> redis:
     cmd
 }
 
-/// The script's reply: two numbers per write, in order.
+/// The script's reply for `writes`.
 fn put_outcomes(writes: &[ReadModelWrite], reply: &[i64]) -> Result<Vec<Result<()>>> {
-    if reply.len() != writes.len() * 2 {
-        return Err(corrupt(
-            "read model reply",
-            format!("{} numbers for {} writes", reply.len(), writes.len()),
-        ));
-    }
     Ok(writes
         .iter()
-        .zip(reply.chunks(2))
-        .map(|(write, pair)| put_outcome(write.expected, (pair[0], pair[1])))
+        .zip(reply_pairs("read model reply", reply, writes.len())?)
+        .map(|(write, pair)| put_outcome(write.expected, pair))
         .collect())
 }
 
