@@ -191,6 +191,36 @@ fn plan_write(
     }))
 }
 
+/// One round's plans for the `pending` users (index into `users`, user id) from their stored
+/// profiles, reading concurrently the histories that gaps need.
+async fn plan_round(
+    store: &Arc<dyn Store>,
+    users: &[Vec<StoredEvent>],
+    pending: impl Iterator<Item = (usize, UserId)>,
+    current: Vec<Option<ReadModel>>,
+) -> Vec<(usize, UserId, Result<Plan, HandlerError>)> {
+    let mut planned = Vec::new();
+    let (mut gaps, mut gap_models) = (Vec::new(), BTreeMap::new());
+    for ((u, user_id), model) in pending.zip(current) {
+        match plan_write(&users[u], model.as_ref(), None) {
+            Ok(Plan::History { from, span }) => {
+                gaps.push((u, user_id, from, span));
+                gap_models.insert(u, model);
+            }
+            other => planned.push((u, user_id, other)),
+        }
+    }
+    for (u, user_id, history) in read_histories(store, gaps).await {
+        let model = gap_models.get(&u).and_then(Option::as_ref);
+        let plan = match history {
+            Ok(history) => plan_write(&users[u], model, Some(&history)),
+            Err(e) => Err(e.into()),
+        };
+        planned.push((u, user_id, plan));
+    }
+    planned
+}
+
 /// The histories `plan_write` asked for, read concurrently: (user index, user, result).
 async fn read_histories(
     store: &Arc<dyn Store>,
@@ -247,25 +277,7 @@ async fn apply_users(
                 break;
             }
         };
-        let mut planned = Vec::with_capacity(pending.len());
-        let (mut gaps, mut gap_models) = (Vec::new(), BTreeMap::new());
-        for ((u, user_id), model) in pending.drain(..).zip(current) {
-            match plan_write(&users[u], model.as_ref(), None) {
-                Ok(Plan::History { from, span }) => {
-                    gaps.push((u, user_id, from, span));
-                    gap_models.insert(u, model);
-                }
-                other => planned.push((u, user_id, other)),
-            }
-        }
-        for (u, user_id, history) in read_histories(store, gaps).await {
-            let model = gap_models.get(&u).and_then(Option::as_ref);
-            let plan = match history {
-                Ok(history) => plan_write(&users[u], model, Some(&history)),
-                Err(e) => Err(e.into()),
-            };
-            planned.push((u, user_id, plan));
-        }
+        let planned = plan_round(store, users, pending.drain(..), current).await;
         let (mut writes, mut writers) = (Vec::new(), Vec::new());
         for (u, user_id, plan) in planned {
             match plan {
