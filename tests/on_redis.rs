@@ -54,6 +54,17 @@ impl Client {
         let (status, body, _) = self.send(self.http.get(url)).await;
         (status, body)
     }
+
+    /// Register user 1, Duffy Duck (the post's first user), through the command side.
+    async fn register_duffy(&self, command_url: &str) {
+        let (status, body) = self
+            .post(
+                format!("{command_url}/users"),
+                json!({"user_id": "1", "name": "Duffy", "surname": "Duck"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
 }
 
 /// Poll until `check` holds, for at most `seconds`.
@@ -323,13 +334,7 @@ async fn bad_input_to_every_route_gets_its_status_and_a_json_error() {
     let server = RedisServer::start();
     let stack = Stack::start(&server.url(), 1, 1).await;
     let client = Client::new();
-    let (status, _) = client
-        .post(
-            format!("{}/users", stack.command_url),
-            json!({"user_id": "1", "name": "Duffy", "surname": "Duck"}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    client.register_duffy(&stack.command_url).await;
     let checked = esr_e2e::check_bad_input(&stack.command_url, &stack.query_url).await;
     assert!(checked >= 25);
     let history: (u16, Value) = client
@@ -344,12 +349,7 @@ async fn one_idempotency_key_sent_twice_concurrently_appends_one_event() {
     let stack = Stack::start(&server.url(), 1, 1).await;
     let client = Client::new();
     let c = &stack.command_url;
-    client
-        .post(
-            format!("{c}/users"),
-            json!({"user_id": "1", "name": "Duffy", "surname": "Duck"}),
-        )
-        .await;
+    client.register_duffy(c).await;
     let send = || {
         client.send(
             client
@@ -379,12 +379,7 @@ async fn min_version_returns_the_profile_with_the_command_just_answered() {
     let stack = Stack::start(&server.url(), 2, 1).await;
     let client = Client::new();
     let c = &stack.command_url;
-    client
-        .post(
-            format!("{c}/users"),
-            json!({"user_id": "1", "name": "Duffy", "surname": "Duck"}),
-        )
-        .await;
+    client.register_duffy(c).await;
     for i in 0..20 {
         let object = format!("o{i}");
         let (status, answer) = client
@@ -434,12 +429,7 @@ async fn a_corrupt_entry_from_a_foreign_producer_is_dead_lettered_and_projection
         .query(&mut conn)
         .unwrap();
     let c = &stack.command_url;
-    client
-        .post(
-            format!("{c}/users"),
-            json!({"user_id": "1", "name": "Duffy", "surname": "Duck"}),
-        )
-        .await;
+    client.register_duffy(c).await;
     client
         .post(
             format!("{c}/users/1/activity"),
@@ -505,13 +495,9 @@ async fn logs_show_requests_and_batches_but_never_the_redis_password() {
     esr_e2e::wait_healthy(&format!("http://127.0.0.1:{c}/healthz")).await;
     esr_e2e::wait_healthy(&format!("http://127.0.0.1:{p}/healthz")).await;
     let client = Client::new();
-    let (status, _) = client
-        .post(
-            format!("http://127.0.0.1:{c}/users"),
-            json!({"user_id": "1", "name": "Duffy", "surname": "Duck"}),
-        )
+    client
+        .register_duffy(&format!("http://127.0.0.1:{c}"))
         .await;
-    assert_eq!(status, 201);
     eventually("the projector applied the event", 10, async || {
         let mut conn = redis(&server);
         redis::cmd("HGET")

@@ -8,19 +8,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use esr_app::command::CommandMeta;
 use esr_app::projector::stored_profile;
 use esr_app::{CommandService, CommandSettings, ProjectorSettings, Projectors};
-use esr_domain::Command;
 use esr_redis::{RedisConfig, RedisStore, Topology};
-use esr_schema::{Action, Category, UserId};
+use esr_schema::{Category, UserId};
 use esr_store::Store;
 use esr_testkit::RedisServer;
 use tokio::sync::watch;
 
-fn id(raw: &str) -> UserId {
-    UserId::parse(raw).unwrap()
-}
+mod common;
+use common::{id, register_with_likes};
 
 async fn store_on(server: &RedisServer, partitions: u32) -> Arc<dyn Store> {
     let mut config = RedisConfig::new(Topology::Single(server.url()));
@@ -35,31 +32,6 @@ fn settings(consumer: &str) -> ProjectorSettings {
         block: Duration::from_millis(50),
         claim_idle: Duration::from_millis(300),
         max_deliveries: 3,
-    }
-}
-
-async fn run_commands(commands: &CommandService, users: &[UserId], likes: usize) {
-    for user in users {
-        let register = Command::Register {
-            name: "Duffy".into(),
-            surname: "Duck".into(),
-            birth_date: None,
-        };
-        commands
-            .execute(user, register, &CommandMeta::new(None))
-            .await
-            .unwrap();
-        for i in 0..likes {
-            let like = Command::Act {
-                action: Action::Like,
-                object: format!("o{i}"),
-                text: None,
-            };
-            commands
-                .execute(user, like, &CommandMeta::new(None))
-                .await
-                .unwrap();
-        }
     }
 }
 
@@ -82,7 +54,7 @@ async fn entries_left_pending_by_a_dead_consumer_are_claimed_and_nothing_is_lost
         CommandSettings::default(),
     ));
     let users: Vec<UserId> = (0..20).map(|i| id(&format!("d{i}"))).collect();
-    run_commands(&commands, &users, 5).await;
+    register_with_likes(&commands, &users, 5).await;
 
     let survivor = Arc::new(Projectors::standard(
         store.clone(),
@@ -179,7 +151,7 @@ async fn a_broken_entry_xadded_by_hand_is_dead_lettered_and_the_consumer_goes_on
                 ]),
         )
         .unwrap();
-    run_commands(&commands, &[id("after")], 2).await;
+    register_with_likes(&commands, &[id("after")], 2).await;
 
     eventually("the later user projected", async || {
         stored_profile(store.as_ref(), &id("after"))

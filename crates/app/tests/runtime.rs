@@ -11,45 +11,12 @@ use esr_app::command::{CommandError, CommandMeta};
 use esr_app::projector::stored_profile;
 use esr_app::{CommandService, CommandSettings, ProjectorSettings, Projectors};
 use esr_domain::{Command, Rejection, User};
-use esr_schema::{Action, Category, UserId};
+use esr_schema::{Category, UserId};
 use esr_store::{EventStore, MemoryStore, SnapshotStore, Store, Subscriptions};
 use tokio::sync::watch;
 
-fn id(raw: &str) -> UserId {
-    UserId::parse(raw).unwrap()
-}
-
-fn register() -> Command {
-    Command::Register {
-        name: "Duffy".into(),
-        surname: "Duck".into(),
-        birth_date: None,
-    }
-}
-
-fn like(object: &str) -> Command {
-    Command::Act {
-        action: Action::Like,
-        object: object.into(),
-        text: None,
-    }
-}
-
-/// Each user registers, then likes `likes` different objects.
-async fn register_with_likes(service: &CommandService, users: &[UserId], likes: usize) {
-    for user in users {
-        service
-            .execute(user, register(), &CommandMeta::new(None))
-            .await
-            .unwrap();
-        for i in 0..likes {
-            service
-                .execute(user, like(&format!("o{i}")), &CommandMeta::new(None))
-                .await
-                .unwrap();
-        }
-    }
-}
+mod common;
+use common::{id, like, register, register_with_likes};
 
 fn commands(store: &MemoryStore, snapshot_every: u64) -> Arc<CommandService> {
     Arc::new(CommandService::new(

@@ -57,12 +57,10 @@ pub async fn xadd(conn: &MultiplexedConnection, tasks: usize, duration: Duration
     measure::run_for(tasks, duration, move |task, _| {
         let (mut conn, fields) = (conn.clone(), fields.clone());
         async move {
-            let mut cmd = redis::cmd("XADD");
-            cmd.arg(format!("raw:xadd:{task}")).arg("*");
-            for (k, v) in &fields {
-                cmd.arg(k).arg(v);
-            }
-            cmd.query_async::<String>(&mut conn).await.is_ok()
+            xadd_cmd(&format!("raw:xadd:{task}"), &fields)
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok()
         }
     })
     .await
@@ -111,6 +109,38 @@ pub async fn evalsha_append(
     .await)
 }
 
+/// `XADD key * field value ...`.
+fn xadd_cmd(key: &str, fields: &[(String, Vec<u8>)]) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(key).arg("*");
+    for (k, v) in fields {
+        cmd.arg(k).arg(v);
+    }
+    cmd
+}
+
+/// Pipelines of `batch` events, each added to the pipeline by `add(pipe, event)`, sent one
+/// after another for `duration`: events per second.
+async fn pipelined_rate(
+    conn: &MultiplexedConnection,
+    batch: usize,
+    duration: Duration,
+    add: impl Fn(&mut redis::Pipeline, usize),
+) -> anyhow::Result<f64> {
+    let mut conn = conn.clone();
+    let started = Instant::now();
+    let mut done = 0usize;
+    while started.elapsed() < duration {
+        let mut pipe = redis::pipe();
+        for event in 0..batch {
+            add(&mut pipe, event);
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+        done += batch;
+    }
+    Ok(done as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Pipelines of `batch` append-shaped calls on distinct users: events per second.
 pub async fn evalsha_pipelined(
     conn: &MultiplexedConnection,
@@ -118,20 +148,15 @@ pub async fn evalsha_pipelined(
     duration: Duration,
 ) -> anyhow::Result<f64> {
     let script = redis::Script::new(APPEND_SHAPED);
-    let mut conn = conn.clone();
-    script.prepare_invoke().load_async(&mut conn).await?;
+    script
+        .prepare_invoke()
+        .load_async(&mut conn.clone())
+        .await?;
     let fields = entry_fields();
-    let started = Instant::now();
-    let mut done = 0usize;
-    while started.elapsed() < duration {
-        let mut pipe = redis::pipe();
-        for user in 0..batch {
-            pipe.add_command(evalsha(&script, keys_for(user, "pipe"), "any", &fields));
-        }
-        let _: Vec<(i64, i64)> = pipe.query_async(&mut conn).await?;
-        done += batch;
-    }
-    Ok(done as f64 / started.elapsed().as_secs_f64())
+    pipelined_rate(conn, batch, duration, |pipe, user| {
+        pipe.add_command(evalsha(&script, keys_for(user, "pipe"), "any", &fields));
+    })
+    .await
 }
 
 /// The ceiling for any batch append keeping two copies: pipelines of `batch` pairs of plain
@@ -141,29 +166,12 @@ pub async fn xadd_pairs_pipelined(
     batch: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
-    let mut conn = conn.clone();
     let fields = entry_fields();
-    let started = Instant::now();
-    let mut done = 0usize;
-    while started.elapsed() < duration {
-        let mut pipe = redis::pipe();
-        for user in 0..batch {
-            for key in [
-                format!("raw:pairs:{user}"),
-                format!("raw:pairs:cat:{}", user % 4),
-            ] {
-                let mut cmd = redis::cmd("XADD");
-                cmd.arg(key).arg("*");
-                for (k, v) in &fields {
-                    cmd.arg(k).arg(v);
-                }
-                pipe.add_command(cmd);
-            }
-        }
-        let _: Vec<String> = pipe.query_async(&mut conn).await?;
-        done += batch;
-    }
-    Ok(done as f64 / started.elapsed().as_secs_f64())
+    pipelined_rate(conn, batch, duration, |pipe, user| {
+        pipe.add_command(xadd_cmd(&format!("raw:pairs:{user}"), &fields));
+        pipe.add_command(xadd_cmd(&format!("raw:pairs:cat:{}", user % 4), &fields));
+    })
+    .await
 }
 
 /// Median time of one XRANGE over a stream of `len` entries of our size, in ms.
@@ -178,12 +186,7 @@ pub async fn xrange_ms(
     for chunk in 0..len.div_ceil(1000) {
         let mut pipe = redis::pipe();
         for _ in 0..1000.min(len - chunk * 1000) {
-            let mut cmd = redis::cmd("XADD");
-            cmd.arg(&key).arg("*");
-            for (k, v) in &fields {
-                cmd.arg(k).arg(v);
-            }
-            pipe.add_command(cmd).ignore();
+            pipe.add_command(xadd_cmd(&key, &fields)).ignore();
         }
         pipe.query_async::<()>(&mut conn).await?;
     }
@@ -289,12 +292,8 @@ pub async fn bytes_per_entry(
     for chunk in 0..count.div_ceil(1000) {
         let mut pipe = redis::pipe();
         for j in 0..1000.min(count - chunk * 1000) {
-            let mut cmd = redis::cmd("XADD");
-            cmd.arg("raw:memory").arg("*");
-            for (k, v) in &fields_of(chunk * 1000 + j) {
-                cmd.arg(k).arg(v);
-            }
-            pipe.add_command(cmd).ignore();
+            pipe.add_command(xadd_cmd("raw:memory", &fields_of(chunk * 1000 + j)))
+                .ignore();
         }
         pipe.query_async::<()>(&mut conn2).await?;
     }
