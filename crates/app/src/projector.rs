@@ -529,7 +529,11 @@ impl Projectors {
         Ok((groups, dead))
     }
 
-    async fn run_handler(&self, handler: Arc<dyn Handler>, shutdown: watch::Receiver<bool>) {
+    async fn run_handler(
+        self: Arc<Self>,
+        handler: Arc<dyn Handler>,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let s = &self.settings;
         let mut failures: u32 = 0;
         // Claim first: a restarted process picks up what its predecessor left.
@@ -560,7 +564,7 @@ impl Projectors {
                 Ok(batch) => {
                     // A full batch says more is waiting; an empty or short one does not.
                     if batch.len() >= s.batch_size && !claim_due && !*shutdown.borrow() {
-                        let (this, handler) = (self.reader(), handler.clone());
+                        let (this, handler) = (self.clone(), handler.clone());
                         read_ahead = Some(tokio::spawn(async move {
                             this.read_new(handler.as_ref()).await
                         }));
@@ -592,16 +596,17 @@ impl Projectors {
         tracing::info!(group = handler.group(), "stopped");
     }
 
-    /// What a read-ahead task needs: the store and the settings.
-    fn reader(&self) -> Reader {
-        Reader {
-            store: self.store.clone(),
-            settings: self.settings.clone(),
-        }
-    }
-
     async fn read_new(&self, handler: &dyn Handler) -> Result<Vec<Delivery>, StoreError> {
-        self.reader().read_new(handler).await
+        let s = &self.settings;
+        self.store
+            .read_new(
+                handler.group(),
+                &s.consumer,
+                handler.categories(),
+                s.batch_size,
+                s.block,
+            )
+            .await
     }
 
     async fn process(&self, handler: &dyn Handler, batch: Vec<Delivery>) -> Result<(), StoreError> {
@@ -667,27 +672,6 @@ impl Projectors {
             "batch"
         );
         Ok(())
-    }
-}
-
-/// Reads new entries for a handler's group; owned, so a read can run ahead in its own task.
-struct Reader {
-    store: Arc<dyn Store>,
-    settings: ProjectorSettings,
-}
-
-impl Reader {
-    async fn read_new(&self, handler: &dyn Handler) -> Result<Vec<Delivery>, StoreError> {
-        let s = &self.settings;
-        self.store
-            .read_new(
-                handler.group(),
-                &s.consumer,
-                handler.categories(),
-                s.batch_size,
-                s.block,
-            )
-            .await
     }
 }
 
