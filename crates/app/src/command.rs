@@ -176,11 +176,12 @@ impl CommandService {
                 Err(rejection) => return Err(rejection.into()),
             };
             if events.is_empty() {
+                let version = user.version;
                 if !from_cache {
-                    self.remember(user_id, &user, snapshot_version);
+                    self.remember(user_id, user, snapshot_version);
                 }
                 return Ok(Accepted {
-                    version: user.version,
+                    version,
                     appended: 0,
                     replayed: false,
                 });
@@ -210,7 +211,7 @@ impl CommandService {
                     }
                     let snapshot_version =
                         self.maybe_snapshot(user_id, &after, snapshot_version).await;
-                    self.remember(user_id, &after, snapshot_version);
+                    self.remember(user_id, after, snapshot_version);
                     return Ok(Accepted {
                         version: outcome.version,
                         appended: count,
@@ -246,13 +247,13 @@ impl CommandService {
         lock(&self.cache).get(user_id).cloned()
     }
 
-    fn remember(&self, user_id: &UserId, user: &User, snapshot_version: u64) {
+    fn remember(&self, user_id: &UserId, user: User, snapshot_version: u64) {
         let mut cache = lock(&self.cache);
         // Bounded without bookkeeping: when full, start over (a miss is one load).
         if cache.len() >= CACHE_USERS && !cache.contains_key(user_id) {
             cache.clear();
         }
-        cache.insert(user_id.clone(), (user.clone(), snapshot_version));
+        cache.insert(user_id.clone(), (user, snapshot_version));
     }
 
     fn forget(&self, user_id: &UserId) {
