@@ -52,8 +52,10 @@ async fn append_pipeline(
             }
         }
     }
-    let evalsha =
-        |chunk: &[(usize, AppendCall)]| store.append_evalsha(chunk.iter().map(|(_, c)| c));
+    let evalsha = |chunk: &[(usize, AppendCall)]| {
+        let calls: Vec<&AppendCall> = chunk.iter().map(|(_, c)| c).collect();
+        store.append_evalsha(&calls)
+    };
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for chunk in &chunks {

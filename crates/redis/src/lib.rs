@@ -146,8 +146,8 @@ impl RedisStore {
         parse::entries(reply).map_err(|reason| corrupt(key, reason))
     }
 
-    /// A request's share of the append script's KEYS and ARGV (see `lua/append.lua`).
-    fn append_call(&self, request: &AppendRequest) -> Result<AppendCall> {
+    /// A request checked, with its share of the append script's KEYS (see `lua/append.lua`).
+    fn append_call<'a>(&self, request: &'a AppendRequest) -> Result<AppendCall<'a>> {
         if request.events.is_empty() {
             return Err(StoreError::Invalid(
                 "an append needs at least one event".into(),
@@ -168,60 +168,48 @@ impl RedisStore {
             })?;
             script_keys.push(Keys::category_stream(category, partition));
         }
-        let expected = match request.expected {
-            ExpectedVersion::Any => "any".to_owned(),
-            ExpectedVersion::NoStream => "0".to_owned(),
-            ExpectedVersion::Exactly(v) => v.to_string(),
-        };
-        let ttl_ms = request.idempotency.as_ref().map_or(0, |i| {
-            u64::try_from(i.ttl.as_millis()).unwrap_or(u64::MAX).max(1)
-        });
-        let mut args = vec![
-            expected.into_bytes(),
-            ttl_ms.to_string().into_bytes(),
-            request.events.len().to_string().into_bytes(),
-        ];
-        // The same text forms as stored entries (`entry::to_fields`), in the script's order,
-        // minus the version the script assigns.
-        for event in &request.events {
-            args.extend([
-                event.event_type.as_bytes().to_vec(),
-                user.as_str().as_bytes().to_vec(),
-                event.event_id.hyphenated().to_string().into_bytes(),
-                entry::format_time(event.occurred_at).into_bytes(),
-                event.schema_version.to_string().into_bytes(),
-                event.correlation_id.as_bytes().to_vec(),
-                entry::stored_causation_of(&event.correlation_id, &event.causation_id)
-                    .as_bytes()
-                    .to_vec(),
-                event.payload.clone(),
-            ]);
-        }
         Ok(AppendCall {
-            expected: request.expected,
+            request,
             keys: script_keys,
-            args,
         })
     }
 
     /// One EVALSHA of the append script for `calls` (all in one partition); NOSCRIPT is the
-    /// caller's to handle.
-    fn append_evalsha<'a>(
-        &self,
-        calls: impl IntoIterator<Item = &'a AppendCall> + Clone,
-    ) -> redis::Cmd {
+    /// caller's to handle. The ARGV are written from the requests straight into the command.
+    fn append_evalsha(&self, calls: &[&AppendCall]) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.inner.append.get_hash());
-        let key_count: usize = calls.clone().into_iter().map(|c| c.keys.len()).sum();
-        cmd.arg(key_count);
-        let mut request_count = 0usize;
-        for call in calls.clone() {
-            cmd.arg(&call.keys);
-            request_count += 1;
-        }
-        cmd.arg(request_count);
+        cmd.arg(self.inner.append.get_hash())
+            .arg(calls.iter().map(|c| c.keys.len()).sum::<usize>());
         for call in calls {
-            cmd.arg(&call.args);
+            cmd.arg(&call.keys);
+        }
+        cmd.arg(calls.len());
+        for call in calls {
+            let request = call.request;
+            match request.expected {
+                ExpectedVersion::Any => cmd.arg("any"),
+                ExpectedVersion::NoStream => cmd.arg(0),
+                ExpectedVersion::Exactly(v) => cmd.arg(v),
+            };
+            let ttl_ms = request.idempotency.as_ref().map_or(0, |i| {
+                u64::try_from(i.ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+            });
+            cmd.arg(ttl_ms).arg(request.events.len());
+            // The same text forms as stored entries (`entry::to_fields`), in the script's
+            // order, minus the version the script assigns.
+            for event in &request.events {
+                cmd.arg(&event.event_type)
+                    .arg(request.user_id.as_str())
+                    .arg(event.event_id.hyphenated().to_string())
+                    .arg(entry::format_time(event.occurred_at))
+                    .arg(event.schema_version)
+                    .arg(&event.correlation_id)
+                    .arg(entry::stored_causation_of(
+                        &event.correlation_id,
+                        &event.causation_id,
+                    ))
+                    .arg(&event.payload);
+            }
         }
         cmd
     }
@@ -249,11 +237,10 @@ impl RedisStore {
     }
 }
 
-/// One request's part of an append script call.
-struct AppendCall {
-    expected: ExpectedVersion,
+/// One request's part of an append script call: the request, checked, and its keys.
+struct AppendCall<'a> {
+    request: &'a AppendRequest,
     keys: Vec<String>,
-    args: Vec<Vec<u8>>,
 }
 
 fn is_noscript(error: &RedisError) -> bool {
@@ -275,11 +262,11 @@ pub(crate) fn reply_pairs(what: &str, reply: &[i64], items: usize) -> Result<Vec
 }
 
 /// The append script's reply for `calls`.
-fn append_outcomes(calls: &[&AppendCall], reply: &[i64]) -> Result<Vec<Result<AppendOutcome>>> {
+fn append_outcomes(calls: &[&AppendCall<'_>], reply: &[i64]) -> Result<Vec<Result<AppendOutcome>>> {
     Ok(calls
         .iter()
         .zip(reply_pairs("append reply", reply, calls.len())?)
-        .map(|(call, pair)| append_outcome(call.expected, pair))
+        .map(|(call, pair)| append_outcome(call.request.expected, pair))
         .collect())
 }
 
@@ -344,7 +331,7 @@ pub(crate) fn corrupt(what: &str, reason: impl Into<String>) -> StoreError {
 impl EventStore for RedisStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
         let call = self.append_call(&request)?;
-        let reply = self.query_append(&self.append_evalsha([&call])).await?;
+        let reply = self.query_append(&self.append_evalsha(&[&call])).await?;
         append_outcomes(&[&call], &reply)?
             .pop()
             .unwrap_or_else(|| Err(corrupt("append reply", "no outcome")))
