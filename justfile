@@ -1,4 +1,4 @@
-# Recipes with stable names (DESIGN section 7). Every recipe works on the in-memory store
+# Recipes with stable names (the README lists them). Every recipe works on the in-memory store
 # unless REDIS_URL or REDIS_CLUSTER_NODES is set.
 
 default:

@@ -162,7 +162,15 @@ async fn serve_answers_the_contract_and_stops_cleanly_on_sigterm() {
         .iter()
         .map(|g| g["group"].as_str().unwrap())
         .collect();
-    assert_eq!(groups, ["profile_projection", "friendship_policy"]);
+    assert_eq!(
+        groups,
+        [
+            "profile_projection",
+            "group_view",
+            "most_liked",
+            "friendship_policy"
+        ]
+    );
 
     assert!(
         app.service.terminate(Duration::from_secs(10)),

@@ -1,4 +1,6 @@
-//! The command side: load, decide, append.
+//! The command runtime, written once for every aggregate: load (snapshot plus later events),
+//! gather the context, decide, append with the expected version; retries, `If-Match`,
+//! idempotency keys, snapshots, per-stream serialization and a cache of recent states.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -6,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use esr_domain::{Command, Context, Rejection, User};
-use esr_schema::{UserId, codec};
+use esr_kernel::{Aggregate, Context};
+use esr_schema::{EntityId, StreamId, codec};
 use esr_store::{
     AppendRequest, ExpectedVersion, Idempotency, NewEvent, Snapshot, Store, StoreError,
 };
@@ -60,7 +62,7 @@ impl CommandMeta {
 /// What an accepted command did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
-    /// The user's version after the command.
+    /// The stream's version after the command.
     pub version: u64,
     /// Events appended by this call (0 for a replay or a command that changed nothing).
     pub appended: usize,
@@ -70,34 +72,36 @@ pub struct Accepted {
 
 /// Why a command was not accepted.
 ///
-/// HTTP: `Rejected` as its [`Rejection`] says (404, 409 or 422); `PreconditionFailed` 412;
-/// `Conflict` 409; `Store` 503 when unavailable, else 500; `Corrupt` 500.
+/// HTTP: `Rejected` as its [`esr_kernel::RejectionKind`] says (404, 409 or 422);
+/// `PreconditionFailed` 412; `Conflict` 409; `Store` 503 when unavailable, else 500;
+/// `Corrupt` 500.
 #[derive(Debug, thiserror::Error)]
-pub enum CommandError {
+pub enum CommandError<R: std::error::Error + 'static> {
     #[error(transparent)]
-    Rejected(#[from] Rejection),
-    #[error("the user is at version {actual}, not {expected} as If-Match says")]
+    Rejected(R),
+    #[error("the stream is at version {actual}, not {expected} as If-Match says")]
     PreconditionFailed { expected: u64, actual: u64 },
-    #[error("the user kept changing: expected version {expected}, found {actual}")]
+    #[error("the stream kept changing: expected version {expected}, found {actual}")]
     Conflict { expected: u64, actual: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("stored history of {user_id} cannot be read: {reason}")]
-    Corrupt { user_id: UserId, reason: String },
+    #[error("stored history of {stream} cannot be read: {reason}")]
+    Corrupt { stream: StreamId, reason: String },
 }
 
-/// Serializes commands per user inside this instance (so dozens of concurrent commands on one
-/// user all go through), and retries conflicts with other instances.
-pub struct CommandService {
+/// Runs commands for aggregate `A`. Serializes commands per stream inside this instance (so
+/// dozens of concurrent commands on one stream all go through), and retries conflicts with
+/// other instances.
+pub struct CommandService<A: Aggregate> {
     store: Arc<dyn Store>,
     settings: CommandSettings,
-    user_locks: Vec<Mutex<()>>,
-    /// Users' state after this instance's last command on them, with their snapshot version.
-    cache: std::sync::Mutex<HashMap<UserId, (User, u64)>>,
+    stream_locks: Vec<Mutex<()>>,
+    /// Streams' state after this instance's last command on them, with their snapshot version.
+    cache: std::sync::Mutex<HashMap<EntityId, (A, u64)>>,
 }
 
-/// Users kept in the aggregate cache.
-const CACHE_USERS: usize = 100_000;
+/// Streams kept in the aggregate cache.
+const CACHE_STREAMS: usize = 100_000;
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -108,12 +112,33 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Enough stripes that unrelated users rarely share one, few enough to cost nothing.
 const LOCK_STRIPES: usize = 1024;
 
-impl CommandService {
+/// The command side's services, one per aggregate, sharing one store.
+pub struct Commands {
+    pub users: Arc<CommandService<esr_domain::User>>,
+    pub groups: Arc<CommandService<esr_domain::Group>>,
+}
+
+impl Commands {
+    pub fn new(store: Arc<dyn Store>, settings: CommandSettings) -> Self {
+        Self {
+            users: Arc::new(CommandService::new(store.clone(), settings.clone())),
+            groups: Arc::new(CommandService::new(store, settings)),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.users.store()
+    }
+}
+
+type Outcome<A, T> = Result<T, CommandError<<A as Aggregate>::Rejection>>;
+
+impl<A: Aggregate> CommandService<A> {
     pub fn new(store: Arc<dyn Store>, settings: CommandSettings) -> Self {
         Self {
             store,
             settings,
-            user_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            stream_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             cache: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -122,63 +147,67 @@ impl CommandService {
         &self.store
     }
 
-    /// Run a command for a user. `AddFriend`'s `friend_registered` is looked up here; the
-    /// caller's value is ignored.
+    fn stream(id: &EntityId) -> StreamId {
+        StreamId::of::<A::Event>(id.clone())
+    }
+
+    /// The facts `decide` asked for: today, and the versions of the streams it named.
+    async fn context(&self, id: &EntityId, command: &A::Command) -> Result<Context, StoreError> {
+        let mut context = Context::new(Utc::now().date_naive());
+        for stream in A::context_streams(id, command) {
+            let version = self.store.stream_version(&stream).await?;
+            context.stream_versions.insert(stream, version);
+        }
+        Ok(context)
+    }
+
+    /// Run a command on the stream `id` of aggregate `A`.
     pub async fn execute(
         &self,
-        user_id: &UserId,
-        mut command: Command,
+        id: &EntityId,
+        command: A::Command,
         meta: &CommandMeta,
-    ) -> Result<Accepted, CommandError> {
+    ) -> Outcome<A, Accepted> {
+        let stream = Self::stream(id);
         if let Some(key) = &meta.idempotency_key
-            && let Some(first) = self.store.idempotent_outcome(user_id, key).await?
+            && let Some(first) = self.store.idempotent_outcome(&stream, key).await?
         {
             return Ok(replay(first.version));
         }
-        if let Command::AddFriend {
-            friend_id,
-            friend_registered,
-            ..
-        } = &mut command
-        {
-            // A user's stream starts with its registration, so a non-empty stream is a
-            // registered user.
-            *friend_registered = self.store.user_version(friend_id).await? > 0;
-        }
+        let context = self.context(id, &command).await?;
 
-        let _serialized = self.lock_for(user_id).lock().await;
+        let _serialized = self.lock_for(id).lock().await;
         let mut attempt = 0;
         // The cached state is a guess checked by the append's expected version: a stale one
         // costs a conflict and a reload, never a wrong write.
-        let mut cached = self.cached(user_id);
+        let mut cached = self.cached(id);
         loop {
             let from_cache = cached.is_some();
-            let (user, snapshot_version) = match cached.take() {
+            let (state, snapshot_version) = match cached.take() {
                 Some(hit) => hit,
-                None => self.load(user_id).await?,
+                None => self.load(id).await?,
             };
             if let Some(expected) = meta.if_match
-                && expected != user.version
+                && expected != state.version()
             {
                 if from_cache {
                     continue;
                 }
                 return Err(CommandError::PreconditionFailed {
                     expected,
-                    actual: user.version,
+                    actual: state.version(),
                 });
             }
-            let today = Utc::now().date_naive();
-            let events = match user.decide(user_id, &command, Context { today }) {
+            let events = match state.decide(id, &command, &context) {
                 Ok(events) => events,
                 // A refusal is only answered from state read just now.
                 Err(_) if from_cache => continue,
-                Err(rejection) => return Err(rejection.into()),
+                Err(rejection) => return Err(CommandError::Rejected(rejection)),
             };
             if events.is_empty() {
-                let version = user.version;
+                let version = state.version();
                 if !from_cache {
-                    self.remember(user_id, user, snapshot_version);
+                    self.remember(id, state, snapshot_version);
                 }
                 return Ok(Accepted {
                     version,
@@ -188,12 +217,12 @@ impl CommandService {
             }
             let count = events.len();
             let request = AppendRequest {
-                user_id: user_id.clone(),
-                expected: match user.version {
+                stream: stream.clone(),
+                expected: match state.version() {
                     0 => ExpectedVersion::NoStream,
                     v => ExpectedVersion::Exactly(v),
                 },
-                events: self.new_events(user_id, &events, meta)?,
+                events: self.new_events(&stream, &events, meta)?,
                 idempotency: meta.idempotency_key.as_ref().map(|key| Idempotency {
                     key: key.clone(),
                     ttl: self.settings.idempotency_ttl,
@@ -201,17 +230,17 @@ impl CommandService {
             };
             match self.store.append(request).await {
                 Ok(outcome) if outcome.duplicate => {
-                    self.forget(user_id);
+                    self.forget(id);
                     return Ok(replay(outcome.version));
                 }
                 Ok(outcome) => {
-                    let mut after = user;
+                    let mut after = state;
                     for event in &events {
                         after.evolve(event);
                     }
                     let snapshot_version =
-                        self.maybe_snapshot(user_id, &after, snapshot_version).await;
-                    self.remember(user_id, after, snapshot_version);
+                        self.maybe_snapshot(&stream, &after, snapshot_version).await;
+                    self.remember(id, after, snapshot_version);
                     return Ok(Accepted {
                         version: outcome.version,
                         appended: count,
@@ -219,7 +248,7 @@ impl CommandService {
                     });
                 }
                 Err(StoreError::Conflict { actual, .. }) => {
-                    self.forget(user_id);
+                    self.forget(id);
                     if from_cache {
                         continue;
                     }
@@ -229,97 +258,101 @@ impl CommandService {
                     attempt += 1;
                     if attempt > self.settings.max_retries {
                         return Err(CommandError::Conflict {
-                            expected: user.version,
+                            expected: state.version(),
                             actual,
                         });
                     }
-                    tracing::debug!(%user_id, attempt, actual, "version conflict, reloading");
+                    tracing::debug!(%stream, attempt, actual, "version conflict, reloading");
                 }
                 Err(other) => {
-                    self.forget(user_id);
+                    self.forget(id);
                     return Err(other.into());
                 }
             }
         }
     }
 
-    fn cached(&self, user_id: &UserId) -> Option<(User, u64)> {
-        lock(&self.cache).get(user_id).cloned()
+    fn cached(&self, id: &EntityId) -> Option<(A, u64)> {
+        lock(&self.cache).get(id).cloned()
     }
 
-    fn remember(&self, user_id: &UserId, user: User, snapshot_version: u64) {
+    fn remember(&self, id: &EntityId, state: A, snapshot_version: u64) {
         let mut cache = lock(&self.cache);
         // Bounded without bookkeeping: when full, start over (a miss is one load).
-        if cache.len() >= CACHE_USERS && !cache.contains_key(user_id) {
+        if cache.len() >= CACHE_STREAMS && !cache.contains_key(id) {
             cache.clear();
         }
-        cache.insert(user_id.clone(), (user, snapshot_version));
+        cache.insert(id.clone(), (state, snapshot_version));
     }
 
-    fn forget(&self, user_id: &UserId) {
-        lock(&self.cache).remove(user_id);
+    fn forget(&self, id: &EntityId) {
+        lock(&self.cache).remove(id);
     }
 
-    /// The user's current state: the latest snapshot plus every event after it.
+    /// The stream's current state: the latest snapshot plus every event after it.
     /// Returns the state and the version of the snapshot it started from.
-    pub async fn load(&self, user_id: &UserId) -> Result<(User, u64), CommandError> {
+    pub async fn load(&self, id: &EntityId) -> Outcome<A, (A, u64)> {
         const PAGE: usize = 1000;
+        let stream = Self::stream(id);
         let corrupt = |reason: String| CommandError::Corrupt {
-            user_id: user_id.clone(),
+            stream: stream.clone(),
             reason,
         };
-        let mut user = match self.store.load_snapshot(user_id).await? {
-            Some(snapshot) => match User::from_snapshot(&snapshot.state) {
-                Ok(user) if user.version == snapshot.version => user,
+        let mut state = match self.store.load_snapshot(&stream).await? {
+            Some(snapshot) => match A::from_snapshot(&snapshot.state) {
+                Ok(state) if state.version() == snapshot.version => state,
                 // A snapshot is only a shortcut: an unreadable one is skipped, not fatal.
                 Ok(_) | Err(_) => {
-                    tracing::warn!(%user_id, version = snapshot.version, "ignoring an unreadable snapshot");
-                    User::default()
+                    tracing::warn!(%stream, version = snapshot.version, "ignoring an unreadable snapshot");
+                    A::default()
                 }
             },
-            None => User::default(),
+            None => A::default(),
         };
-        let snapshot_version = user.version;
+        let snapshot_version = state.version();
         loop {
             let page = self
                 .store
-                .read_user(user_id, user.version + 1, PAGE)
+                .read_stream(&stream, state.version() + 1, PAGE)
                 .await?;
             for stored in &page {
-                if stored.envelope.version != user.version + 1 {
+                if stored.envelope.version != state.version() + 1 {
                     return Err(corrupt(format!(
                         "expected version {}, found {}",
-                        user.version + 1,
+                        state.version() + 1,
                         stored.envelope.version
                     )));
                 }
-                let event = stored.decode().map_err(|e| corrupt(e.to_string()))?;
-                user.evolve(&event);
+                let event = stored
+                    .decode::<A::Event>()
+                    .map_err(|e| corrupt(e.to_string()))?;
+                state.evolve(&event);
             }
             if page.len() < PAGE {
-                return Ok((user, snapshot_version));
+                return Ok((state, snapshot_version));
             }
         }
     }
 
     fn new_events(
         &self,
-        user_id: &UserId,
-        events: &[esr_schema::UserEvent],
+        stream: &StreamId,
+        events: &[A::Event],
         meta: &CommandMeta,
-    ) -> Result<Vec<NewEvent>, CommandError> {
+    ) -> Outcome<A, Vec<NewEvent>> {
         let now = Utc::now();
         events
             .iter()
             .map(|event| {
                 let encoded = codec::encode(event).map_err(|e| CommandError::Corrupt {
-                    user_id: user_id.clone(),
+                    stream: stream.clone(),
                     reason: e.to_string(),
                 })?;
                 Ok(NewEvent {
                     event_id: Uuid::now_v7(),
                     event_type: encoded.event_type.to_owned(),
                     schema_version: encoded.schema_version,
+                    category: encoded.category,
                     occurred_at: now,
                     correlation_id: meta.correlation_id.clone(),
                     causation_id: meta.causation_id.clone(),
@@ -332,36 +365,37 @@ impl CommandService {
     /// Snapshot when the new version crossed a multiple of `snapshot_every`, and return the
     /// version of the latest snapshot. A failure only costs a slower next load, so it is
     /// logged, not returned.
-    async fn maybe_snapshot(&self, user_id: &UserId, user: &User, snapshot_version: u64) -> u64 {
+    async fn maybe_snapshot(&self, stream: &StreamId, after: &A, snapshot_version: u64) -> u64 {
         let every = self.settings.snapshot_every;
-        if every == 0 || user.version / every <= snapshot_version / every {
+        let version = after.version();
+        if every == 0 || version / every <= snapshot_version / every {
             return snapshot_version;
         }
-        let state = match user.to_snapshot() {
+        let state = match after.to_snapshot() {
             Ok(state) => state,
             Err(error) => {
-                tracing::warn!(%user_id, %error, "snapshot does not encode");
+                tracing::warn!(%stream, %error, "snapshot does not encode");
                 return snapshot_version;
             }
         };
-        let snapshot = Snapshot {
-            version: user.version,
-            state,
-        };
-        match self.store.save_snapshot(user_id, snapshot).await {
-            Ok(_) => user.version,
+        match self
+            .store
+            .save_snapshot(stream, Snapshot { version, state })
+            .await
+        {
+            Ok(_) => version,
             Err(error) => {
-                tracing::warn!(%user_id, %error, "snapshot not saved");
+                tracing::warn!(%stream, %error, "snapshot not saved");
                 snapshot_version
             }
         }
     }
 
-    fn lock_for(&self, user_id: &UserId) -> &Mutex<()> {
+    fn lock_for(&self, id: &EntityId) -> &Mutex<()> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        user_id.hash(&mut hasher);
+        id.hash(&mut hasher);
         let stripe = (hasher.finish() % LOCK_STRIPES as u64) as usize;
-        &self.user_locks[stripe]
+        &self.stream_locks[stripe]
     }
 }
 

@@ -1,5 +1,5 @@
-//! Configuration shared by the binaries: flags with the environment variables of DESIGN
-//! section 7 as fallbacks, the store they select, logging, and shutdown signals.
+//! Configuration shared by the binaries: flags with the environment variables listed in the README
+//! as fallbacks, the store they select, logging, and shutdown signals.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,15 +1,16 @@
-//! The query side: profiles from the read model, the past from the user's stream.
+//! The query side, written once for every view: read models, waiting for a version (read your
+//! own writes), the past folded from the stream, histories, and tallies.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use esr_domain::Profile;
-use esr_schema::{StoredEvent, UserEvent, UserId};
+use esr_kernel::View;
+use esr_schema::{DomainEvent, EntityId, StoredEvent, StreamId};
 use esr_store::{Store, StoreError};
 use serde::Serialize;
 
-use crate::projector::stored_profile;
+use crate::projector::stored_view;
 
 pub struct QueryService {
     store: Arc<dyn Store>,
@@ -17,15 +18,15 @@ pub struct QueryService {
     pub max_wait: Duration,
 }
 
-/// A profile read that had to reach a version.
+/// A view read that had to reach a version.
 #[derive(Debug)]
-pub enum Fresh {
-    Reached(Profile),
+pub enum Fresh<V> {
+    Reached(V),
     /// Waited `max_wait`; the read model is still behind (or absent: `None`).
-    TimedOut(Option<Profile>),
+    TimedOut(Option<V>),
 }
 
-/// An event as the history route shows it: envelope plus payload as JSON.
+/// An event as the history routes show it: envelope plus payload as JSON.
 #[derive(Debug, Serialize)]
 pub struct EventView {
     pub version: u64,
@@ -43,9 +44,9 @@ pub struct EventView {
 pub enum QueryError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("stored event {version} of {user_id} cannot be read: {reason}")]
+    #[error("stored event {version} of {stream} cannot be read: {reason}")]
     Corrupt {
-        user_id: UserId,
+        stream: StreamId,
         version: u64,
         reason: String,
     },
@@ -63,72 +64,73 @@ impl QueryService {
         &self.store
     }
 
-    pub async fn profile(&self, user_id: &UserId) -> Result<Option<Profile>, QueryError> {
-        Ok(stored_profile(self.store.as_ref(), user_id).await?)
+    pub async fn view<V: View>(&self, id: &EntityId) -> Result<Option<V>, QueryError> {
+        Ok(stored_view::<V>(self.store.as_ref(), id).await?)
     }
 
     /// Wait (polling, bounded by `max_wait`) until the read model reaches `min_version`:
     /// read-your-own-writes after a command answered with that version.
-    pub async fn profile_at_least(
+    pub async fn view_at_least<V: View>(
         &self,
-        user_id: &UserId,
+        id: &EntityId,
         min_version: u64,
-    ) -> Result<Fresh, QueryError> {
+    ) -> Result<Fresh<V>, QueryError> {
         let deadline = tokio::time::Instant::now() + self.max_wait;
         let mut pause = Duration::from_millis(2);
         loop {
-            let profile = self.profile(user_id).await?;
-            if profile.as_ref().is_some_and(|p| p.version >= min_version) {
-                return Ok(Fresh::Reached(
-                    profile.unwrap_or_else(|| Profile::empty(user_id.clone())),
-                ));
-            }
-            if tokio::time::Instant::now() + pause > deadline {
-                return Ok(Fresh::TimedOut(profile));
+            let view = self.view::<V>(id).await?;
+            match view {
+                Some(view) if view.version() >= min_version => return Ok(Fresh::Reached(view)),
+                _ if tokio::time::Instant::now() + pause > deadline => {
+                    return Ok(Fresh::TimedOut(view));
+                }
+                _ => {}
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
 
-    /// The profile as it was at `at`, folded from the user's stream (not the read model).
-    pub async fn profile_as_of(
+    /// The view as it was at `at`, folded from the stream (not the read model).
+    pub async fn view_as_of<V: View>(
         &self,
-        user_id: &UserId,
+        id: &EntityId,
         at: DateTime<Utc>,
-    ) -> Result<Option<Profile>, QueryError> {
+    ) -> Result<Option<V>, QueryError> {
         const PAGE: usize = 1000;
-        let mut profile = Profile::empty(user_id.clone());
+        let stream = StreamId::of::<V::Event>(id.clone());
+        let mut view = V::empty(id);
         let mut from = 1;
         'pages: loop {
-            let page = self.store.read_user(user_id, from, PAGE).await?;
+            let page = self.store.read_stream(&stream, from, PAGE).await?;
             for stored in &page {
                 if stored.envelope.occurred_at > at {
                     break 'pages;
                 }
-                let event = decode(stored)?;
-                profile.apply(&stored.envelope, &event);
+                let event = decode::<V::Event>(stored)?;
+                view.apply(&stored.envelope, &event);
             }
             if page.len() < PAGE {
                 break;
             }
             from += PAGE as u64;
         }
-        Ok((profile.version > 0).then_some(profile))
+        Ok((view.version() > 0).then_some(view))
     }
 
-    /// Up to `limit` events from version `from`, decoded.
-    pub async fn events(
+    /// Up to `limit` events of aggregate `E`'s stream `id` from version `from`, decoded.
+    pub async fn events<E: DomainEvent>(
         &self,
-        user_id: &UserId,
+        id: &EntityId,
         from: u64,
         limit: usize,
     ) -> Result<Vec<EventView>, QueryError> {
-        let stored = self.store.read_user(user_id, from.max(1), limit).await?;
+        let stream = StreamId::of::<E>(id.clone());
+        let stored = self.store.read_stream(&stream, from.max(1), limit).await?;
         stored
             .iter()
             .map(|s| {
-                let event = decode(s)?;
+                let event = decode::<E>(s)?;
                 let e = &s.envelope;
                 Ok(EventView {
                     version: e.version,
@@ -138,33 +140,37 @@ impl QueryService {
                     occurred_at: e.occurred_at,
                     correlation_id: e.correlation_id.clone(),
                     causation_id: e.causation_id.clone(),
-                    data: event_data(&event),
+                    data: serde_json::to_value(&event).unwrap_or(serde_json::Value::Null),
                 })
             })
             .collect()
     }
 
-    pub async fn user_version(&self, user_id: &UserId) -> Result<u64, QueryError> {
-        Ok(self.store.user_version(user_id).await?)
+    pub async fn stream_version<E: DomainEvent>(&self, id: &EntityId) -> Result<u64, QueryError> {
+        Ok(self
+            .store
+            .stream_version(&StreamId::of::<E>(id.clone()))
+            .await?)
+    }
+
+    /// Up to `limit` keys of tally `name`, highest count first, then key ascending.
+    pub async fn tally_top(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, QueryError> {
+        Ok(self.store.tally_top(name, limit).await?)
+    }
+
+    pub async fn tally_count(&self, name: &str, key: &str) -> Result<i64, QueryError> {
+        Ok(self.store.tally_count(name, key).await?)
     }
 }
 
-fn decode(stored: &StoredEvent) -> Result<UserEvent, QueryError> {
-    stored.decode().map_err(|e| QueryError::Corrupt {
-        user_id: stored.envelope.user_id.clone(),
+fn decode<E: DomainEvent>(stored: &StoredEvent) -> Result<E, QueryError> {
+    stored.decode::<E>().map_err(|e| QueryError::Corrupt {
+        stream: stored.envelope.stream.clone(),
         version: stored.envelope.version,
         reason: e.to_string(),
     })
-}
-
-/// The payload as JSON, field names as stored.
-pub fn event_data(event: &UserEvent) -> serde_json::Value {
-    let value = match event {
-        UserEvent::Registered(p) => serde_json::to_value(p),
-        UserEvent::PersonalInfoChanged(p) => serde_json::to_value(p),
-        UserEvent::ActedOn(p) => serde_json::to_value(p),
-        UserEvent::FriendAdded(p) => serde_json::to_value(p),
-        UserEvent::FriendRemoved(p) => serde_json::to_value(p),
-    };
-    value.unwrap_or(serde_json::Value::Null)
 }

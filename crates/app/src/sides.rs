@@ -7,11 +7,11 @@ use tokio::sync::watch;
 
 use crate::config::serve_on;
 use crate::http::{self, ProjectorHealth};
-use crate::{CommandService, ProjectorSettings, Projectors, QueryService};
+use crate::{Commands, ProjectorSettings, Projectors, QueryService};
 
 /// The command side's HTTP API on `listener`.
 pub async fn command_side(
-    commands: Arc<CommandService>,
+    commands: Arc<Commands>,
     listener: tokio::net::TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -43,13 +43,17 @@ pub async fn query_side(
 /// has finished its batch in hand after `shutdown`.
 pub async fn projector_side(
     store: Arc<dyn Store>,
-    commands: Arc<CommandService>,
+    commands: Arc<Commands>,
     settings: ProjectorSettings,
     listener: tokio::net::TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     tracing::info!(consumer = %settings.consumer, "projector starting");
-    let projectors = Arc::new(Projectors::standard(store, commands, settings));
+    let projectors = Arc::new(Projectors::standard(
+        store,
+        commands.users.clone(),
+        settings,
+    ));
     let router = http::projector_router(ProjectorHealth {
         projectors: projectors.clone(),
     });

@@ -1,4 +1,4 @@
-//! The HTTP contract of DESIGN section 7, in process: routes, statuses, JSON errors, `ETag`,
+//! The HTTP contract the README documents, in process: routes, statuses, JSON errors, `ETag`,
 //! `If-Match`, `Idempotency-Key`, `min_version`, `at`, history paging, body limit, ids.
 
 // Tests: a failed unwrap is a failed assertion.
@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use esr_app::{CommandService, CommandSettings, ProjectorSettings, Projectors, QueryService, http};
+use esr_app::{CommandSettings, Commands, ProjectorSettings, Projectors, QueryService, http};
 use esr_store::{MemoryStore, Store};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -25,17 +25,18 @@ struct App {
 
 fn app() -> App {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let commands = Arc::new(CommandService::new(
-        store.clone(),
-        CommandSettings::default(),
-    ));
+    let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
     let mut queries = QueryService::new(store.clone());
     queries.max_wait = Duration::from_millis(1500);
     let settings = ProjectorSettings {
         block: Duration::from_millis(20),
         ..ProjectorSettings::default()
     };
-    let projectors = Arc::new(Projectors::standard(store, commands.clone(), settings));
+    let projectors = Arc::new(Projectors::standard(
+        store,
+        commands.users.clone(),
+        settings,
+    ));
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(projectors.run(shutdown));
     App {
@@ -608,4 +609,167 @@ async fn healthz_and_unknown_routes() {
     let health = app.get("/healthz").await;
     assert_eq!(health.status, StatusCode::OK);
     assert_error(&app.get("/nope").await, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_take_members_up_to_their_capacity_and_show_them_sorted() {
+    let app = app();
+    for user in ["1", "2", "3"] {
+        app.register(user).await;
+    }
+    let created = app
+        .post(
+            "/groups",
+            json!({"group_id": "looney", "name": "Looney Tunes", "capacity": 2}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body, json!({"group_id": "looney", "version": 1}));
+    assert_eq!(created.headers["location"], "/groups/looney");
+
+    let join = |user: &'static str| {
+        let app = &app;
+        async move {
+            app.post("/groups/looney/members", json!({"user_id": user}))
+                .await
+        }
+    };
+    assert_eq!(join("2").await.status, StatusCode::OK);
+    let second = join("1").await;
+    assert_eq!(second.body, json!({"group_id": "looney", "version": 3}));
+    assert_error(&join("1").await, StatusCode::CONFLICT, "already_member");
+    assert_error(&join("3").await, StatusCode::CONFLICT, "group_full");
+    assert_error(
+        &join("ghost").await,
+        StatusCode::CONFLICT,
+        "user_not_registered",
+    );
+    assert_error(
+        &app.post("/groups/nobody/members", json!({"user_id": "1"}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "unknown_group",
+    );
+    for capacity in [0, 10_001] {
+        assert_error(
+            &app.post("/groups", json!({"name": "x", "capacity": capacity}))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        );
+    }
+
+    let view = app.get("/groups/looney?min_version=3").await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.body);
+    assert_eq!(
+        view.body,
+        json!({"group_id": "looney", "name": "Looney Tunes", "capacity": 2,
+               "members": ["1", "2"], "member_count": 2, "version": 3})
+    );
+
+    let left = send(
+        &app.commands,
+        Method::DELETE,
+        "/groups/looney/members/2",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(left.status, StatusCode::OK, "{}", left.body);
+    let again = send(
+        &app.commands,
+        Method::DELETE,
+        "/groups/looney/members/2",
+        None,
+        &[],
+    )
+    .await;
+    assert_error(&again, StatusCode::CONFLICT, "not_member");
+    let view = app.get("/groups/looney?min_version=4").await;
+    assert_eq!(view.body["members"], json!(["1"]));
+    let history = app.get("/groups/looney/events").await;
+    let types: Vec<&str> = history.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "group_created",
+            "member_joined",
+            "member_joined",
+            "member_left"
+        ]
+    );
+    assert_error(
+        &app.get("/groups/nobody").await,
+        StatusCode::NOT_FOUND,
+        "unknown_group",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn most_liked_objects_count_every_like_once_in_order() {
+    let app = app();
+    let mut last = 0;
+    for (user, objects) in [
+        ("1", vec!["carrots", "lettuce", "carrots"]),
+        ("2", vec!["carrots", "anvils", "lettuce"]),
+    ] {
+        app.register(user).await;
+        for object in objects {
+            let liked = app
+                .post(
+                    &format!("/users/{user}/activity"),
+                    json!({"action": "like", "object": object}),
+                )
+                .await;
+            assert_eq!(liked.status, StatusCode::OK, "{}", liked.body);
+            last = liked.body["version"].as_u64().unwrap();
+        }
+        // A kick is no like.
+        app.post(
+            &format!("/users/{user}/activity"),
+            json!({"action": "kick", "object": "anvils"}),
+        )
+        .await;
+    }
+    assert!(last > 0);
+    // The tally follows the profile projection's pace; wait on what it must reach.
+    let mut top = Value::Null;
+    for _ in 0..100 {
+        top = app.get("/objects/top").await.body;
+        if top
+            .as_array()
+            .is_some_and(|a| a.len() == 3 && a[0]["likes"] == 3)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        top,
+        json!([{"object": "carrots", "likes": 3},
+               {"object": "lettuce", "likes": 2},
+               {"object": "anvils", "likes": 1}])
+    );
+    assert_eq!(
+        app.get("/objects/top?limit=2").await.body,
+        json!([{"object": "carrots", "likes": 3}, {"object": "lettuce", "likes": 2}])
+    );
+    assert_eq!(
+        app.get("/objects/lettuce").await.body,
+        json!({"object": "lettuce", "likes": 2})
+    );
+    assert_eq!(
+        app.get("/objects/nothing").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_error(
+        &app.get("/objects/top?limit=101").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
 }

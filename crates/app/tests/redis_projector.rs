@@ -8,10 +8,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use esr_app::projector::stored_profile;
 use esr_app::{CommandService, CommandSettings, ProjectorSettings, Projectors};
+use esr_domain::{Profile, User};
 use esr_redis::{RedisConfig, RedisStore, Topology};
-use esr_schema::{Category, UserId};
+use esr_schema::UserId;
+use esr_schema::{DomainEvent, UserEvent};
+
+async fn stored_profile(
+    store: &dyn esr_store::Store,
+    user: &UserId,
+) -> Result<Option<Profile>, esr_store::StoreError> {
+    esr_app::projector::stored_view::<Profile>(store, user).await
+}
 use esr_store::Store;
 use esr_testkit::RedisServer;
 use tokio::sync::watch;
@@ -49,7 +57,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 async fn entries_left_pending_by_a_dead_consumer_are_claimed_and_nothing_is_lost() {
     let server = RedisServer::start();
     let store = store_on(&server, 4).await;
-    let commands = Arc::new(CommandService::new(
+    let commands = Arc::new(CommandService::<User>::new(
         store.clone(),
         CommandSettings::default(),
     ));
@@ -67,7 +75,7 @@ async fn entries_left_pending_by_a_dead_consumer_are_claimed_and_nothing_is_lost
         .read_new(
             "profile_projection",
             "dead",
-            &Category::ALL,
+            UserEvent::CATEGORIES,
             40,
             Duration::from_millis(100),
         )
@@ -79,7 +87,7 @@ async fn entries_left_pending_by_a_dead_consumer_are_claimed_and_nothing_is_lost
     let running = tokio::spawn(survivor.clone().run(shutdown));
     eventually("every pending entry claimed and acked", async || {
         let stats = store
-            .group_stats("profile_projection", &Category::ALL)
+            .group_stats("profile_projection", UserEvent::CATEGORIES)
             .await
             .unwrap();
         stats.pending == 0 && stats.lag == 0
@@ -112,7 +120,7 @@ async fn entries_left_pending_by_a_dead_consumer_are_claimed_and_nothing_is_lost
 async fn a_broken_entry_xadded_by_hand_is_dead_lettered_and_the_consumer_goes_on() {
     let server = RedisServer::start();
     let store = store_on(&server, 1).await;
-    let commands = Arc::new(CommandService::new(
+    let commands = Arc::new(CommandService::<User>::new(
         store.clone(),
         CommandSettings::default(),
     ));

@@ -8,18 +8,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use esr_app::command::{CommandError, CommandMeta};
-use esr_app::projector::stored_profile;
 use esr_app::{CommandService, CommandSettings, ProjectorSettings, Projectors};
-use esr_domain::{Command, Rejection, User};
+use esr_domain::{Command, Rejection};
+use esr_domain::{Profile, User};
+use esr_kernel::Aggregate;
 use esr_schema::{Category, UserId};
+use esr_schema::{DomainEvent, StreamId, UserEvent};
+
+fn stream(user: &UserId) -> StreamId {
+    StreamId::of::<UserEvent>(user.clone())
+}
+
+async fn stored_profile(
+    store: &dyn esr_store::Store,
+    user: &UserId,
+) -> Result<Option<Profile>, esr_store::StoreError> {
+    esr_app::projector::stored_view::<Profile>(store, user).await
+}
 use esr_store::{EventStore, MemoryStore, SnapshotStore, Store, Subscriptions};
 use tokio::sync::watch;
 
 mod common;
 use common::{id, like, register, register_with_likes};
 
-fn commands(store: &MemoryStore, snapshot_every: u64) -> Arc<CommandService> {
-    Arc::new(CommandService::new(
+fn commands(store: &MemoryStore, snapshot_every: u64) -> Arc<CommandService<User>> {
+    Arc::new(CommandService::<User>::new(
         Arc::new(store.clone()),
         CommandSettings {
             snapshot_every,
@@ -53,7 +66,7 @@ async fn dozens_of_concurrent_commands_on_one_user_are_all_accepted() {
     }
     versions.sort_unstable();
     assert_eq!(versions, (2..=65).collect::<Vec<_>>());
-    assert_eq!(store.user_version(&user).await.unwrap(), 65);
+    assert_eq!(store.stream_version(&stream(&user)).await.unwrap(), 65);
 }
 
 #[tokio::test]
@@ -84,7 +97,7 @@ async fn a_snapshot_plus_later_events_equals_a_full_replay() {
         .await
         .unwrap();
     let snapshot = store
-        .load_snapshot(&user)
+        .load_snapshot(&stream(&user))
         .await
         .unwrap()
         .expect("a snapshot was written");
@@ -93,7 +106,7 @@ async fn a_snapshot_plus_later_events_equals_a_full_replay() {
     let (from_snapshot, started_at) = with_snapshots.load(&user).await.unwrap();
     assert_eq!(started_at, 12);
     let events: Vec<_> = store
-        .read_user(&user, 1, 100)
+        .read_stream(&stream(&user), 1, 100)
         .await
         .unwrap()
         .iter()
@@ -172,7 +185,7 @@ async fn entries_a_dead_consumer_left_are_claimed_and_applied_exactly_once() {
         .read_new(
             "profile_projection",
             "dead",
-            &Category::ALL,
+            UserEvent::CATEGORIES,
             60,
             Duration::ZERO,
         )
@@ -195,7 +208,7 @@ async fn entries_a_dead_consumer_left_are_claimed_and_applied_exactly_once() {
         let store = store.clone();
         async move {
             store
-                .group_stats("profile_projection", &Category::ALL)
+                .group_stats("profile_projection", UserEvent::CATEGORIES)
                 .await
                 .unwrap()
                 == Default::default()
@@ -224,7 +237,7 @@ async fn a_foreign_poison_entry_is_dead_lettered_and_the_projector_goes_on() {
     let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
     let service = commands(&store, 0);
     store.append_foreign(
-        Category::UserUpdates,
+        &esr_schema::user::USER_UPDATES,
         vec![
             ("user_id".into(), b"1".to_vec()),
             ("command".into(), b"register".to_vec()),
@@ -266,18 +279,18 @@ struct AlwaysFailing;
 
 #[async_trait::async_trait]
 impl esr_app::projector::Handler for AlwaysFailing {
-    fn group(&self) -> &'static str {
+    fn group(&self) -> &str {
         "always_failing"
     }
 
-    fn categories(&self) -> &'static [Category] {
-        &[Category::UserUpdates]
+    fn categories(&self) -> &[Category] {
+        const READS: &[Category] = &[esr_schema::user::USER_UPDATES];
+        READS
     }
 
     async fn handle(
         &self,
         _: &esr_schema::StoredEvent,
-        _: &esr_schema::UserEvent,
     ) -> Result<(), esr_app::projector::HandlerError> {
         Err(esr_app::projector::HandlerError::Transient(
             "downstream is down".into(),
@@ -320,7 +333,7 @@ async fn an_entry_failing_more_than_max_deliveries_is_dead_lettered_with_its_cou
     );
     assert_eq!(letters[0].reason, "failed 3 deliveries");
     let stats = store
-        .group_stats("always_failing", &[Category::UserUpdates])
+        .group_stats("always_failing", &[esr_schema::user::USER_UPDATES])
         .await
         .unwrap();
     assert_eq!(stats.pending, 0, "the dead letter was acked");
@@ -336,7 +349,6 @@ async fn two_instances_with_stale_caches_still_decide_on_the_current_state() {
     }
     let add = || Command::AddFriend {
         friend_id: id("2"),
-        friend_registered: false,
         reciprocal: false,
     };
     let remove = || Command::RemoveFriend {
@@ -372,7 +384,7 @@ async fn two_instances_with_stale_caches_still_decide_on_the_current_state() {
             .version,
         7
     );
-    let events: Vec<_> = store.read_user(&id("1"), 1, 100).await.unwrap();
+    let events: Vec<_> = store.read_stream(&stream(&id("1")), 1, 100).await.unwrap();
     assert_eq!(events.len(), 7);
 }
 
@@ -380,26 +392,18 @@ async fn two_instances_with_stale_caches_still_decide_on_the_current_state() {
 /// over the user's stream; handing the same batch again changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_with_a_gap_is_filled_from_the_users_stream_and_applied_once() {
-    use esr_app::projector::{Handler, ProfileProjection};
+    use esr_app::projector::{Handler, ViewProjection};
     let store = MemoryStore::new();
     let service = commands(&store, 0);
     let (gappy, plain) = (id("gappy"), id("plain"));
     register_with_likes(&service, &[gappy.clone(), plain.clone()], 5).await;
-    let decoded = |events: Vec<esr_schema::StoredEvent>| {
-        events
-            .into_iter()
-            .map(|e| {
-                let event = e.decode().unwrap();
-                (e, event)
-            })
-            .collect::<Vec<_>>()
-    };
+    let decoded = |events: Vec<esr_schema::StoredEvent>| events;
     // gappy: versions 4..6 only; plain: all six, out of order.
-    let mut batch = decoded(store.read_user(&gappy, 4, 10).await.unwrap());
-    let mut plain_events = decoded(store.read_user(&plain, 1, 10).await.unwrap());
+    let mut batch = decoded(store.read_stream(&stream(&gappy), 4, 10).await.unwrap());
+    let mut plain_events = decoded(store.read_stream(&stream(&plain), 1, 10).await.unwrap());
     plain_events.reverse();
     batch.extend(plain_events);
-    let projection = ProfileProjection::new(Arc::new(store.clone()));
+    let projection = ViewProjection::<Profile>::new(Arc::new(store.clone()));
     for round in 0..2 {
         let outcomes = projection.handle_batch(&batch).await;
         assert!(
@@ -441,7 +445,7 @@ async fn stopping_mid_backlog_leaves_nothing_pending() {
     // Stop as soon as some of the 2,000 entries are done.
     for _ in 0..5000 {
         let stats = store
-            .group_stats("profile_projection", &Category::ALL)
+            .group_stats("profile_projection", UserEvent::CATEGORIES)
             .await
             .unwrap();
         if stats.lag < 2000 {
@@ -452,7 +456,7 @@ async fn stopping_mid_backlog_leaves_nothing_pending() {
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
     let stats = store
-        .group_stats("profile_projection", &Category::ALL)
+        .group_stats("profile_projection", UserEvent::CATEGORIES)
         .await
         .unwrap();
     assert_eq!(stats.pending, 0, "{stats:?}");

@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use esr_app::command::CommandMeta;
-use esr_app::projector::PROFILE_READ_MODEL;
-use esr_app::{CommandService, CommandSettings, ProjectorSettings, Projectors};
-use esr_domain::{Command, User};
+use esr_app::{CommandService, CommandSettings, Commands, ProjectorSettings, Projectors};
+use esr_domain::{Command, Profile, User};
+use esr_kernel::{Aggregate, View};
 use esr_redis::{RedisConfig, RedisStore, Topology};
 use esr_schema::{
-    ActedOn, Action, Category, EventEnvelope, Registered, StoredEvent, UserEvent, UserId, codec,
-    entry,
+    ActedOn, Action, DomainEvent, EventEnvelope, Registered, StoredEvent, StreamId, UserEvent,
+    UserId, codec, entry,
 };
 use esr_store::{
     AppendRequest, EventStore, ExpectedVersion, NewEvent, ReadModels, Snapshot, SnapshotStore,
@@ -37,6 +37,7 @@ fn event(e: &UserEvent) -> NewEvent {
         event_id: uuid::Uuid::now_v7(),
         event_type: encoded.event_type.into(),
         schema_version: encoded.schema_version,
+        category: encoded.category,
         occurred_at: chrono::Utc::now(),
         correlation_id: command_id.clone(),
         causation_id: command_id,
@@ -60,9 +61,13 @@ fn registered() -> NewEvent {
     }))
 }
 
+fn stream_of(user_id: &UserId) -> StreamId {
+    StreamId::of::<UserEvent>(user_id.clone())
+}
+
 fn request(user_id: &UserId, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
     AppendRequest {
-        user_id: user_id.clone(),
+        stream: stream_of(user_id),
         expected,
         events,
         idempotency: None,
@@ -282,14 +287,14 @@ async fn load_rows(
 ) -> anyhow::Result<Vec<Row>> {
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let every = 100;
-    let plain = CommandService::new(
+    let plain = CommandService::<User>::new(
         shared.clone(),
         CommandSettings {
             snapshot_every: 0,
             ..CommandSettings::default()
         },
     );
-    let snapshotted = CommandService::new(
+    let snapshotted = CommandService::<User>::new(
         shared,
         CommandSettings {
             snapshot_every: every,
@@ -332,15 +337,15 @@ async fn load_rows(
         let at = (n as u64 / every) * every;
         if at > 0 {
             let events: Vec<UserEvent> = store
-                .read_user(&id, 1, at as usize)
+                .read_stream(&stream_of(&id), 1, at as usize)
                 .await?
                 .iter()
-                .map(|e| e.decode())
+                .map(|e| e.decode::<UserEvent>())
                 .collect::<Result<_, _>>()?;
             let state = User::from_history(&events);
             store
                 .save_snapshot(
-                    &id,
+                    &stream_of(&id),
                     Snapshot {
                         version: state.version,
                         state: state.to_snapshot()?,
@@ -415,9 +420,9 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             outcome?;
         }
     }
-    let streams: Vec<String> = Category::ALL
+    let streams: Vec<String> = UserEvent::CATEGORIES
         .iter()
-        .map(|c| esr_redis::keys::Keys::category_stream(*c, 0))
+        .map(|c| esr_redis::keys::Keys::category_stream(c, 0))
         .collect();
     let raw_rate = raw::group_drain(&conn, &streams, scale.backlog).await?;
     let mut rows = Vec::new();
@@ -439,10 +444,7 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
                 .await?;
         }
         let shared: Arc<dyn Store> = Arc::new(store.clone());
-        let commands = Arc::new(CommandService::new(
-            shared.clone(),
-            CommandSettings::default(),
-        ));
+        let commands = Arc::new(Commands::new(shared.clone(), CommandSettings::default()));
         let (stop, shutdown) = watch::channel(false);
         eprintln!("  catch-up with {instances} instance(s) ...");
         let started = Instant::now();
@@ -456,7 +458,7 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             };
             let projectors = Arc::new(Projectors::standard(
                 shared.clone(),
-                commands.clone(),
+                commands.users.clone(),
                 settings,
             ));
             projectors.create_groups().await?;
@@ -464,7 +466,7 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         }
         loop {
             let stats = store
-                .group_stats("profile_projection", &Category::ALL)
+                .group_stats(Profile::group(), UserEvent::CATEGORIES)
                 .await?;
             if stats.lag == 0 && stats.pending == 0 {
                 break;
@@ -479,7 +481,7 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         // Spot check: the last user's profile reflects every event.
         let last = users.len() - 1;
         let model = store
-            .get_read_model(PROFILE_READ_MODEL, &users[last])
+            .get_read_model(Profile::NAME, &stream_of(&users[last]))
             .await?;
         anyhow::ensure!(
             model.map(|m| m.version) == Some(versions[last]),
@@ -578,10 +580,7 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         .await?
         .ok_per_second();
     let store: Arc<dyn Store> = Arc::new(connect(&server).await?);
-    let commands = Arc::new(CommandService::new(
-        store.clone(),
-        CommandSettings::default(),
-    ));
+    let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let (stop, shutdown) = watch::channel(false);
@@ -592,7 +591,7 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     ));
     let projectors = Arc::new(Projectors::standard(
         store.clone(),
-        commands.clone(),
+        commands.users.clone(),
         ProjectorSettings {
             batch_size: 200,
             block: Duration::from_millis(100),
@@ -607,6 +606,7 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             birth_date: None,
         };
         commands
+            .users
             .execute(
                 &user(&format!("h{task}")),
                 register,
@@ -638,7 +638,7 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             let version = body["version"].as_u64().unwrap_or(u64::MAX);
             loop {
                 let seen = store
-                    .get_read_model(PROFILE_READ_MODEL, &probe_user)
+                    .get_read_model(Profile::NAME, &stream_of(&probe_user))
                     .await?
                     .map_or(0, |m| m.version);
                 if seen >= version {
@@ -711,7 +711,7 @@ async fn memory_row(scale: &Scale) -> anyhow::Result<Row> {
         entry::to_fields(&StoredEvent {
             envelope: EventEnvelope {
                 event_id: new.event_id,
-                user_id: users[j % users.len()].clone(),
+                stream: stream_of(&users[j % users.len()]),
                 version: (j / users.len() + 1) as u64,
                 event_type: new.event_type,
                 schema_version: new.schema_version,

@@ -41,12 +41,10 @@ pub fn react(
     let Some(friend) = friend_changed(event) else {
         return vec![];
     };
-    let initiator = envelope.user_id.clone();
+    let initiator = envelope.stream.id.clone();
     let command = if initiator_now.friends.contains(friend) {
         Command::AddFriend {
             friend_id: initiator,
-            // A registered user made the event; that is what made it possible.
-            friend_registered: true,
             reciprocal: true,
         }
     } else {

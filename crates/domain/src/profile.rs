@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use esr_schema::{Action, EventEnvelope, UserEvent, UserId};
+use esr_kernel::View;
+use esr_kernel::fields::{self, FieldError};
+use esr_schema::{Action, EntityId, EventEnvelope, UserEvent, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::personal::PersonalInfo;
@@ -28,14 +30,6 @@ pub struct LastActivity {
     pub action: Action,
     pub object: String,
     pub at: DateTime<Utc>,
-}
-
-/// Why stored read-model fields do not make a profile.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("profile field {field:?} is invalid: {reason}")]
-pub struct FieldError {
-    pub field: &'static str,
-    pub reason: String,
 }
 
 impl Profile {
@@ -95,10 +89,31 @@ impl Profile {
             }
         }
     }
+}
 
-    /// The read model as flat Redis-Hash-style fields, each readable with `HGETALL`.
-    pub fn to_fields(&self) -> BTreeMap<String, String> {
-        let json = |v: &dyn erased::Json| v.to_json();
+impl View for Profile {
+    type Event = UserEvent;
+    const NAME: &'static str = "profile";
+
+    /// The group's name from before views were generic: deployments keep their position.
+    fn group() -> &'static str {
+        "profile_projection"
+    }
+
+    fn empty(id: &EntityId) -> Self {
+        Profile::empty(id.clone())
+    }
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn apply(&mut self, envelope: &EventEnvelope, event: &UserEvent) {
+        Profile::apply(self, envelope, event);
+    }
+
+    /// Flat Redis-Hash-style fields, each readable with `HGETALL`.
+    fn to_fields(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("user_id".into(), self.user_id.to_string()),
             ("name".into(), self.name.clone()),
@@ -107,68 +122,26 @@ impl Profile {
                 "birth_date".into(),
                 self.birth_date.map(|d| d.to_string()).unwrap_or_default(),
             ),
-            ("friends".into(), json(&self.friends)),
-            ("liked".into(), json(&self.liked)),
+            ("friends".into(), fields::json(&self.friends)),
+            ("liked".into(), fields::json(&self.liked)),
             ("activity_count".into(), self.activity_count.to_string()),
-            ("last_activity".into(), json(&self.last_activity)),
+            ("last_activity".into(), fields::json(&self.last_activity)),
             ("version".into(), self.version.to_string()),
         ])
     }
 
-    pub fn from_fields(fields: &BTreeMap<String, String>) -> Result<Self, FieldError> {
-        fn get<'a>(
-            fields: &'a BTreeMap<String, String>,
-            field: &'static str,
-        ) -> Result<&'a str, FieldError> {
-            fields.get(field).map(String::as_str).ok_or(FieldError {
-                field,
-                reason: "missing".into(),
-            })
-        }
-        fn parse<T: std::str::FromStr>(field: &'static str, raw: &str) -> Result<T, FieldError>
-        where
-            T::Err: std::fmt::Display,
-        {
-            raw.parse().map_err(|e: T::Err| FieldError {
-                field,
-                reason: e.to_string(),
-            })
-        }
-        fn json<T: serde::de::DeserializeOwned>(
-            field: &'static str,
-            raw: &str,
-        ) -> Result<T, FieldError> {
-            serde_json::from_str(raw).map_err(|e| FieldError {
-                field,
-                reason: e.to_string(),
-            })
-        }
-        let birth_date = match get(fields, "birth_date")? {
-            "" => None,
-            raw => Some(parse("birth_date", raw)?),
-        };
+    fn from_fields(id: &EntityId, stored: &BTreeMap<String, String>) -> Result<Self, FieldError> {
+        let read = fields::Reader::new(stored);
         Ok(Self {
-            user_id: parse("user_id", get(fields, "user_id")?)?,
-            name: get(fields, "name")?.to_owned(),
-            surname: get(fields, "surname")?.to_owned(),
-            birth_date,
-            friends: json("friends", get(fields, "friends")?)?,
-            liked: json("liked", get(fields, "liked")?)?,
-            activity_count: parse("activity_count", get(fields, "activity_count")?)?,
-            last_activity: json("last_activity", get(fields, "last_activity")?)?,
-            version: parse("version", get(fields, "version")?)?,
+            user_id: id.clone(),
+            name: read.text("name"),
+            surname: read.text("surname"),
+            birth_date: read.optional("birth_date")?,
+            friends: read.json("friends")?,
+            liked: read.json("liked")?,
+            activity_count: read.parse("activity_count")?,
+            last_activity: read.json("last_activity")?,
+            version: read.parse("version")?,
         })
-    }
-}
-
-mod erased {
-    /// JSON text for the list-valued fields; serializing these plain types cannot fail.
-    pub trait Json {
-        fn to_json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> String {
-            serde_json::to_string(self).unwrap_or_default()
-        }
     }
 }

@@ -3,8 +3,10 @@
 use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
+use esr_kernel::{Aggregate, Context, RejectionKind};
 use esr_schema::{
-    ActedOn, Action, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered, UserEvent, UserId,
+    ActedOn, Action, EntityId, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered,
+    StreamId, UserEvent, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -42,8 +44,6 @@ pub enum Command {
     },
     AddFriend {
         friend_id: UserId,
-        /// Looked up by the caller before deciding: is the friend a registered user?
-        friend_registered: bool,
         /// Issued by the friendship policy to mirror the friend's own `friend_added`.
         reciprocal: bool,
     },
@@ -53,16 +53,10 @@ pub enum Command {
     },
 }
 
-/// Facts from outside the aggregate that a decision needs, passed in so `decide` stays pure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Context {
-    pub today: NaiveDate,
-}
-
 /// Why a command was refused. Nothing is written for a refused command.
 ///
-/// HTTP mapping: [`Rejection::NotRegistered`] is 404, [`Rejection::InvalidField`] is 422, every
-/// other variant (a domain rule) is 409.
+/// Kinds ([`RejectionKind`]): [`Rejection::NotRegistered`] is not found,
+/// [`Rejection::InvalidField`] invalid, every other variant (a domain rule) a conflict.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     #[error("user is not registered")]
@@ -81,11 +75,18 @@ pub enum Rejection {
     InvalidField { field: &'static str, reason: String },
 }
 
-impl Rejection {
-    /// A stable, machine-readable code for API errors.
-    pub fn code(&self) -> &'static str {
+impl esr_kernel::Rejection for Rejection {
+    fn kind(&self) -> RejectionKind {
         match self {
-            Rejection::NotRegistered => "not_registered",
+            Rejection::NotRegistered => RejectionKind::NotFound,
+            Rejection::InvalidField { .. } => RejectionKind::Invalid,
+            _ => RejectionKind::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Rejection::NotRegistered => "unknown_user",
             Rejection::AlreadyRegistered => "already_registered",
             Rejection::FriendWithSelf => "friend_with_self",
             Rejection::FriendNotRegistered(_) => "friend_not_registered",
@@ -110,19 +111,28 @@ impl User {
             birth_date: &mut self.birth_date,
         }
     }
+}
 
-    /// Fold a history from nothing.
-    pub fn from_history<'a>(events: impl IntoIterator<Item = &'a UserEvent>) -> Self {
-        let mut user = User::default();
-        for event in events {
-            user.evolve(event);
-        }
-        user
+impl Aggregate for User {
+    type Event = UserEvent;
+    type Command = Command;
+    type Rejection = Rejection;
+
+    fn version(&self) -> u64 {
+        self.version
     }
 
-    /// Apply one event. Total: every event applies to every state, because stored history is
-    /// a fact even if it was written by an older, laxer version of `decide`.
-    pub fn evolve(&mut self, event: &UserEvent) {
+    /// Befriending needs to know whether the friend is registered.
+    fn context_streams(_id: &EntityId, command: &Command) -> Vec<StreamId> {
+        match command {
+            Command::AddFriend { friend_id, .. } => {
+                vec![StreamId::of::<UserEvent>(friend_id.clone())]
+            }
+            _ => vec![],
+        }
+    }
+
+    fn evolve(&mut self, event: &UserEvent) {
         self.version += 1;
         match event {
             UserEvent::Registered(e) => {
@@ -140,13 +150,11 @@ impl User {
         }
     }
 
-    /// Decide what a command does to this user: the events to append (possibly none, when the
-    /// command asks for what is already true), or why it is refused.
-    pub fn decide(
+    fn decide(
         &self,
-        id: &UserId,
+        id: &EntityId,
         command: &Command,
-        context: Context,
+        context: &Context,
     ) -> Result<Vec<UserEvent>, Rejection> {
         if !self.registered && !matches!(command, Command::Register { .. }) {
             return Err(Rejection::NotRegistered);
@@ -231,13 +239,13 @@ impl User {
             }
             Command::AddFriend {
                 friend_id,
-                friend_registered,
                 reciprocal,
             } => {
                 if friend_id == id {
                     return Err(Rejection::FriendWithSelf);
                 }
-                if !friend_registered {
+                // A user's stream starts with its registration.
+                if !context.exists(&StreamId::of::<UserEvent>(friend_id.clone())) {
                     return Err(Rejection::FriendNotRegistered(friend_id.clone()));
                 }
                 if self.friends.contains(friend_id) {
@@ -270,15 +278,6 @@ impl User {
                 })])
             }
         }
-    }
-
-    /// The aggregate snapshot, MessagePack in the named form like events.
-    pub fn to_snapshot(&self) -> Result<Vec<u8>, rmp_serde::encode::Error> {
-        rmp_serde::to_vec_named(self)
-    }
-
-    pub fn from_snapshot(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
-        rmp_serde::from_slice(bytes)
     }
 }
 

@@ -6,7 +6,11 @@
 use chrono::{DateTime, Utc};
 use esr_domain::User;
 use esr_domain::friendship::react;
-use esr_schema::{ActedOn, Action, EventEnvelope, FriendAdded, FriendRemoved, UserEvent, UserId};
+use esr_kernel::Aggregate;
+use esr_schema::{
+    ActedOn, Action, DomainEvent, EventEnvelope, FriendAdded, FriendRemoved, StreamId, UserEvent,
+    UserId,
+};
 use uuid::Uuid;
 
 fn id(raw: &str) -> UserId {
@@ -16,7 +20,7 @@ fn id(raw: &str) -> UserId {
 fn envelope_of_user_1(event: &UserEvent) -> EventEnvelope {
     EventEnvelope {
         event_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001),
-        user_id: id("1"),
+        stream: StreamId::of::<UserEvent>(id("1")),
         version: 4,
         event_type: event.event_type().into(),
         schema_version: 1,

@@ -5,9 +5,10 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use esr_domain::Profile;
+use esr_kernel::View;
 use esr_schema::{
-    ActedOn, Action, EventEnvelope, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered,
-    UserEvent, UserId,
+    ActedOn, Action, DomainEvent, EventEnvelope, FriendAdded, FriendRemoved, PersonalInfoChanged,
+    Registered, StreamId, UserEvent, UserId,
 };
 use uuid::Uuid;
 
@@ -24,7 +25,7 @@ fn profile_after(history: &[UserEvent]) -> Profile {
     for (i, event) in history.iter().enumerate() {
         let envelope = EventEnvelope {
             event_id: Uuid::nil(),
-            user_id: id("1"),
+            stream: StreamId::of::<UserEvent>(id("1")),
             version: i as u64 + 1,
             event_type: event.event_type().into(),
             schema_version: 1,
@@ -122,7 +123,7 @@ fn read_model_fields_round_trip_and_read_plainly() {
         }),
     ]);
     let fields = profile.to_fields();
-    assert_eq!(Profile::from_fields(&fields), Ok(profile));
+    assert_eq!(Profile::from_fields(&id("1"), &fields), Ok(profile));
     insta::assert_yaml_snapshot!(fields);
 }
 
@@ -132,13 +133,25 @@ fn corrupt_read_model_fields_are_a_typed_error() {
     let mut fields = good.clone();
     fields.insert("friends".into(), "[not json".into());
     assert_eq!(
-        Profile::from_fields(&fields).map_err(|e| e.field),
+        Profile::from_fields(&id("1"), &fields).map_err(|e| e.field),
         Err("friends")
     );
     let mut fields = good;
-    fields.remove("version");
+    fields.insert("version".into(), "seven".into());
     assert_eq!(
-        Profile::from_fields(&fields).map_err(|e| e.field),
+        Profile::from_fields(&id("1"), &fields).map_err(|e| e.field),
         Err("version")
     );
+}
+
+/// A profile stored by a build whose profile had fewer fields (here: before `liked`,
+/// `activity_count` and `last_activity` existed) still reads, with those at their defaults.
+#[test]
+fn a_profile_stored_before_a_field_existed_still_reads() {
+    let full = profile_after(&[registered()]);
+    let mut older = full.to_fields();
+    for added_later in ["liked", "activity_count", "last_activity"] {
+        older.remove(added_later);
+    }
+    assert_eq!(Profile::from_fields(&id("1"), &older), Ok(full));
 }

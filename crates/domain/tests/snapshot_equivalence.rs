@@ -6,9 +6,10 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use esr_domain::{Profile, User};
+use esr_kernel::{Aggregate, View};
 use esr_schema::{
-    ActedOn, Action, EventEnvelope, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered,
-    UserEvent, UserId,
+    ActedOn, Action, DomainEvent, EventEnvelope, FriendAdded, FriendRemoved, PersonalInfoChanged,
+    Registered, StreamId, UserEvent, UserId,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -77,7 +78,7 @@ fn event() -> impl Strategy<Value = UserEvent> {
 fn envelope(version: u64, event: &UserEvent) -> EventEnvelope {
     EventEnvelope {
         event_id: Uuid::nil(),
-        user_id: UserId::parse("me").unwrap(),
+        stream: StreamId::of::<UserEvent>(UserId::parse("me").unwrap()),
         version,
         event_type: event.event_type().into(),
         schema_version: 1,
@@ -121,7 +122,7 @@ proptest! {
         let full = fold_profile(Profile::empty(me.clone()), &history, 1);
 
         let prefix = fold_profile(Profile::empty(me), &history[..split], 1);
-        let stored = Profile::from_fields(&prefix.to_fields()).unwrap();
+        let stored = Profile::from_fields(&prefix.user_id, &prefix.to_fields()).unwrap();
         let resumed = fold_profile(stored, &history[split..], split as u64 + 1);
         prop_assert_eq!(resumed, full);
     }

@@ -5,15 +5,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::NaiveDate;
-use esr_domain::{Command, Context, Rejection, User};
+use esr_domain::{Command, Rejection, User};
+use esr_kernel::Aggregate;
+use esr_kernel::Context;
 use esr_schema::{
-    ActedOn, Action, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered, UserEvent, UserId,
+    ActedOn, Action, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered, StreamId,
+    UserEvent, UserId,
 };
 
 #[derive(Debug)]
 #[allow(dead_code)] // read through Debug by the snapshots
 struct Scenario {
     given: Vec<UserEvent>,
+    /// The other users that are registered (the context `decide` is given).
+    registered_others: Vec<&'static str>,
     when: Command,
     then: Result<Vec<UserEvent>, Rejection>,
 }
@@ -25,12 +30,23 @@ fn given(history: Vec<UserEvent>) -> Given {
 struct Given(Vec<UserEvent>);
 
 impl Given {
+    /// Users 2 and 3 are registered.
     fn when(self, command: Command) -> Scenario {
+        self.when_registered(&["2", "3"], command)
+    }
+
+    fn when_registered(self, others: &[&'static str], command: Command) -> Scenario {
         let user = User::from_history(&self.0);
-        let today = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
-        let then = user.decide(&id("1"), &command, Context { today });
+        let mut context = Context::new(NaiveDate::from_ymd_opt(2026, 11, 26).unwrap());
+        for other in others {
+            context
+                .stream_versions
+                .insert(StreamId::of::<UserEvent>(id(other)), 1);
+        }
+        let then = user.decide(&id("1"), &command, &context);
         Scenario {
             given: self.0,
+            registered_others: others.to_vec(),
             when: command,
             then,
         }
@@ -76,10 +92,9 @@ fn act(action: Action, object: &str, text: Option<&str>) -> Command {
     }
 }
 
-fn add_friend(friend: &str, friend_registered: bool, reciprocal: bool) -> Command {
+fn add_friend(friend: &str, reciprocal: bool) -> Command {
     Command::AddFriend {
         friend_id: id(friend),
-        friend_registered,
         reciprocal,
     }
 }
@@ -213,30 +228,32 @@ fn act_as_an_unregistered_user_is_rejected() {
 
 #[test]
 fn add_a_registered_friend() {
-    insta::assert_debug_snapshot!(given(vec![registered()]).when(add_friend("2", true, false)));
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(add_friend("2", false)));
 }
 
 #[test]
 fn befriending_yourself_is_rejected() {
-    insta::assert_debug_snapshot!(given(vec![registered()]).when(add_friend("1", true, false)));
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(add_friend("1", false)));
 }
 
 #[test]
 fn befriending_an_unregistered_user_is_rejected() {
-    insta::assert_debug_snapshot!(given(vec![registered()]).when(add_friend("2", false, false)));
+    insta::assert_debug_snapshot!(
+        given(vec![registered()]).when_registered(&["3"], add_friend("2", false))
+    );
 }
 
 #[test]
 fn adding_an_existing_friend_is_rejected() {
     insta::assert_debug_snapshot!(
-        given(vec![registered(), friend_added("2")]).when(add_friend("2", true, false))
+        given(vec![registered(), friend_added("2")]).when(add_friend("2", false))
     );
 }
 
 #[test]
 fn the_policy_mirroring_an_existing_friendship_changes_nothing() {
     insta::assert_debug_snapshot!(
-        given(vec![registered(), friend_added("2")]).when(add_friend("2", true, true))
+        given(vec![registered(), friend_added("2")]).when(add_friend("2", true))
     );
 }
 

@@ -1,11 +1,29 @@
-//! Batched appends: per partition (one slot), the requests go in script calls of up to
-//! [`EVENTS_PER_CALL`] events, all of a partition's calls in one pipeline, the partitions
-//! concurrently.
+//! Appends: one Lua script (`lua/append.lua`) checks the idempotency record and the expected
+//! version, then writes the stream, the category streams and the record.
+//!
+//! A single append is one script call. A batch goes, per partition (one slot), in script calls
+//! of up to [`EVENTS_PER_CALL`] events, all of a partition's calls in one pipeline, the
+//! partitions concurrently.
 
-use esr_store::{AppendOutcome, AppendRequest, Result, StoreError};
+use esr_schema::entry;
+use esr_store::{AppendOutcome, AppendRequest, ExpectedVersion, Result, StoreError};
 
 use crate::partitioned::by_partition;
-use crate::{AppendCall, RedisStore, append_outcomes, classify, corrupt, is_noscript};
+use crate::{RedisStore, classify, corrupt, is_noscript, reply_pairs};
+
+/// One request's part of an append script call: the request, checked, and its keys.
+pub(crate) struct AppendCall<'a> {
+    request: &'a AppendRequest,
+    keys: Vec<String>,
+}
+
+pub async fn append(store: &RedisStore, request: &AppendRequest) -> Result<AppendOutcome> {
+    let call = append_call(store, request)?;
+    let reply = query_append(store, &append_evalsha(store, &[&call])).await?;
+    append_outcomes(&[&call], &reply)?
+        .pop()
+        .unwrap_or_else(|| Err(corrupt("append reply", "no outcome")))
+}
 
 pub async fn append_batch(
     store: &RedisStore,
@@ -14,7 +32,7 @@ pub async fn append_batch(
     by_partition(
         store,
         requests,
-        |request| &request.user_id,
+        |request| &request.stream,
         |store, requests| async move { append_pipeline(&store, &requests).await },
     )
     .await
@@ -33,7 +51,7 @@ async fn append_pipeline(
     let mut chunks: Vec<Vec<(usize, AppendCall)>> = vec![];
     let mut events_in_chunk = 0;
     for (position, request) in requests.iter().enumerate() {
-        let call = match store.append_call(request) {
+        let call = match append_call(store, request) {
             Ok(call) => call,
             Err(e) => {
                 outcomes[position] = Some(Err(e));
@@ -54,7 +72,7 @@ async fn append_pipeline(
     }
     let evalsha = |chunk: &[(usize, AppendCall)]| {
         let calls: Vec<&AppendCall> = chunk.iter().map(|(_, c)| c).collect();
-        store.append_evalsha(&calls)
+        append_evalsha(store, &calls)
     };
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
@@ -78,7 +96,7 @@ async fn append_pipeline(
         let reply = match reply {
             Ok(reply) => Ok(reply),
             // A restart emptied the script cache: this call loads it and is sent again.
-            Err(e) if is_noscript(&e) => store.query_append(&evalsha(chunk)).await,
+            Err(e) if is_noscript(&e) => query_append(store, &evalsha(chunk)).await,
             Err(e) => Err(classify(e)),
         };
         let calls: Vec<&AppendCall> = chunk.iter().map(|(_, c)| c).collect();
@@ -101,6 +119,109 @@ async fn append_pipeline(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(StoreError::Invalid("append left unanswered".into()))))
         .collect())
+}
+
+/// A request checked, with its share of the append script's KEYS (see `lua/append.lua`).
+fn append_call<'a>(store: &RedisStore, request: &'a AppendRequest) -> Result<AppendCall<'a>> {
+    if request.events.is_empty() {
+        return Err(StoreError::Invalid(
+            "an append needs at least one event".into(),
+        ));
+    }
+    let keys = &store.inner.keys;
+    let stream = &request.stream;
+    let partition = keys.partition(stream);
+    let idempotency_key = request.idempotency.as_ref().map_or("", |i| i.key.as_str());
+    let mut script_keys = vec![
+        keys.version(stream),
+        keys.stream(stream),
+        keys.idempotency(stream, idempotency_key),
+    ];
+    for event in &request.events {
+        script_keys.push(crate::keys::Keys::category_stream(
+            &event.category,
+            partition,
+        ));
+    }
+    Ok(AppendCall {
+        request,
+        keys: script_keys,
+    })
+}
+
+/// One EVALSHA of the append script for `calls` (all in one partition); NOSCRIPT is the
+/// caller's to handle. The ARGV are written from the requests straight into the command.
+fn append_evalsha(store: &RedisStore, calls: &[&AppendCall]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(store.inner.append.get_hash())
+        .arg(calls.iter().map(|c| c.keys.len()).sum::<usize>());
+    for call in calls {
+        cmd.arg(&call.keys);
+    }
+    cmd.arg(calls.len());
+    for call in calls {
+        let request = call.request;
+        match request.expected {
+            ExpectedVersion::Any => cmd.arg("any"),
+            ExpectedVersion::NoStream => cmd.arg(0),
+            ExpectedVersion::Exactly(v) => cmd.arg(v),
+        };
+        let ttl_ms = request.idempotency.as_ref().map_or(0, |i| {
+            u64::try_from(i.ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        cmd.arg(ttl_ms)
+            .arg(request.events.len())
+            .arg(entry::id_field(&request.stream.aggregate))
+            .arg(request.stream.id.as_str());
+        // The same text forms as stored entries (`entry::to_fields`), in the script's order,
+        // minus the version the script assigns.
+        for event in &request.events {
+            cmd.arg(&event.event_type)
+                .arg(event.event_id.hyphenated().to_string())
+                .arg(entry::format_time(event.occurred_at))
+                .arg(event.schema_version)
+                .arg(&event.correlation_id)
+                .arg(entry::stored_causation_of(
+                    &event.correlation_id,
+                    &event.causation_id,
+                ))
+                .arg(&event.payload);
+        }
+    }
+    cmd
+}
+
+pub(crate) async fn query_append(store: &RedisStore, cmd: &redis::Cmd) -> Result<Vec<i64>> {
+    store.query_script(&store.inner.append, cmd).await
+}
+
+/// The append script's reply for `calls`.
+fn append_outcomes(calls: &[&AppendCall<'_>], reply: &[i64]) -> Result<Vec<Result<AppendOutcome>>> {
+    Ok(calls
+        .iter()
+        .zip(reply_pairs("append reply", reply, calls.len())?)
+        .map(|(call, pair)| append_outcome(call.request.expected, pair))
+        .collect())
+}
+
+fn append_outcome(expected: ExpectedVersion, reply: (i64, i64)) -> Result<AppendOutcome> {
+    let version = u64::try_from(reply.1)
+        .map_err(|_| corrupt("append reply", format!("negative version {}", reply.1)))?;
+    match reply.0 {
+        1 => Ok(AppendOutcome {
+            version,
+            duplicate: false,
+        }),
+        2 => Ok(AppendOutcome {
+            version,
+            duplicate: true,
+        }),
+        0 => Err(StoreError::Conflict {
+            expected,
+            actual: version,
+        }),
+        other => Err(corrupt("append reply", format!("unknown code {other}"))),
+    }
 }
 
 /// The same error for another request of a failed call (`StoreError` holds a boxed source).

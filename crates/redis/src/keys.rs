@@ -1,24 +1,31 @@
-//! The key layout. Every key of a user, and the category streams that user's events go to,
-//! share one hash tag `{pN}` (N: the user's partition), so a script touching them all stays in
-//! one Cluster slot.
+//! The key layout, written once. Every key of a stream, and the category streams that stream's
+//! events go to, share one hash tag `{pN}` (N: the stream's partition, from its id), so a
+//! script touching them all stays in one Cluster slot.
 //!
 //! | key | type | written by | read by |
 //! |---|---|---|---|
-//! | `user:{pN}:<id>` | stream, entry id `<version>-0` | append script | command side, `?at=`, history, gap filling |
-//! | `version:{pN}:<id>` | string | append script | append script, `user_version` |
-//! | `idem:{pN}:<id>:<key>` | string (expires) | append script | append script, command side |
-//! | `user_updates:{pN}`, `user_activity:{pN}`, `user_friends:{pN}` | stream + consumer groups | append script | projectors, `XREAD` |
-//! | `snapshot:{pN}:<id>` | hash `version`, `state` | snapshot script | command side |
-//! | `<read model>:{pN}:<id>` (e.g. `profile:{p0}:1`) | hash, with `version` | read-model script | query side, projectors |
+//! | `<aggregate>:{pN}:<id>` (`user:{p0}:1`, `group:{p0}:g1`) | stream, entry id `<version>-0` | append script | command side, `?at=`, history, gap filling |
+//! | `version:{pN}:<stream>` | string | append script | append script, `stream_version` |
+//! | `idem:{pN}:<stream>:<key>` | string (expires) | append script | append script, command side |
+//! | `<category>:{pN}` (`user_activity:{p0}`) | stream + consumer groups | append script | projectors, `XREAD` |
+//! | `snapshot:{pN}:<stream>` | hash `version`, `state` | snapshot script | command side |
+//! | `<read model>:{pN}:<stream>` (`profile:{p0}:1`) | hash, with `version` | read-model script | query side, projectors |
+//! | `tally:{pN}:<tally>` | sorted set: member, minus its count | tally script | query side |
+//! | `tally:{pN}:<tally>:<stream>` | string: the stream's last version counted | tally script | projectors |
 //! | `dead_letters:{pN}` | stream | projectors | operators |
+//!
+//! `<stream>` is `<aggregate>:<id>`, except for `user`, whose keys keep the names they had
+//! before other aggregates existed (`version:{p0}:1`), so a store written then reads on. Ids
+//! have no `:`, so the two forms never meet; a view may not be named `user`, the one name
+//! whose keys would meet the user streams'.
 
-use esr_schema::{Category, UserId};
+use esr_schema::{Category, EntityId, StreamId, user};
 
-/// Which partition a user belongs to. FNV-1a, fixed forever: a user's partition must never
+/// Which partition an id belongs to. FNV-1a, fixed forever: a stream's partition must never
 /// change, so neither may this function, nor the partition count of a deployment.
-pub fn partition_of(user_id: &UserId, partitions: u32) -> u32 {
+pub fn partition_of(id: &EntityId, partitions: u32) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
-    for byte in user_id.as_str().bytes() {
+    for byte in id.as_str().bytes() {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
@@ -31,101 +38,139 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn partition(&self, user_id: &UserId) -> u32 {
-        partition_of(user_id, self.partitions)
+    pub fn partition(&self, stream: &StreamId) -> u32 {
+        partition_of(&stream.id, self.partitions)
     }
 
     pub fn tag(partition: u32) -> String {
         format!("{{p{partition}}}")
     }
 
-    pub fn category_stream(category: Category, partition: u32) -> String {
-        format!("{}:{}", category.name(), Self::tag(partition))
+    pub fn category_stream(category: &Category, partition: u32) -> String {
+        format!("{category}:{}", Self::tag(partition))
     }
 
-    /// The category of a category-stream key, for acks and dead letters.
+    /// The category and partition of a category-stream key, for acks and dead letters.
     pub fn category_of_stream(stream: &str) -> Option<(Category, u32)> {
         let (name, tag) = stream.split_once(':')?;
         let partition = tag.strip_prefix("{p")?.strip_suffix('}')?.parse().ok()?;
-        Some((Category::from_name(name)?, partition))
+        Some((Category::parse(name).ok()?, partition))
     }
 
     pub fn dead_letters(partition: u32) -> String {
         format!("dead_letters:{}", Self::tag(partition))
     }
 
-    fn user_key(&self, kind: &str, user_id: &UserId) -> String {
-        format!("{kind}:{}:{user_id}", Self::tag(self.partition(user_id)))
+    /// `<kind>:{pN}:<stream>`, the stream named as the module doc says.
+    fn stream_key(&self, kind: &str, stream: &StreamId) -> String {
+        let tag = Self::tag(self.partition(stream));
+        if stream.aggregate == user::USER {
+            format!("{kind}:{tag}:{}", stream.id)
+        } else {
+            format!("{kind}:{tag}:{}:{}", stream.aggregate, stream.id)
+        }
     }
 
-    pub fn user_stream(&self, user_id: &UserId) -> String {
-        self.user_key("user", user_id)
+    /// The stream itself: `<aggregate>:{pN}:<id>`.
+    pub fn stream(&self, stream: &StreamId) -> String {
+        format!(
+            "{}:{}:{}",
+            stream.aggregate,
+            Self::tag(self.partition(stream)),
+            stream.id
+        )
     }
 
-    pub fn version(&self, user_id: &UserId) -> String {
-        self.user_key("version", user_id)
+    pub fn version(&self, stream: &StreamId) -> String {
+        self.stream_key("version", stream)
     }
 
-    pub fn idempotency(&self, user_id: &UserId, key: &str) -> String {
-        format!("{}:{key}", self.user_key("idem", user_id))
+    pub fn idempotency(&self, stream: &StreamId, key: &str) -> String {
+        format!("{}:{key}", self.stream_key("idem", stream))
     }
 
-    pub fn snapshot(&self, user_id: &UserId) -> String {
-        self.user_key("snapshot", user_id)
+    pub fn snapshot(&self, stream: &StreamId) -> String {
+        self.stream_key("snapshot", stream)
     }
 
-    pub fn read_model(&self, name: &str, user_id: &UserId) -> String {
-        self.user_key(name, user_id)
+    pub fn read_model(&self, name: &str, stream: &StreamId) -> String {
+        self.stream_key(name, stream)
+    }
+
+    /// A tally's counts in one partition.
+    pub fn tally(name: &str, partition: u32) -> String {
+        format!("tally:{}:{name}", Self::tag(partition))
+    }
+
+    /// How far a tally has counted a stream's events.
+    pub fn tally_position(&self, name: &str, stream: &StreamId) -> String {
+        format!(
+            "tally:{}:{name}:{}:{}",
+            Self::tag(self.partition(stream)),
+            stream.aggregate,
+            stream.id
+        )
     }
 }
 
-/// Read model names become key prefixes: keep them short, plain, and clear of our own.
-pub fn valid_read_model_name(name: &str) -> bool {
-    const RESERVED: [&str; 8] = [
-        "user",
-        "version",
-        "idem",
-        "snapshot",
-        "dead_letters",
-        "user_updates",
-        "user_activity",
-        "user_friends",
-    ];
-    !name.is_empty()
-        && name.len() <= 32
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-        && !RESERVED.contains(&name)
+/// Read model and tally names become key parts: keep them short, plain, and clear of the
+/// layout's own words (the aggregate types are checked where views are registered).
+pub fn valid_view_name(name: &str) -> bool {
+    Category::parse(name).is_ok() && name.len() <= 32 && name != user::USER.as_str()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use esr_schema::group::GROUP;
+
+    fn user(id: &str) -> StreamId {
+        StreamId::new(user::USER, EntityId::parse(id).unwrap())
+    }
 
     #[test]
-    fn a_users_keys_share_one_hash_tag() {
+    fn a_streams_keys_share_one_hash_tag() {
         let keys = Keys { partitions: 16 };
-        let user = UserId::parse("Duffy-1").unwrap();
-        let tag = Keys::tag(keys.partition(&user));
-        for key in [
-            keys.user_stream(&user),
-            keys.version(&user),
-            keys.idempotency(&user, "k{x}"),
-            keys.snapshot(&user),
-            keys.read_model("profile", &user),
+        for stream in [
+            user("Duffy-1"),
+            StreamId::new(GROUP, EntityId::parse("g-1").unwrap()),
         ] {
-            assert!(key.contains(&tag), "{key} lacks {tag}");
-            assert_eq!(
-                key.find('{'),
-                key.find(&tag),
-                "{key}: the partition tag comes first"
-            );
+            let tag = Keys::tag(keys.partition(&stream));
+            for key in [
+                keys.stream(&stream),
+                keys.version(&stream),
+                keys.idempotency(&stream, "k{x}"),
+                keys.snapshot(&stream),
+                keys.read_model("profile", &stream),
+                keys.tally_position("most_liked", &stream),
+            ] {
+                assert!(key.contains(&tag), "{key} lacks {tag}");
+                assert_eq!(
+                    key.find('{'),
+                    key.find(&tag),
+                    "{key}: the partition tag comes first"
+                );
+            }
         }
     }
 
     #[test]
+    fn user_keys_keep_their_names_and_other_aggregates_add_theirs() {
+        let keys = Keys { partitions: 1 };
+        let group = StreamId::new(GROUP, EntityId::parse("1").unwrap());
+        assert_eq!(keys.stream(&user("1")), "user:{p0}:1");
+        assert_eq!(keys.version(&user("1")), "version:{p0}:1");
+        assert_eq!(keys.idempotency(&user("1"), "k"), "idem:{p0}:1:k");
+        assert_eq!(keys.snapshot(&user("1")), "snapshot:{p0}:1");
+        assert_eq!(keys.stream(&group), "group:{p0}:1");
+        assert_eq!(keys.version(&group), "version:{p0}:group:1");
+        assert_eq!(keys.snapshot(&group), "snapshot:{p0}:group:1");
+    }
+
+    #[test]
     fn partitions_are_stable_and_spread() {
-        // Fixed values: changing the function would move existing users.
-        let p = |id: &str| partition_of(&UserId::parse(id).unwrap(), 16);
+        // Fixed values: changing the function would move existing streams.
+        let p = |id: &str| partition_of(&EntityId::parse(id).unwrap(), 16);
         // FNV-1a 32-bit of the id's bytes, modulo the partition count.
         assert_eq!((p("1"), p("2"), p("Duffy")), (12, 5, 5));
         let used: std::collections::BTreeSet<u32> =
@@ -135,20 +180,22 @@ mod tests {
 
     #[test]
     fn category_streams_parse_back() {
-        let key = Keys::category_stream(Category::UserFriends, 7);
+        let key = Keys::category_stream(&user::USER_FRIENDS, 7);
         assert_eq!(key, "user_friends:{p7}");
         assert_eq!(
             Keys::category_of_stream(&key),
-            Some((Category::UserFriends, 7))
+            Some((user::USER_FRIENDS, 7))
         );
         assert_eq!(Keys::category_of_stream("user_friends"), None);
     }
 
     #[test]
-    fn read_model_names_are_checked() {
-        assert!(valid_read_model_name("profile"));
-        for bad in ["", "user", "snapshot", "Profile", "a:b", "a{b}"] {
-            assert!(!valid_read_model_name(bad), "{bad}");
+    fn view_names_are_checked() {
+        assert!(valid_view_name("profile"));
+        for bad in [
+            "", "user", "version", "snapshot", "Profile", "a:b", "a{b}", "tally",
+        ] {
+            assert!(!valid_view_name(bad), "{bad}");
         }
     }
 }

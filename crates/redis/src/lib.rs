@@ -1,10 +1,11 @@
 //! The Redis Streams adapter of the storage port.
 //!
-//! - Appends run one Lua script (`lua/append.lua`) that checks the expected version and the
-//!   idempotency record, then writes the user's stream, the category streams and the record.
-//!   Every key it touches is in `KEYS` and shares the user's partition hash tag.
+//! - Appends ([`append`]) run one Lua script (`lua/append.lua`) that checks the expected
+//!   version and the idempotency record, then writes the aggregate's stream, the category
+//!   streams and the record. Every key it touches is in `KEYS` and shares the stream's
+//!   partition hash tag.
 //! - Category streams are split into `partitions` streams each (`user_updates:{p0}`, ...); a
-//!   user's keys live in the slot of its partition, so no command spans two slots and the same
+//!   stream's keys live in the slot of its partition, so no command spans two slots and the same
 //!   code runs on one server and on Redis Cluster. See [`keys`] for the layout.
 //! - Blocking reads use dedicated connections ([`conn`]); the shared connection keeps a short
 //!   response timeout and reconnects by itself.
@@ -16,6 +17,7 @@ mod parse;
 mod partitioned;
 mod read_model;
 mod subscription;
+mod tally;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,10 +25,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use esr_schema::entry::{self, Fields};
-use esr_schema::{Category, StoredEvent, UserId, codec};
+use esr_schema::{Category, StoredEvent, StreamId};
 use esr_store::{
-    AppendOutcome, AppendRequest, CategoryEntry, CategoryLog, EntryId, EventStore, ExpectedVersion,
-    Result, Snapshot, SnapshotStore, StoreError,
+    AppendOutcome, AppendRequest, CategoryEntry, CategoryLog, EntryId, EventStore, Result,
+    Snapshot, SnapshotStore, StoreError,
 };
 use redis::{RedisError, Script, Value};
 
@@ -42,7 +44,7 @@ pub const DEFAULT_PARTITIONS_CLUSTER: u32 = 16;
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     pub topology: Topology,
-    /// Category stream partitions. Fixed for the life of a deployment: users are assigned to
+    /// Category stream partitions. Fixed for the life of a deployment: streams are assigned to
     /// partitions by hash, and changing the count would move them.
     pub partitions: u32,
     /// Response timeout of the shared connection (not of blocking reads).
@@ -76,6 +78,7 @@ struct Inner {
     append: Script,
     put_read_model: Script,
     save_snapshot: Script,
+    tally: Script,
     subscriptions: subscription::State,
 }
 
@@ -102,6 +105,7 @@ impl RedisStore {
                 append: Script::new(include_str!("lua/append.lua")),
                 put_read_model: Script::new(include_str!("lua/put_read_model.lua")),
                 save_snapshot: Script::new(include_str!("lua/save_snapshot.lua")),
+                tally: Script::new(include_str!("lua/tally.lua")),
                 subscriptions: subscription::State::default(),
             }),
         })
@@ -114,7 +118,7 @@ impl RedisStore {
     /// XADD raw fields to a category stream partition, as a foreign producer would.
     pub async fn append_foreign(
         &self,
-        category: Category,
+        category: &Category,
         partition: u32,
         fields: &Fields,
     ) -> Result<EntryId> {
@@ -146,78 +150,6 @@ impl RedisStore {
         parse::entries(reply).map_err(|reason| corrupt(key, reason))
     }
 
-    /// A request checked, with its share of the append script's KEYS (see `lua/append.lua`).
-    fn append_call<'a>(&self, request: &'a AppendRequest) -> Result<AppendCall<'a>> {
-        if request.events.is_empty() {
-            return Err(StoreError::Invalid(
-                "an append needs at least one event".into(),
-            ));
-        }
-        let keys = &self.inner.keys;
-        let user = &request.user_id;
-        let partition = keys.partition(user);
-        let idempotency_key = request.idempotency.as_ref().map_or("", |i| i.key.as_str());
-        let mut script_keys = vec![
-            keys.version(user),
-            keys.user_stream(user),
-            keys.idempotency(user, idempotency_key),
-        ];
-        for event in &request.events {
-            let category = codec::category_of_type(&event.event_type).ok_or_else(|| {
-                StoreError::Invalid(format!("unknown event type {:?}", event.event_type))
-            })?;
-            script_keys.push(Keys::category_stream(category, partition));
-        }
-        Ok(AppendCall {
-            request,
-            keys: script_keys,
-        })
-    }
-
-    /// One EVALSHA of the append script for `calls` (all in one partition); NOSCRIPT is the
-    /// caller's to handle. The ARGV are written from the requests straight into the command.
-    fn append_evalsha(&self, calls: &[&AppendCall]) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.inner.append.get_hash())
-            .arg(calls.iter().map(|c| c.keys.len()).sum::<usize>());
-        for call in calls {
-            cmd.arg(&call.keys);
-        }
-        cmd.arg(calls.len());
-        for call in calls {
-            let request = call.request;
-            match request.expected {
-                ExpectedVersion::Any => cmd.arg("any"),
-                ExpectedVersion::NoStream => cmd.arg(0),
-                ExpectedVersion::Exactly(v) => cmd.arg(v),
-            };
-            let ttl_ms = request.idempotency.as_ref().map_or(0, |i| {
-                u64::try_from(i.ttl.as_millis()).unwrap_or(u64::MAX).max(1)
-            });
-            cmd.arg(ttl_ms).arg(request.events.len());
-            // The same text forms as stored entries (`entry::to_fields`), in the script's
-            // order, minus the version the script assigns.
-            for event in &request.events {
-                cmd.arg(&event.event_type)
-                    .arg(request.user_id.as_str())
-                    .arg(event.event_id.hyphenated().to_string())
-                    .arg(entry::format_time(event.occurred_at))
-                    .arg(event.schema_version)
-                    .arg(&event.correlation_id)
-                    .arg(entry::stored_causation_of(
-                        &event.correlation_id,
-                        &event.causation_id,
-                    ))
-                    .arg(&event.payload);
-            }
-        }
-        cmd
-    }
-
-    async fn query_append(&self, cmd: &redis::Cmd) -> Result<Vec<i64>> {
-        self.query_script(&self.inner.append, cmd).await
-    }
-
     /// Send an EVALSHA of `script`; after a restart emptied the script cache, load the script
     /// and send the same call again.
     async fn query_script(&self, script: &Script, cmd: &redis::Cmd) -> Result<Vec<i64>> {
@@ -237,12 +169,6 @@ impl RedisStore {
     }
 }
 
-/// One request's part of an append script call: the request, checked, and its keys.
-struct AppendCall<'a> {
-    request: &'a AppendRequest,
-    keys: Vec<String>,
-}
-
 fn is_noscript(error: &RedisError) -> bool {
     error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
@@ -259,35 +185,6 @@ pub(crate) fn reply_pairs(what: &str, reply: &[i64], items: usize) -> Result<Vec
         .chunks_exact(2)
         .map(|pair| (pair[0], pair[1]))
         .collect())
-}
-
-/// The append script's reply for `calls`.
-fn append_outcomes(calls: &[&AppendCall<'_>], reply: &[i64]) -> Result<Vec<Result<AppendOutcome>>> {
-    Ok(calls
-        .iter()
-        .zip(reply_pairs("append reply", reply, calls.len())?)
-        .map(|(call, pair)| append_outcome(call.request.expected, pair))
-        .collect())
-}
-
-fn append_outcome(expected: ExpectedVersion, reply: (i64, i64)) -> Result<AppendOutcome> {
-    let version = u64::try_from(reply.1)
-        .map_err(|_| corrupt("append reply", format!("negative version {}", reply.1)))?;
-    match reply.0 {
-        1 => Ok(AppendOutcome {
-            version,
-            duplicate: false,
-        }),
-        2 => Ok(AppendOutcome {
-            version,
-            duplicate: true,
-        }),
-        0 => Err(StoreError::Conflict {
-            expected,
-            actual: version,
-        }),
-        other => Err(corrupt("append reply", format!("unknown code {other}"))),
-    }
 }
 
 /// A Redis error as a store error: the ones worth retrying are `Unavailable`.
@@ -330,11 +227,7 @@ pub(crate) fn corrupt(what: &str, reason: impl Into<String>) -> StoreError {
 #[async_trait]
 impl EventStore for RedisStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
-        let call = self.append_call(&request)?;
-        let reply = self.query_append(&self.append_evalsha(&[&call])).await?;
-        append_outcomes(&[&call], &reply)?
-            .pop()
-            .unwrap_or_else(|| Err(corrupt("append reply", "no outcome")))
+        append::append(self, &request).await
     }
 
     async fn append_batch(
@@ -344,18 +237,18 @@ impl EventStore for RedisStore {
         append::append_batch(self, requests).await
     }
 
-    async fn read_user(
+    async fn read_stream(
         &self,
-        user_id: &UserId,
+        stream: &StreamId,
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
         if limit == 0 {
             return Ok(vec![]);
         }
-        let what = || format!("stream of {user_id}");
+        let what = || format!("stream {stream}");
         let start = format!("{}-0", from_version.max(1));
-        self.xrange(&self.inner.keys.user_stream(user_id), &start, limit)
+        self.xrange(&self.inner.keys.stream(stream), &start, limit)
             .await?
             .into_iter()
             .map(|(id, fields)| {
@@ -367,15 +260,15 @@ impl EventStore for RedisStore {
                         format!("entry id {id} is not <version>-0"),
                     ));
                 }
-                entry::from_user_stream_fields(user_id, id.ms, &fields)
+                entry::from_stream_fields(stream, id.ms, &fields)
                     .map_err(|e| corrupt(&what(), format!("entry {id}: {e}")))
             })
             .collect()
     }
 
-    async fn user_version(&self, user_id: &UserId) -> Result<u64> {
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64> {
         let version: Option<u64> = redis::cmd("GET")
-            .arg(self.inner.keys.version(user_id))
+            .arg(self.inner.keys.version(stream))
             .query_async(&mut self.conn())
             .await
             .map_err(classify)?;
@@ -384,11 +277,11 @@ impl EventStore for RedisStore {
 
     async fn idempotent_outcome(
         &self,
-        user_id: &UserId,
+        stream: &StreamId,
         key: &str,
     ) -> Result<Option<AppendOutcome>> {
         let version: Option<u64> = redis::cmd("GET")
-            .arg(self.inner.keys.idempotency(user_id, key))
+            .arg(self.inner.keys.idempotency(stream, key))
             .query_async(&mut self.conn())
             .await
             .map_err(classify)?;
@@ -403,7 +296,7 @@ impl EventStore for RedisStore {
 impl CategoryLog for RedisStore {
     async fn read_category(
         &self,
-        category: Category,
+        category: &Category,
         after: EntryId,
         limit: usize,
     ) -> Result<Vec<CategoryEntry>> {
@@ -431,16 +324,16 @@ impl CategoryLog for RedisStore {
 
 #[async_trait]
 impl SnapshotStore for RedisStore {
-    async fn load_snapshot(&self, user_id: &UserId) -> Result<Option<Snapshot>> {
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
         let fields: BTreeMap<String, Vec<u8>> = redis::cmd("HGETALL")
-            .arg(self.inner.keys.snapshot(user_id))
+            .arg(self.inner.keys.snapshot(stream))
             .query_async(&mut self.conn())
             .await
             .map_err(classify)?;
         if fields.is_empty() {
             return Ok(None);
         }
-        let what = format!("snapshot of {user_id}");
+        let what = format!("snapshot of {stream}");
         let version = fields
             .get("version")
             .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
@@ -452,11 +345,11 @@ impl SnapshotStore for RedisStore {
         Ok(Some(Snapshot { version, state }))
     }
 
-    async fn save_snapshot(&self, user_id: &UserId, snapshot: Snapshot) -> Result<bool> {
+    async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<bool> {
         let written: i64 = self
             .inner
             .save_snapshot
-            .key(self.inner.keys.snapshot(user_id))
+            .key(self.inner.keys.snapshot(stream))
             .arg(snapshot.version)
             .arg(snapshot.state)
             .invoke_async(&mut self.conn())
@@ -469,7 +362,7 @@ impl SnapshotStore for RedisStore {
 #[cfg(feature = "contract")]
 #[async_trait]
 impl esr_store::contract::ForeignProducer for RedisStore {
-    async fn write_foreign(&self, category: Category, fields: Fields) {
+    async fn write_foreign(&self, category: &Category, fields: Fields) {
         if let Err(error) = self.append_foreign(category, 0, &fields).await {
             panic!("foreign XADD failed: {error}");
         }

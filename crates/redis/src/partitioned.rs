@@ -1,10 +1,10 @@
-//! Work on many users at once: split by partition (one slot each, so one pipeline each), the
+//! Work on many streams at once: split by partition (one slot each, so one pipeline each), the
 //! partitions concurrently, results put back in the callers' order.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use esr_schema::UserId;
+use esr_schema::StreamId;
 use esr_store::{Result, StoreError};
 
 use crate::{RedisStore, corrupt};
@@ -14,7 +14,7 @@ use crate::{RedisStore, corrupt};
 pub(crate) async fn by_partition<T, R, Fut>(
     store: &RedisStore,
     items: Vec<T>,
-    user_of: impl Fn(&T) -> &UserId,
+    stream_of: impl Fn(&T) -> &StreamId,
     work: impl Fn(RedisStore, Vec<T>) -> Fut,
 ) -> Result<Vec<R>>
 where
@@ -26,7 +26,7 @@ where
     let mut shares: BTreeMap<u32, (Vec<usize>, Vec<T>)> = BTreeMap::new();
     for (i, item) in items.into_iter().enumerate() {
         let share = shares
-            .entry(store.inner.keys.partition(user_of(&item)))
+            .entry(store.inner.keys.partition(stream_of(&item)))
             .or_default();
         share.0.push(i);
         share.1.push(item);

@@ -1,10 +1,10 @@
 //! Read models as Redis Hashes, written by `lua/put_read_model.lua` only over the version the
-//! writer read. Several users' reads or writes go in one pipeline per partition.
+//! writer read. Several streams' reads or writes go in one pipeline per partition.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use esr_schema::UserId;
+use esr_schema::StreamId;
 use esr_store::read_model::VERSION_FIELD;
 use esr_store::{ExpectedVersion, ReadModel, ReadModelWrite, ReadModels, Result, StoreError};
 use redis::Value;
@@ -14,26 +14,26 @@ use crate::{RedisStore, classify, corrupt, is_noscript, keys, reply_pairs};
 
 #[async_trait]
 impl ReadModels for RedisStore {
-    async fn get_read_model(&self, name: &str, user_id: &UserId) -> Result<Option<ReadModel>> {
+    async fn get_read_model(&self, name: &str, stream: &StreamId) -> Result<Option<ReadModel>> {
         check_name(name)?;
         let reply: Value = redis::cmd("HGETALL")
-            .arg(self.inner.keys.read_model(name, user_id))
+            .arg(self.inner.keys.read_model(name, stream))
             .query_async(&mut self.conn())
             .await
             .map_err(classify)?;
-        read_model(name, user_id, reply)
+        read_model(name, stream, reply)
     }
 
     async fn put_read_model(
         &self,
         name: &str,
-        user_id: &UserId,
+        stream: &StreamId,
         expected: u64,
         model: &ReadModel,
     ) -> Result<()> {
         check_name(name)?;
         let write = ReadModelWrite {
-            user_id: user_id.clone(),
+            stream: stream.clone(),
             expected,
             model: model.clone(),
         };
@@ -47,30 +47,30 @@ impl ReadModels for RedisStore {
     async fn get_read_models(
         &self,
         name: &str,
-        user_ids: &[UserId],
+        streams: &[StreamId],
     ) -> Result<Vec<Option<ReadModel>>> {
         check_name(name)?;
         let name = name.to_owned();
         by_partition(
             self,
-            user_ids.to_vec(),
+            streams.to_vec(),
             |u| u,
-            move |store, users| {
+            move |store, streams| {
                 let name = name.clone();
                 async move {
                     let mut pipe = redis::pipe();
-                    for user_id in &users {
+                    for stream in &streams {
                         pipe.cmd("HGETALL")
-                            .arg(store.inner.keys.read_model(&name, user_id));
+                            .arg(store.inner.keys.read_model(&name, stream));
                     }
                     let replies: Vec<Value> = pipe
                         .query_async(&mut store.conn())
                         .await
                         .map_err(classify)?;
-                    users
+                    streams
                         .iter()
                         .zip(replies)
-                        .map(|(user_id, reply)| read_model(&name, user_id, reply))
+                        .map(|(stream, reply)| read_model(&name, stream, reply))
                         .collect()
                 }
             },
@@ -88,7 +88,7 @@ impl ReadModels for RedisStore {
         by_partition(
             self,
             writes,
-            |w| &w.user_id,
+            |w| &w.stream,
             move |store, writes| {
                 let name = name.clone();
                 async move { put_pipeline(&store, &name, &writes).await }
@@ -149,7 +149,7 @@ fn put_call(store: &RedisStore, name: &str, writes: &[ReadModelWrite]) -> redis:
     cmd.arg(store.inner.put_read_model.get_hash())
         .arg(writes.len());
     for write in writes {
-        cmd.arg(store.inner.keys.read_model(name, &write.user_id));
+        cmd.arg(store.inner.keys.read_model(name, &write.stream));
     }
     cmd.arg(writes.len());
     for write in writes {
@@ -178,8 +178,8 @@ fn put_outcomes(writes: &[ReadModelWrite], reply: &[i64]) -> Result<Vec<Result<(
         .collect())
 }
 
-fn read_model(name: &str, user_id: &UserId, reply: Value) -> Result<Option<ReadModel>> {
-    let what = || format!("{name} of {user_id}");
+fn read_model(name: &str, stream: &StreamId, reply: Value) -> Result<Option<ReadModel>> {
+    let what = || format!("{name} of {stream}");
     let fields: BTreeMap<String, String> =
         redis::from_redis_value(reply).map_err(|e| corrupt(&what(), e.to_string()))?;
     if fields.is_empty() {
@@ -204,7 +204,7 @@ fn put_outcome(expected: u64, (written, stored): (i64, i64)) -> Result<()> {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    if keys::valid_read_model_name(name) {
+    if keys::valid_view_name(name) {
         Ok(())
     } else {
         Err(StoreError::Invalid(format!(

@@ -80,7 +80,7 @@ impl Consumer {
 fn streams_of(categories: &[Category], partition: u32) -> Vec<String> {
     categories
         .iter()
-        .map(|c| Keys::category_stream(*c, partition))
+        .map(|c| Keys::category_stream(c, partition))
         .collect()
 }
 

@@ -14,7 +14,7 @@ fn every_master_holds_some_partitions() {
     let mut nodes = std::collections::BTreeSet::new();
     for partition in 0..support::CLUSTER_PARTITIONS {
         let key =
-            esr_redis::keys::Keys::category_stream(esr_schema::Category::UserUpdates, partition);
+            esr_redis::keys::Keys::category_stream(&esr_schema::user::USER_UPDATES, partition);
         let slot: u16 = cluster.nodes[0]
             .query(redis::cmd("CLUSTER").arg("KEYSLOT").arg(&key))
             .unwrap();

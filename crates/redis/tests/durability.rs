@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use esr_redis::{RedisConfig, RedisStore, Topology};
-use esr_schema::{ActedOn, Action, UserEvent, UserId, codec};
+use esr_schema::{ActedOn, Action, EntityId, StreamId, UserEvent, codec};
+
+fn user(id: &str) -> StreamId {
+    StreamId::new(esr_schema::user::USER, EntityId::parse(id).unwrap())
+}
 use esr_store::{
     AppendRequest, EventStore, ExpectedVersion, NewEvent, ReadModel, ReadModelWrite, ReadModels,
     StoreError,
@@ -27,6 +31,7 @@ fn kick() -> NewEvent {
         event_id: Uuid::now_v7(),
         event_type: encoded.event_type.into(),
         schema_version: encoded.schema_version,
+        category: encoded.category,
         occurred_at: chrono::Utc::now(),
         correlation_id: "durability".into(),
         causation_id: "durability".into(),
@@ -34,9 +39,9 @@ fn kick() -> NewEvent {
     }
 }
 
-fn append_to(user: &UserId, expected: ExpectedVersion) -> AppendRequest {
+fn append_to(user: &StreamId, expected: ExpectedVersion) -> AppendRequest {
     AppendRequest {
-        user_id: user.clone(),
+        stream: user.clone(),
         expected,
         events: vec![kick()],
         idempotency: None,
@@ -53,10 +58,8 @@ async fn connect(server: &RedisServer) -> RedisStore {
 async fn a_redis_crash_mid_run_loses_no_acknowledged_event_and_appends_resume() {
     let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
     let store = connect(&server).await;
-    let users: Vec<UserId> = (0..8)
-        .map(|i| UserId::parse(&format!("u{i}")).unwrap())
-        .collect();
-    let mut acknowledged: BTreeMap<UserId, Vec<(u64, Uuid)>> = BTreeMap::new();
+    let users: Vec<StreamId> = (0..8).map(|i| user(&format!("u{i}"))).collect();
+    let mut acknowledged: BTreeMap<StreamId, Vec<(u64, Uuid)>> = BTreeMap::new();
     let run_id = |server: &RedisServer| -> String {
         let info: String = server.query(redis::cmd("INFO").arg("server")).unwrap();
         info.lines()
@@ -101,7 +104,7 @@ async fn a_redis_crash_mid_run_loses_no_acknowledged_event_and_appends_resume() 
         "a new server process answered after the crash"
     );
     for (user, acked) in &acknowledged {
-        let stored = store.read_user(user, 1, 10_000).await.unwrap();
+        let stored = store.read_stream(user, 1, 10_000).await.unwrap();
         let versions: Vec<u64> = stored.iter().map(|e| e.envelope.version).collect();
         assert_eq!(
             versions,
@@ -116,7 +119,10 @@ async fn a_redis_crash_mid_run_loses_no_acknowledged_event_and_appends_resume() 
                 "{user}: acknowledged event {event_id} kept"
             );
         }
-        assert_eq!(store.user_version(user).await.unwrap(), stored.len() as u64);
+        assert_eq!(
+            store.stream_version(user).await.unwrap(),
+            stored.len() as u64
+        );
     }
     eprintln!("appends failed while Redis was down: {failures}");
 }
@@ -125,7 +131,7 @@ async fn a_redis_crash_mid_run_loses_no_acknowledged_event_and_appends_resume() 
 async fn appends_survive_a_script_cache_flush() {
     let server = RedisServer::start();
     let store = connect(&server).await;
-    let user = UserId::parse("flushed").unwrap();
+    let user = user("flushed");
     store
         .append(append_to(&user, ExpectedVersion::NoStream))
         .await
@@ -159,7 +165,7 @@ async fn appends_survive_a_script_cache_flush() {
         .put_read_models(
             "profile",
             vec![ReadModelWrite {
-                user_id: user.clone(),
+                stream: user.clone(),
                 expected: 1,
                 model: model(2),
             }],
@@ -177,9 +183,7 @@ async fn a_batch_appends_for_many_users_and_reports_each_result() {
     let mut config = RedisConfig::new(Topology::Single(server.url()));
     config.partitions = 4;
     let store = RedisStore::connect(config).await.unwrap();
-    let users: Vec<UserId> = (0..50)
-        .map(|i| UserId::parse(&format!("b{i}")).unwrap())
-        .collect();
+    let users: Vec<StreamId> = (0..50).map(|i| user(&format!("b{i}"))).collect();
     let first = store
         .append_batch(
             users
@@ -215,7 +219,7 @@ async fn a_batch_appends_for_many_users_and_reports_each_result() {
             );
         }
     }
-    assert_eq!(store.user_version(&users[7]).await.unwrap(), 1);
+    assert_eq!(store.stream_version(&users[7]).await.unwrap(), 1);
 }
 
 /// More events than one script call takes, users repeated across calls, multi-event requests,
@@ -224,9 +228,7 @@ async fn a_batch_appends_for_many_users_and_reports_each_result() {
 async fn a_large_batch_spanning_several_script_calls_keeps_each_requests_outcome() {
     let server = RedisServer::start();
     let store = connect(&server).await;
-    let users: Vec<UserId> = (0..40)
-        .map(|i| UserId::parse(&format!("big{i}")).unwrap())
-        .collect();
+    let users: Vec<StreamId> = (0..40).map(|i| user(&format!("big{i}"))).collect();
     // Round r appends 3 events to every user, expecting version 3 * r: 120 requests, 360 events.
     let mut batch = vec![];
     for round in 0..3u64 {
@@ -276,12 +278,12 @@ async fn a_large_batch_spanning_several_script_calls_keeps_each_requests_outcome
     for (i, user) in users.iter().enumerate() {
         let expected = if i == 5 { 3 } else { 9 };
         assert_eq!(
-            store.user_version(user).await.unwrap(),
+            store.stream_version(user).await.unwrap(),
             expected,
             "user {i}"
         );
         let versions: Vec<u64> = store
-            .read_user(user, 1, 100)
+            .read_stream(user, 1, 100)
             .await
             .unwrap()
             .iter()
@@ -304,7 +306,7 @@ async fn acl_user_and_password_come_from_the_url_and_never_show_in_errors() {
     let store = RedisStore::connect(RedisConfig::new(with("app:s3cret-pw")))
         .await
         .unwrap();
-    let user = UserId::parse("acl").unwrap();
+    let user = user("acl");
     assert_eq!(
         store
             .append(append_to(&user, ExpectedVersion::NoStream))
@@ -330,18 +332,17 @@ async fn acl_user_and_password_come_from_the_url_and_never_show_in_errors() {
 
 #[tokio::test]
 async fn a_pending_entry_deleted_from_the_stream_leaves_the_pending_list_when_claimed() {
-    use esr_schema::Category;
     use esr_store::Subscriptions;
     let server = RedisServer::start();
     let store = connect(&server).await;
-    let user = UserId::parse("deleted").unwrap();
+    let user = user("deleted");
     for v in 0..3 {
         store
             .append(append_to(&user, ExpectedVersion::Exactly(v)))
             .await
             .unwrap();
     }
-    let cats = [Category::UserActivity];
+    let cats = [esr_schema::user::USER_ACTIVITY];
     store.create_group("g", &cats).await.unwrap();
     let taken = store
         .read_new("g", "dead", &cats, 10, Duration::from_millis(50))

@@ -1,21 +1,23 @@
 //! The fields of a stream entry.
 //!
 //! Besides the MessagePack `payload`, an entry carries plain fields a person can read with
-//! `redis-cli XREAD`, as in the post: `type`, `user_id`, `version`, `event_id`, `occurred_at`.
+//! `redis-cli XREAD`, as in the post: `type`, `<aggregate>_id` (`user_id`, `group_id`),
+//! `version`, `event_id`, `occurred_at`. The id field's name says the aggregate type.
 //!
-//! Two savings keep an event's two copies (user stream and category stream) small:
+//! Two savings keep an event's two copies (its own stream and a category stream) small:
 //! - `causation_id` is stored empty when it equals `correlation_id` (a command sent without
 //!   `X-Correlation-Id` is both), and read back as the correlation id;
-//! - a user stream's entries leave out `user_id` and `version`: its key names the user and the
-//!   entry id (`<version>-0`) is the version ([`from_user_stream_fields`]).
+//! - an aggregate stream's entries leave out the id and `version`: its key names the stream
+//!   and the entry id (`<version>-0`) is the version ([`from_stream_fields`]).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
-use crate::{EventEnvelope, StoredEvent, UserId};
+use crate::{AggregateType, EntityId, EventEnvelope, StoredEvent, StreamId};
 
 pub const TYPE: &str = "type";
-pub const USER_ID: &str = "user_id";
+/// How errors name the `<aggregate>_id` field.
+pub const STREAM_ID: &str = "<aggregate>_id";
 pub const VERSION: &str = "version";
 pub const EVENT_ID: &str = "event_id";
 pub const OCCURRED_AT: &str = "occurred_at";
@@ -54,13 +56,26 @@ pub fn stored_causation_of<'a>(correlation_id: &str, causation_id: &'a str) -> &
     }
 }
 
+/// The name of the field that holds a stream's id in a category entry: `user_id`, `group_id`.
+pub fn id_field(aggregate: &AggregateType) -> String {
+    format!("{aggregate}_id")
+}
+
+/// The aggregate type a field name is the id field of, if it is one.
+fn aggregate_of_id_field(name: &str) -> Option<AggregateType> {
+    if matches!(name, EVENT_ID | CORRELATION_ID | CAUSATION_ID) {
+        return None;
+    }
+    AggregateType::parse(name.strip_suffix("_id")?).ok()
+}
+
 /// A category-stream entry's fields: every field, so the entry reads on its own.
 pub fn to_fields(event: &StoredEvent) -> Fields {
     let e = &event.envelope;
     let text = |name: &str, value: String| (name.to_owned(), value.into_bytes());
     vec![
         text(TYPE, e.event_type.clone()),
-        text(USER_ID, e.user_id.to_string()),
+        text(&id_field(&e.stream.aggregate), e.stream.id.to_string()),
         text(VERSION, e.version.to_string()),
         text(EVENT_ID, e.event_id.to_string()),
         text(OCCURRED_AT, format_time(e.occurred_at)),
@@ -71,24 +86,31 @@ pub fn to_fields(event: &StoredEvent) -> Fields {
     ]
 }
 
-/// A category-stream entry (or any entry that names its user and version).
+/// A category-stream entry (or any entry that names its stream and version).
 pub fn from_fields(fields: &[(String, Vec<u8>)]) -> Result<StoredEvent, EntryError> {
     parse(fields, None)
 }
 
-/// An entry of `user_id`'s stream with entry id `<version>-0`. Fields `user_id` and `version`,
-/// when present (entries written before they were left out), must agree with the key and id.
-pub fn from_user_stream_fields(
-    user_id: &UserId,
+/// An entry of `stream` with entry id `<version>-0`. The id field and `version`, when present
+/// (entries written before they were left out), must agree with the key and the entry id.
+pub fn from_stream_fields(
+    stream: &StreamId,
     version: u64,
     fields: &[(String, Vec<u8>)],
 ) -> Result<StoredEvent, EntryError> {
-    parse(fields, Some((user_id, version)))
+    parse(fields, Some((stream, version)))
+}
+
+fn utf8<'a>(field: &'static str, bytes: &'a [u8]) -> Result<&'a str, EntryError> {
+    std::str::from_utf8(bytes).map_err(|_| EntryError::InvalidField {
+        field,
+        reason: "not UTF-8".into(),
+    })
 }
 
 fn parse(
     fields: &[(String, Vec<u8>)],
-    known: Option<(&UserId, u64)>,
+    known: Option<(&StreamId, u64)>,
 ) -> Result<StoredEvent, EntryError> {
     let raw = |name: &'static str| {
         fields
@@ -97,14 +119,7 @@ fn parse(
             .map(|(_, v)| v.as_slice())
             .ok_or(EntryError::MissingField(name))
     };
-    let text = |name: &'static str| {
-        raw(name).and_then(|bytes| {
-            std::str::from_utf8(bytes).map_err(|_| EntryError::InvalidField {
-                field: name,
-                reason: "not UTF-8".into(),
-            })
-        })
-    };
+    let text = |name: &'static str| raw(name).and_then(|bytes| utf8(name, bytes));
     let invalid = |field: &'static str| {
         move |e: &dyn std::fmt::Display| EntryError::InvalidField {
             field,
@@ -112,25 +127,32 @@ fn parse(
         }
     };
     let event_type = text(TYPE)?.to_owned();
-    let user_id = match (raw(USER_ID), known) {
-        (Err(_), Some((user_id, _))) => user_id.clone(),
-        _ => UserId::parse(text(USER_ID)?).map_err(|e| invalid(USER_ID)(&e))?,
+    let named_stream = fields
+        .iter()
+        .find_map(|(k, v)| Some((aggregate_of_id_field(k)?, v)));
+    let stream = match (named_stream, known) {
+        (None, Some((stream, _))) => stream.clone(),
+        (None, None) => return Err(EntryError::MissingField(STREAM_ID)),
+        (Some((aggregate, id)), _) => {
+            let id = EntityId::parse(utf8(STREAM_ID, id)?).map_err(|e| invalid(STREAM_ID)(&e))?;
+            StreamId::new(aggregate, id)
+        }
     };
     let version = match (raw(VERSION), known) {
         (Err(_), Some((_, version))) => version,
         _ => text(VERSION)?.parse().map_err(|e| invalid(VERSION)(&e))?,
     };
-    if let Some((known_user, known_version)) = known
-        && (known_user != &user_id || known_version != version)
+    if let Some((known_stream, known_version)) = known
+        && (known_stream != &stream || known_version != version)
     {
         return Err(EntryError::InvalidField {
-            field: if known_user != &user_id {
-                USER_ID
+            field: if known_stream != &stream {
+                STREAM_ID
             } else {
                 VERSION
             },
             reason: format!(
-                "entry says {user_id} version {version}, its stream and id say {known_user} version {known_version}"
+                "entry says {stream} version {version}, its stream and id say {known_stream} version {known_version}"
             ),
         });
     }
@@ -149,7 +171,7 @@ fn parse(
     };
     let envelope = EventEnvelope {
         event_type,
-        user_id,
+        stream,
         version,
         event_id,
         occurred_at,
@@ -177,7 +199,7 @@ mod tests {
         StoredEvent {
             envelope: EventEnvelope {
                 event_id: Uuid::now_v7(),
-                user_id: UserId::parse("1").unwrap(),
+                stream: StreamId::new(crate::user::USER, EntityId::parse("1").unwrap()),
                 version: 3,
                 event_type: "acted_on".into(),
                 schema_version: 1,
@@ -219,27 +241,30 @@ mod tests {
     }
 
     #[test]
-    fn user_stream_entries_take_user_and_version_from_key_and_id() {
+    fn stream_entries_take_stream_and_version_from_key_and_id() {
         let event = sample();
-        let user = event.envelope.user_id.clone();
+        let user = event.envelope.stream.clone();
         let slim: Fields = to_fields(&event)
             .into_iter()
-            .filter(|(k, _)| k != USER_ID && k != VERSION)
+            .filter(|(k, _)| k != "user_id" && k != VERSION)
             .collect();
-        assert_eq!(from_fields(&slim), Err(EntryError::MissingField(USER_ID)));
-        assert_eq!(from_user_stream_fields(&user, 3, &slim), Ok(event.clone()));
+        assert_eq!(from_fields(&slim), Err(EntryError::MissingField(STREAM_ID)));
+        assert_eq!(from_stream_fields(&user, 3, &slim), Ok(event.clone()));
 
         // An older entry that still names them must agree with its stream and id.
         let full = to_fields(&event);
-        assert_eq!(from_user_stream_fields(&user, 3, &full), Ok(event));
+        assert_eq!(from_stream_fields(&user, 3, &full), Ok(event));
         assert!(matches!(
-            from_user_stream_fields(&user, 4, &full),
+            from_stream_fields(&user, 4, &full),
             Err(EntryError::InvalidField { field: VERSION, .. })
         ));
-        let other = UserId::parse("2").unwrap();
+        let other = StreamId::new(crate::user::USER, EntityId::parse("2").unwrap());
         assert!(matches!(
-            from_user_stream_fields(&other, 3, &full),
-            Err(EntryError::InvalidField { field: USER_ID, .. })
+            from_stream_fields(&other, 3, &full),
+            Err(EntryError::InvalidField {
+                field: STREAM_ID,
+                ..
+            })
         ));
     }
 
@@ -253,8 +278,18 @@ mod tests {
                 .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         };
         assert_eq!(get(TYPE).as_deref(), Some("acted_on"));
-        assert_eq!(get(USER_ID).as_deref(), Some("1"));
+        assert_eq!(get("user_id").as_deref(), Some("1"));
         assert_eq!(get(VERSION).as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn the_id_field_names_the_aggregate() {
+        let mut event = sample();
+        event.envelope.stream = StreamId::new(crate::group::GROUP, EntityId::parse("g1").unwrap());
+        let fields = to_fields(&event);
+        assert_eq!(get(&fields, "group_id"), Some(&b"g1"[..]));
+        assert_eq!(get(&fields, "user_id"), None);
+        assert_eq!(from_fields(&fields), Ok(event));
     }
 
     #[test]
@@ -291,7 +326,10 @@ mod tests {
         bad_user[1].1 = b"a{b}".to_vec();
         assert!(matches!(
             from_fields(&bad_user),
-            Err(EntryError::InvalidField { field: USER_ID, .. })
+            Err(EntryError::InvalidField {
+                field: STREAM_ID,
+                ..
+            })
         ));
     }
 }

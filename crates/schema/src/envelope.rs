@@ -1,15 +1,16 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{DecodeError, UserEvent, UserId, codec};
+use crate::{DecodeError, DomainEvent, StreamId};
 
 /// The metadata every stored event carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventEnvelope {
     /// UUID v7: unique, and sortable by creation time.
     pub event_id: Uuid,
-    pub user_id: UserId,
-    /// 1 for the user's first event, then 2, 3, ... with no gap.
+    /// The aggregate instance the event happened to.
+    pub stream: StreamId,
+    /// 1 for the stream's first event, then 2, 3, ... with no gap.
     pub version: u64,
     pub event_type: String,
     pub schema_version: u16,
@@ -29,9 +30,16 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// Decode the payload, upcasting older schema versions.
-    pub fn decode(&self) -> Result<UserEvent, DecodeError> {
-        codec::decode(
+    /// Decode the payload as one of `E`'s events, upcasting older schema versions.
+    pub fn decode<E: DomainEvent>(&self) -> Result<E, DecodeError> {
+        let found = &self.envelope.stream.aggregate;
+        if *found != E::AGGREGATE {
+            return Err(DecodeError::OtherAggregate {
+                expected: E::AGGREGATE.to_string(),
+                found: found.to_string(),
+            });
+        }
+        E::decode(
             &self.envelope.event_type,
             self.envelope.schema_version,
             &self.payload,

@@ -1,5 +1,5 @@
-//! The category streams (`user_updates`, `user_activity`, `user_friends`): every user's events
-//! of one kind, in the order they were appended.
+//! The category streams (`user_updates`, `group_membership`, ...): every stream's events of one
+//! kind, in the order they were appended.
 
 use std::fmt;
 use std::str::FromStr;
@@ -86,7 +86,7 @@ pub trait CategoryLog: Send + Sync {
     /// few more than `limit`; the last id of a page is the `after` of the next.
     async fn read_category(
         &self,
-        category: Category,
+        category: &Category,
         after: EntryId,
         limit: usize,
     ) -> Result<Vec<CategoryEntry>>;

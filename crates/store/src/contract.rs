@@ -17,23 +17,26 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use esr_schema::entry::Fields;
-use esr_schema::{ActedOn, Action, Category, StoredEvent, UserEvent, UserId, codec};
+use esr_schema::user::{USER, USER_ACTIVITY, USER_FRIENDS, USER_UPDATES};
+use esr_schema::{
+    ActedOn, Action, Category, DomainEvent, EntityId, StoredEvent, StreamId, UserEvent, codec,
+};
 use uuid::Uuid;
 
 use crate::{
     AppendRequest, EntryId, EventStore, ExpectedVersion, Idempotency, NewEvent, ReadModel,
-    ReadModelWrite, Snapshot, Store, StoreError,
+    ReadModelWrite, Snapshot, Store, StoreError, TallyWrite,
 };
 
 /// Lets the suite write an entry the way a foreign producer would (`XADD` by hand).
 #[async_trait]
 pub trait ForeignProducer: Send + Sync {
-    async fn write_foreign(&self, category: Category, fields: Fields);
+    async fn write_foreign(&self, category: &Category, fields: Fields);
 }
 
 #[async_trait]
 impl ForeignProducer for crate::MemoryStore {
-    async fn write_foreign(&self, category: Category, fields: Fields) {
+    async fn write_foreign(&self, category: &Category, fields: Fields) {
         self.append_foreign(category, fields);
     }
 }
@@ -54,6 +57,7 @@ macro_rules! contract_suite {
             append_of_no_events_is_refused,
             append_writes_the_category_stream_with_readable_fields,
             envelopes_read_back_as_appended,
+            two_aggregate_types_with_one_id_are_separate_streams,
             read_user_pages_from_a_version,
             unknown_user_reads_empty_at_version_0,
             idempotency_key_returns_the_first_outcome_and_appends_once,
@@ -75,7 +79,8 @@ macro_rules! contract_suite {
             snapshots_keep_the_newest,
             read_model_writes_only_over_the_expected_version,
             read_models_in_a_batch_answer_each_user_in_order,
-            missing_read_model_is_none
+            missing_read_model_is_none,
+            tallies_count_each_position_once_and_rank_across_partitions
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -89,8 +94,12 @@ macro_rules! contract_suite {
     };
 }
 
-fn fresh_user() -> UserId {
-    UserId::parse(&Uuid::new_v4().simple().to_string()).unwrap()
+fn fresh_id() -> EntityId {
+    EntityId::parse(&Uuid::new_v4().simple().to_string()).unwrap()
+}
+
+fn fresh_user() -> StreamId {
+    StreamId::new(USER, fresh_id())
 }
 
 fn fresh_group() -> String {
@@ -108,6 +117,7 @@ fn kick(object: &str) -> NewEvent {
         event_id: Uuid::now_v7(),
         event_type: encoded.event_type.to_owned(),
         schema_version: encoded.schema_version,
+        category: encoded.category,
         occurred_at: chrono::Utc::now(),
         correlation_id: "contract".into(),
         causation_id: "contract".into(),
@@ -115,16 +125,16 @@ fn kick(object: &str) -> NewEvent {
     }
 }
 
-fn request(user: &UserId, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
+fn request(stream: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
     AppendRequest {
-        user_id: user.clone(),
+        stream: stream.clone(),
         expected,
         events,
         idempotency: None,
     }
 }
 
-async fn append_n(store: &impl EventStore, user: &UserId, n: usize) {
+async fn append_n(store: &impl EventStore, user: &StreamId, n: usize) {
     for i in 0..n {
         store
             .append(request(
@@ -141,17 +151,17 @@ async fn append_n(store: &impl EventStore, user: &UserId, n: usize) {
 async fn category_entries_of(
     store: &impl Store,
     category: Category,
-    user: &UserId,
+    user: &StreamId,
 ) -> Vec<crate::CategoryEntry> {
     let mut found = Vec::new();
     let mut after = EntryId::ZERO;
     loop {
-        let page = store.read_category(category, after, 500).await.unwrap();
+        let page = store.read_category(&category, after, 500).await.unwrap();
         let Some(last) = page.last() else { break };
         after = last.id;
         found.extend(
             page.into_iter()
-                .filter(|e| e.event().is_ok_and(|ev| ev.envelope.user_id == *user)),
+                .filter(|e| e.event().is_ok_and(|ev| ev.envelope.stream == *user)),
         );
     }
     found
@@ -169,11 +179,11 @@ pub async fn append_to_a_new_user_numbers_versions_from_1<S: ContractStore>(stor
         .unwrap();
     assert_eq!(outcome.version, 2);
     assert!(!outcome.duplicate);
-    let events = store.read_user(&user, 1, 10).await.unwrap();
+    let events = store.read_stream(&user, 1, 10).await.unwrap();
     let versions: Vec<u64> = events.iter().map(|e| e.envelope.version).collect();
     assert_eq!(versions, [1, 2]);
-    assert!(events.iter().all(|e| e.envelope.user_id == user));
-    assert_eq!(store.user_version(&user).await.unwrap(), 2);
+    assert!(events.iter().all(|e| e.envelope.stream == user));
+    assert_eq!(store.stream_version(&user).await.unwrap(), 2);
 }
 
 pub async fn append_expecting_no_stream_conflicts_once_the_user_exists<S: ContractStore>(store: S) {
@@ -202,7 +212,7 @@ pub async fn append_with_a_stale_version_conflicts_with_both_versions_and_writes
 ) {
     let user = fresh_user();
     append_n(&store, &user, 3).await;
-    let before = category_entries_of(&store, Category::UserActivity, &user)
+    let before = category_entries_of(&store, USER_ACTIVITY, &user)
         .await
         .len();
     let err = store
@@ -223,10 +233,10 @@ pub async fn append_with_a_stale_version_conflicts_with_both_versions_and_writes
         ),
         "{err:?}"
     );
-    assert_eq!(store.user_version(&user).await.unwrap(), 3);
-    assert_eq!(store.read_user(&user, 1, 10).await.unwrap().len(), 3);
+    assert_eq!(store.stream_version(&user).await.unwrap(), 3);
+    assert_eq!(store.read_stream(&user, 1, 10).await.unwrap().len(), 3);
     assert_eq!(
-        category_entries_of(&store, Category::UserActivity, &user)
+        category_entries_of(&store, USER_ACTIVITY, &user)
             .await
             .len(),
         before
@@ -245,7 +255,7 @@ pub async fn append_with_a_stale_version_conflicts_with_both_versions_and_writes
 pub async fn append_any_version_always_appends<S: ContractStore>(store: S) {
     let user = fresh_user();
     append_n(&store, &user, 5).await;
-    assert_eq!(store.user_version(&user).await.unwrap(), 5);
+    assert_eq!(store.stream_version(&user).await.unwrap(), 5);
 }
 
 pub async fn append_of_no_events_is_refused<S: ContractStore>(store: S) {
@@ -255,7 +265,7 @@ pub async fn append_of_no_events_is_refused<S: ContractStore>(store: S) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
-    assert_eq!(store.user_version(&user).await.unwrap(), 0);
+    assert_eq!(store.stream_version(&user).await.unwrap(), 0);
 }
 
 pub async fn append_writes_the_category_stream_with_readable_fields<S: ContractStore>(store: S) {
@@ -266,7 +276,7 @@ pub async fn append_writes_the_category_stream_with_readable_fields<S: ContractS
         .append(request(&user, ExpectedVersion::NoStream, vec![event]))
         .await
         .unwrap();
-    let entries = category_entries_of(&store, Category::UserActivity, &user).await;
+    let entries = category_entries_of(&store, USER_ACTIVITY, &user).await;
     assert_eq!(entries.len(), 1);
     let field = |name: &str| {
         entries[0]
@@ -276,15 +286,148 @@ pub async fn append_writes_the_category_stream_with_readable_fields<S: ContractS
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     };
     assert_eq!(field("type").as_deref(), Some("acted_on"));
-    assert_eq!(field("user_id"), Some(user.to_string()));
+    assert_eq!(field("user_id"), Some(user.id.to_string()));
     assert_eq!(field("version").as_deref(), Some("1"));
     assert_eq!(field("event_id"), Some(event_id.to_string()));
-    let decoded = entries[0].event().unwrap().decode().unwrap();
+    let decoded = entries[0].event().unwrap().decode::<UserEvent>().unwrap();
     assert!(matches!(decoded, UserEvent::ActedOn(ActedOn { ref object, .. }) if object == "Bugs"));
     assert!(
-        category_entries_of(&store, Category::UserUpdates, &user)
+        category_entries_of(&store, USER_UPDATES, &user)
             .await
             .is_empty()
+    );
+}
+
+fn joined(user: &EntityId) -> NewEvent {
+    let encoded = codec::encode(&esr_schema::GroupEvent::MemberJoined(
+        esr_schema::MemberJoined {
+            user_id: user.clone(),
+        },
+    ))
+    .unwrap();
+    NewEvent {
+        event_type: encoded.event_type.to_owned(),
+        schema_version: encoded.schema_version,
+        category: encoded.category,
+        payload: encoded.payload,
+        ..kick("unused")
+    }
+}
+
+/// A user and a group with the same id share a partition (the id picks it) but nothing else:
+/// versions, histories, idempotency keys, snapshots and read models are per stream.
+pub async fn two_aggregate_types_with_one_id_are_separate_streams<S: ContractStore>(store: S) {
+    use esr_schema::group::{GROUP, GROUP_MEMBERSHIP};
+    let id = fresh_id();
+    let (user, group) = (
+        StreamId::new(USER, id.clone()),
+        StreamId::new(GROUP, id.clone()),
+    );
+    let keyed = |stream: &StreamId, event: NewEvent| AppendRequest {
+        idempotency: Some(Idempotency {
+            key: "same-key".into(),
+            ttl: Duration::from_secs(60),
+        }),
+        ..request(stream, ExpectedVersion::Any, vec![event])
+    };
+    // Interleaved: user 1, group 1, user 2, group 2, group 3.
+    for (stream, event) in [
+        (&user, kick("a")),
+        (&group, joined(&id)),
+        (&user, kick("b")),
+        (&group, joined(&id)),
+        (&group, joined(&id)),
+    ] {
+        store
+            .append(request(stream, ExpectedVersion::Any, vec![event]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.stream_version(&user).await.unwrap(), 2);
+    assert_eq!(store.stream_version(&group).await.unwrap(), 3);
+    let users = store.read_stream(&user, 1, 10).await.unwrap();
+    let groups = store.read_stream(&group, 1, 10).await.unwrap();
+    assert!(
+        users
+            .iter()
+            .all(|e| e.envelope.stream == user && e.decode::<UserEvent>().is_ok())
+    );
+    assert!(groups.iter().all(|e| e.envelope.stream == group));
+    assert_eq!(
+        groups
+            .iter()
+            .map(|e| e.envelope.version)
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(
+        groups[0].decode::<UserEvent>().is_err(),
+        "a group event is not a user event"
+    );
+
+    // The group's category entries name the group, with a readable `group_id`.
+    let entries = category_entries_of(&store, GROUP_MEMBERSHIP, &group).await;
+    assert_eq!(entries.len(), 3);
+    assert!(
+        entries[0]
+            .fields
+            .iter()
+            .any(|(k, v)| k == "group_id" && v == id.as_str().as_bytes())
+    );
+    assert!(
+        category_entries_of(&store, USER_ACTIVITY, &group)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        category_entries_of(&store, USER_ACTIVITY, &user)
+            .await
+            .len(),
+        2
+    );
+
+    // The same idempotency key on both streams: two appends, two records.
+    let first = store.append(keyed(&user, kick("k"))).await.unwrap();
+    let second = store.append(keyed(&group, joined(&id))).await.unwrap();
+    assert_eq!((first.version, first.duplicate), (3, false));
+    assert_eq!((second.version, second.duplicate), (4, false));
+    assert_eq!(
+        store
+            .idempotent_outcome(&group, "same-key")
+            .await
+            .unwrap()
+            .map(|o| o.version),
+        Some(4)
+    );
+
+    // Snapshots and read models are per stream too.
+    store
+        .save_snapshot(
+            &group,
+            Snapshot {
+                version: 4,
+                state: vec![1],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.load_snapshot(&user).await.unwrap(), None);
+    let model = ReadModel {
+        version: 4,
+        fields: [("members".to_owned(), "1".to_owned())].into(),
+    };
+    store
+        .put_read_model("contract", &group, 0, &model)
+        .await
+        .unwrap();
+    assert_eq!(store.get_read_model("contract", &user).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_read_model("contract", &group)
+            .await
+            .unwrap()
+            .map(|m| m.version),
+        Some(4)
     );
 }
 
@@ -311,19 +454,18 @@ pub async fn envelopes_read_back_as_appended<S: ContractStore>(store: S) {
         .append(request(&user, ExpectedVersion::NoStream, appended.to_vec()))
         .await
         .unwrap();
-    let from_user_stream = store.read_user(&user, 1, 10).await.unwrap();
-    let from_category: Vec<StoredEvent> =
-        category_entries_of(&store, Category::UserActivity, &user)
-            .await
-            .iter()
-            .map(|entry| entry.event().unwrap())
-            .collect();
+    let from_user_stream = store.read_stream(&user, 1, 10).await.unwrap();
+    let from_category: Vec<StoredEvent> = category_entries_of(&store, USER_ACTIVITY, &user)
+        .await
+        .iter()
+        .map(|entry| entry.event().unwrap())
+        .collect();
     assert_eq!(from_user_stream, from_category);
     assert_eq!(from_user_stream.len(), 2);
     for (version, (read, sent)) in (1..).zip(from_user_stream.iter().zip(&appended)) {
         let e = &read.envelope;
         assert_eq!(
-            (e.version, &e.user_id, e.event_id, e.event_type.as_str()),
+            (e.version, &e.stream, e.event_id, e.event_type.as_str()),
             (version, &user, sent.event_id, sent.event_type.as_str())
         );
         assert_eq!((e.occurred_at, e.schema_version), (at, sent.schema_version));
@@ -338,23 +480,23 @@ pub async fn envelopes_read_back_as_appended<S: ContractStore>(store: S) {
 pub async fn read_user_pages_from_a_version<S: ContractStore>(store: S) {
     let user = fresh_user();
     append_n(&store, &user, 7).await;
-    let page = store.read_user(&user, 3, 2).await.unwrap();
+    let page = store.read_stream(&user, 3, 2).await.unwrap();
     assert_eq!(
         page.iter().map(|e| e.envelope.version).collect::<Vec<_>>(),
         [3, 4]
     );
-    let rest = store.read_user(&user, 5, 100).await.unwrap();
+    let rest = store.read_stream(&user, 5, 100).await.unwrap();
     assert_eq!(
         rest.iter().map(|e| e.envelope.version).collect::<Vec<_>>(),
         [5, 6, 7]
     );
-    assert!(store.read_user(&user, 8, 10).await.unwrap().is_empty());
+    assert!(store.read_stream(&user, 8, 10).await.unwrap().is_empty());
 }
 
 pub async fn unknown_user_reads_empty_at_version_0<S: ContractStore>(store: S) {
     let user = fresh_user();
-    assert!(store.read_user(&user, 1, 10).await.unwrap().is_empty());
-    assert_eq!(store.user_version(&user).await.unwrap(), 0);
+    assert!(store.read_stream(&user, 1, 10).await.unwrap().is_empty());
+    assert_eq!(store.stream_version(&user).await.unwrap(), 0);
     assert_eq!(store.load_snapshot(&user).await.unwrap(), None);
 }
 
@@ -382,9 +524,9 @@ pub async fn idempotency_key_returns_the_first_outcome_and_appends_once<S: Contr
     assert!(!first.duplicate);
     assert_eq!(again.version, 1);
     assert!(again.duplicate);
-    assert_eq!(store.user_version(&user).await.unwrap(), 1);
+    assert_eq!(store.stream_version(&user).await.unwrap(), 1);
     assert_eq!(
-        category_entries_of(&store, Category::UserActivity, &user)
+        category_entries_of(&store, USER_ACTIVITY, &user)
             .await
             .len(),
         1
@@ -455,7 +597,7 @@ pub async fn concurrent_appends_on_one_user_have_one_winner_per_version<S: Contr
         (1..=total).collect::<Vec<_>>(),
         "exactly one winner per version"
     );
-    let stored = store.read_user(&user, 1, usize::MAX).await.unwrap();
+    let stored = store.read_stream(&user, 1, usize::MAX).await.unwrap();
     assert_eq!(
         stored
             .iter()
@@ -466,7 +608,7 @@ pub async fn concurrent_appends_on_one_user_have_one_winner_per_version<S: Contr
     let ids: BTreeSet<Uuid> = stored.iter().map(|e| e.envelope.event_id).collect();
     assert_eq!(ids.len() as u64, total, "no event doubled");
     assert_eq!(
-        category_entries_of(&store, Category::UserActivity, &user)
+        category_entries_of(&store, USER_ACTIVITY, &user)
             .await
             .len() as u64,
         total
@@ -474,7 +616,7 @@ pub async fn concurrent_appends_on_one_user_have_one_winner_per_version<S: Contr
 }
 
 pub async fn concurrent_appends_on_distinct_users_all_succeed<S: ContractStore>(store: S) {
-    let users: Vec<UserId> = (0..32).map(|_| fresh_user()).collect();
+    let users: Vec<StreamId> = (0..32).map(|_| fresh_user()).collect();
     let tasks: Vec<_> = users
         .iter()
         .cloned()
@@ -494,14 +636,14 @@ pub async fn concurrent_appends_on_distinct_users_all_succeed<S: ContractStore>(
         task.await.unwrap();
     }
     for user in &users {
-        assert_eq!(store.user_version(user).await.unwrap(), 5);
+        assert_eq!(store.stream_version(user).await.unwrap(), 5);
     }
 }
 
 pub async fn read_category_pages_after_a_position<S: ContractStore>(store: S) {
     let user = fresh_user();
     append_n(&store, &user, 5).await;
-    let all = category_entries_of(&store, Category::UserActivity, &user).await;
+    let all = category_entries_of(&store, USER_ACTIVITY, &user).await;
     assert_eq!(all.len(), 5);
     let ids: Vec<EntryId> = all.iter().map(|e| e.id).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
@@ -513,7 +655,7 @@ pub async fn read_category_pages_after_a_position<S: ContractStore>(store: S) {
     // Other cases may append to the same category meanwhile: a page holds entries after the
     // position, in order, and this user's entries after it are exactly its later ones.
     let page = store
-        .read_category(Category::UserActivity, ids[1], 2)
+        .read_category(&USER_ACTIVITY, ids[1], 2)
         .await
         .unwrap();
     assert!(!page.is_empty());
@@ -525,11 +667,11 @@ pub async fn read_category_pages_after_a_position<S: ContractStore>(store: S) {
     assert!(page.iter().all(|e| e.id > ids[1]));
     assert!(page.windows(2).all(|w| w[0].id <= w[1].id));
     let rest: Vec<EntryId> = store
-        .read_category(Category::UserActivity, ids[1], 100_000)
+        .read_category(&USER_ACTIVITY, ids[1], 100_000)
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.event().is_ok_and(|ev| ev.envelope.user_id == user))
+        .filter(|e| e.event().is_ok_and(|ev| ev.envelope.stream == user))
         .map(|e| e.id)
         .collect();
     assert_eq!(rest, ids[2..]);
@@ -550,12 +692,12 @@ pub async fn read_category_from_a_point_in_time<S: ContractStore>(store: S) {
         .await
         .unwrap();
     let since: Vec<u64> = store
-        .read_category(Category::UserActivity, EntryId::before(cut), 1000)
+        .read_category(&USER_ACTIVITY, EntryId::before(cut), 1000)
         .await
         .unwrap()
         .iter()
         .filter_map(|e| e.event().ok())
-        .filter(|e| e.envelope.user_id == user)
+        .filter(|e| e.envelope.stream == user)
         .map(|e| e.envelope.version)
         .collect();
     assert_eq!(since, [3]);
@@ -565,17 +707,14 @@ pub async fn a_new_group_sees_history<S: ContractStore>(store: S) {
     let user = fresh_user();
     append_n(&store, &user, 3).await;
     let group = fresh_group();
-    store
-        .create_group(&group, &[Category::UserActivity])
-        .await
-        .unwrap();
+    store.create_group(&group, &[USER_ACTIVITY]).await.unwrap();
     let mut seen = Vec::new();
     loop {
         let batch = store
             .read_new(
                 &group,
                 "c1",
-                &[Category::UserActivity],
+                &[USER_ACTIVITY],
                 1000,
                 Duration::from_millis(50),
             )
@@ -588,7 +727,7 @@ pub async fn a_new_group_sees_history<S: ContractStore>(store: S) {
             batch
                 .into_iter()
                 .filter_map(|d| d.event().ok())
-                .filter(|e| e.envelope.user_id == user),
+                .filter(|e| e.envelope.stream == user),
         );
     }
     assert_eq!(
@@ -599,8 +738,14 @@ pub async fn a_new_group_sees_history<S: ContractStore>(store: S) {
 
 pub async fn creating_an_existing_group_is_fine<S: ContractStore>(store: S) {
     let group = fresh_group();
-    store.create_group(&group, &Category::ALL).await.unwrap();
-    store.create_group(&group, &Category::ALL).await.unwrap();
+    store
+        .create_group(&group, UserEvent::CATEGORIES)
+        .await
+        .unwrap();
+    store
+        .create_group(&group, UserEvent::CATEGORIES)
+        .await
+        .unwrap();
 }
 
 /// Drain whatever the group has not delivered yet, so a case sees only its own appends.
@@ -620,24 +765,22 @@ async fn drain(store: &impl Store, group: &str, categories: &[Category]) {
 
 pub async fn read_new_waits_for_an_append<S: ContractStore>(store: S) {
     let group = fresh_group();
-    store
-        .create_group(&group, &[Category::UserFriends])
-        .await
-        .unwrap();
-    drain(&store, &group, &[Category::UserFriends]).await;
+    store.create_group(&group, &[USER_FRIENDS]).await.unwrap();
+    drain(&store, &group, &[USER_FRIENDS]).await;
     let user = fresh_user();
     let writer = {
         let (store, user) = (store.clone(), user.clone());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let event = codec::encode(&UserEvent::FriendAdded(esr_schema::FriendAdded {
-                friend_id: UserId::parse("2").unwrap(),
+                friend_id: EntityId::parse("2").unwrap(),
                 reciprocal: false,
             }))
             .unwrap();
             let new = NewEvent {
                 event_type: event.event_type.into(),
                 schema_version: event.schema_version,
+                category: event.category,
                 payload: event.payload,
                 ..kick("unused")
             };
@@ -649,13 +792,7 @@ pub async fn read_new_waits_for_an_append<S: ContractStore>(store: S) {
     };
     let started = std::time::Instant::now();
     let batch = store
-        .read_new(
-            &group,
-            "c1",
-            &[Category::UserFriends],
-            10,
-            Duration::from_secs(5),
-        )
+        .read_new(&group, "c1", &[USER_FRIENDS], 10, Duration::from_secs(5))
         .await
         .unwrap();
     writer.await.unwrap();
@@ -670,20 +807,17 @@ pub async fn read_new_waits_for_an_append<S: ContractStore>(store: S) {
     assert!(
         batch
             .iter()
-            .any(|d| d.event().is_ok_and(|e| e.envelope.user_id == user))
+            .any(|d| d.event().is_ok_and(|e| e.envelope.stream == user))
     );
 }
 
 pub async fn read_new_respects_count_and_never_redelivers_new_entries<S: ContractStore>(store: S) {
     let group = fresh_group();
-    store
-        .create_group(&group, &[Category::UserActivity])
-        .await
-        .unwrap();
-    drain(&store, &group, &[Category::UserActivity]).await;
+    store.create_group(&group, &[USER_ACTIVITY]).await.unwrap();
+    drain(&store, &group, &[USER_ACTIVITY]).await;
     let user = fresh_user();
     append_n(&store, &user, 5).await;
-    let cats = [Category::UserActivity];
+    let cats = [USER_ACTIVITY];
     let first = store
         .read_new(&group, "c1", &cats, 3, Duration::from_millis(50))
         .await
@@ -710,7 +844,7 @@ pub async fn unacked_entries_are_claimed_after_idle_with_delivery_counts<S: Cont
     store: S,
 ) {
     let group = fresh_group();
-    let cats = [Category::UserActivity];
+    let cats = [USER_ACTIVITY];
     store.create_group(&group, &cats).await.unwrap();
     drain(&store, &group, &cats).await;
     let user = fresh_user();
@@ -749,7 +883,7 @@ pub async fn unacked_entries_are_claimed_after_idle_with_delivery_counts<S: Cont
 
 pub async fn acked_entries_are_never_claimed<S: ContractStore>(store: S) {
     let group = fresh_group();
-    let cats = [Category::UserActivity];
+    let cats = [USER_ACTIVITY];
     store.create_group(&group, &cats).await.unwrap();
     drain(&store, &group, &cats).await;
     append_n(&store, &fresh_user(), 3).await;
@@ -769,7 +903,7 @@ pub async fn acked_entries_are_never_claimed<S: ContractStore>(store: S) {
 
 pub async fn consumers_sharing_a_group_split_entries_without_overlap<S: ContractStore>(store: S) {
     let group = fresh_group();
-    let cats = [Category::UserActivity];
+    let cats = [USER_ACTIVITY];
     store.create_group(&group, &cats).await.unwrap();
     drain(&store, &group, &cats).await;
     let user = fresh_user();
@@ -798,7 +932,7 @@ pub async fn consumers_sharing_a_group_split_entries_without_overlap<S: Contract
 
 pub async fn foreign_entries_are_delivered_as_undecodable<S: ContractStore>(store: S) {
     let group = fresh_group();
-    let cats = [Category::UserUpdates];
+    let cats = [USER_UPDATES];
     store.create_group(&group, &cats).await.unwrap();
     drain(&store, &group, &cats).await;
     let posts_entry: Fields = vec![
@@ -807,7 +941,7 @@ pub async fn foreign_entries_are_delivered_as_undecodable<S: ContractStore>(stor
         ("name".into(), b"Duffy".to_vec()),
     ];
     store
-        .write_foreign(Category::UserUpdates, posts_entry.clone())
+        .write_foreign(&USER_UPDATES, posts_entry.clone())
         .await;
     let batch = store
         .read_new(&group, "c1", &cats, 10, Duration::from_millis(200))
@@ -822,13 +956,11 @@ pub async fn foreign_entries_are_delivered_as_undecodable<S: ContractStore>(stor
 
 pub async fn dead_letter_records_the_reason_and_acks<S: ContractStore>(store: S) {
     let group = fresh_group();
-    let cats = [Category::UserUpdates];
+    let cats = [USER_UPDATES];
     store.create_group(&group, &cats).await.unwrap();
     drain(&store, &group, &cats).await;
     let garbage: Fields = vec![("payload".into(), vec![0xff, 0x00, 0xc1])];
-    store
-        .write_foreign(Category::UserUpdates, garbage.clone())
-        .await;
+    store.write_foreign(&USER_UPDATES, garbage.clone()).await;
     let batch = store
         .read_new(&group, "c1", &cats, 10, Duration::from_millis(200))
         .await
@@ -863,7 +995,7 @@ pub async fn dead_letter_records_the_reason_and_acks<S: ContractStore>(store: S)
 
 pub async fn group_stats_count_lag_and_pending<S: ContractStore>(store: S) {
     let group = fresh_group();
-    let cats = [Category::UserActivity];
+    let cats = [USER_ACTIVITY];
     store.create_group(&group, &cats).await.unwrap();
     drain(&store, &group, &cats).await;
     assert_eq!(store.group_stats(&group, &cats).await.unwrap().pending, 0);
@@ -952,14 +1084,14 @@ pub async fn read_model_writes_only_over_the_expected_version<S: ContractStore>(
 
 pub async fn read_models_in_a_batch_answer_each_user_in_order<S: ContractStore>(store: S) {
     // Enough users to spread over every partition of a multi-partition store.
-    let users: Vec<UserId> = (0..40).map(|_| fresh_user()).collect();
+    let users: Vec<StreamId> = (0..40).map(|_| fresh_user()).collect();
     let model = |user: usize, version: u64| ReadModel {
         version,
         fields: [("name".to_owned(), format!("u{user}v{version}"))].into(),
     };
     let first: Vec<ReadModelWrite> = (0..40)
         .map(|i| ReadModelWrite {
-            user_id: users[i].clone(),
+            stream: users[i].clone(),
             expected: 0,
             model: model(i, 1),
         })
@@ -970,7 +1102,7 @@ pub async fn read_models_in_a_batch_answer_each_user_in_order<S: ContractStore>(
     // Every other user's write is stale (expects 0, finds 1): those fail alone.
     let second: Vec<ReadModelWrite> = (0..40)
         .map(|i| ReadModelWrite {
-            user_id: users[i].clone(),
+            stream: users[i].clone(),
             expected: if i % 2 == 0 { 1 } else { 0 },
             model: model(i, 2),
         })
@@ -1013,4 +1145,69 @@ pub async fn missing_read_model_is_none<S: ContractStore>(store: S) {
             .unwrap(),
         None
     );
+}
+
+/// 40 streams (spread over every partition of a multi-partition store) feed one tally.
+pub async fn tallies_count_each_position_once_and_rank_across_partitions<S: ContractStore>(
+    store: S,
+) {
+    let name = format!("t{}", &Uuid::new_v4().simple().to_string()[..16]);
+    let sources: Vec<StreamId> = (0..40).map(|_| fresh_user()).collect();
+    let count = |key: &str, amount: i64| (key.to_owned(), amount);
+    let first: Vec<TallyWrite> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, source)| {
+            let mut counts = vec![count("apple", 1)];
+            if i < 10 {
+                counts.extend([count("cherry", 1), count("banana", 1)]);
+            }
+            if i == 0 {
+                counts.push(count("gone", 1));
+            }
+            TallyWrite {
+                source: source.clone(),
+                expected: 0,
+                version: 3,
+                counts,
+            }
+        })
+        .collect();
+    let outcomes = store.apply_tallies(&name, first.clone()).await.unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+
+    // The same changes again (a redelivery): every one refused, nothing counted twice.
+    let again = store.apply_tallies(&name, first).await.unwrap();
+    assert!(
+        again
+            .iter()
+            .all(|o| matches!(o, Err(StoreError::Conflict { actual: 3, .. }))),
+        "{again:?}"
+    );
+    // A later change from one stream takes a key back to 0: it leaves the tally.
+    let later = TallyWrite {
+        source: sources[0].clone(),
+        expected: 3,
+        version: 5,
+        counts: vec![count("gone", -1)],
+    };
+    assert!(store.apply_tallies(&name, vec![later]).await.unwrap()[0].is_ok());
+
+    assert_eq!(store.tally_count(&name, "apple").await.unwrap(), 40);
+    assert_eq!(store.tally_count(&name, "banana").await.unwrap(), 10);
+    assert_eq!(store.tally_count(&name, "gone").await.unwrap(), 0);
+    assert_eq!(store.tally_count(&name, "never").await.unwrap(), 0);
+    let owned = |pairs: &[(&str, i64)]| -> Vec<(String, i64)> {
+        pairs.iter().map(|(k, c)| ((*k).to_owned(), *c)).collect()
+    };
+    assert_eq!(
+        store.tally_top(&name, 2).await.unwrap(),
+        owned(&[("apple", 40), ("banana", 10)])
+    );
+    assert_eq!(
+        store.tally_top(&name, 10).await.unwrap(),
+        owned(&[("apple", 40), ("banana", 10), ("cherry", 10)])
+    );
+    let positions = store.tally_positions(&name, &sources[..3]).await.unwrap();
+    assert_eq!(positions, [5, 3, 3]);
 }

@@ -1,23 +1,23 @@
-//! Appending to and reading a user's stream, the source of truth.
+//! Appending to and reading an aggregate's stream, the source of truth.
 
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use esr_schema::{StoredEvent, UserId};
+use esr_schema::{Category, StoredEvent, StreamId};
 use uuid::Uuid;
 
 use crate::Result;
 
-/// What the writer believes the user's stream version is.
+/// What the writer believes the stream's version is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpectedVersion {
     /// Append whatever the version is.
     Any,
-    /// The user must have no events yet.
+    /// The stream must have no events yet.
     NoStream,
-    /// The user's last event must have exactly this version (0 is the same as `NoStream`).
+    /// The stream's last event must have exactly this version (0 is the same as `NoStream`).
     Exactly(u64),
 }
 
@@ -47,6 +47,8 @@ pub struct NewEvent {
     pub event_id: Uuid,
     pub event_type: String,
     pub schema_version: u16,
+    /// The category stream the event is published to, as its type declares.
+    pub category: Category,
     pub occurred_at: DateTime<Utc>,
     pub correlation_id: String,
     pub causation_id: String,
@@ -56,7 +58,7 @@ pub struct NewEvent {
 /// Makes a retried append return the first result instead of appending again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotency {
-    /// Unique per user; chosen by the client or derived from a causing event.
+    /// Unique per stream; chosen by the client or derived from a causing event.
     pub key: String,
     /// How long the record is kept.
     pub ttl: Duration,
@@ -64,7 +66,7 @@ pub struct Idempotency {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendRequest {
-    pub user_id: UserId,
+    pub stream: StreamId,
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,
     pub idempotency: Option<Idempotency>,
@@ -73,33 +75,34 @@ pub struct AppendRequest {
 /// The result of an append (or of the first append, for a repeated idempotency key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
-    /// The user's stream version after the append.
+    /// The stream's version after the append.
     pub version: u64,
     /// True when the idempotency key had been used: nothing was appended this time.
     pub duplicate: bool,
 }
 
-/// A user's stream: one consistency boundary.
+/// An aggregate's stream: one consistency boundary.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use esr_store::{AppendRequest, EventStore, ExpectedVersion, MemoryStore, NewEvent};
-/// use esr_schema::UserId;
+/// use esr_schema::{EntityId, StreamId, user};
 ///
 /// let store = MemoryStore::new();
-/// let user = UserId::parse("1")?;
+/// let user = StreamId::new(user::USER, EntityId::parse("1")?);
 /// let event = NewEvent {
 ///     event_id: uuid::Uuid::now_v7(),
 ///     event_type: "acted_on".into(),
 ///     schema_version: 1,
+///     category: user::USER_ACTIVITY,
 ///     occurred_at: chrono::Utc::now(),
 ///     correlation_id: "req-1".into(),
 ///     causation_id: "cmd-1".into(),
 ///     payload: vec![0x80],
 /// };
 /// let request = AppendRequest {
-///     user_id: user.clone(),
+///     stream: user.clone(),
 ///     expected: ExpectedVersion::NoStream,
 ///     events: vec![event],
 ///     idempotency: None,
@@ -107,7 +110,7 @@ pub struct AppendOutcome {
 /// assert_eq!(store.append(request.clone()).await?.version, 1);
 /// // The same expectation again is a conflict: the stream is at version 1 now.
 /// assert!(store.append(request).await.is_err());
-/// assert_eq!(store.read_user(&user, 1, 10).await?.len(), 1);
+/// assert_eq!(store.read_stream(&user, 1, 10).await?.len(), 1);
 /// # Ok(())
 /// # }
 /// ```
@@ -117,7 +120,7 @@ pub trait EventStore: Send + Sync {
     /// and to the category stream of each event in the same step.
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome>;
 
-    /// Many appends (usually for many users) in as few round trips as the store can manage.
+    /// Many appends (usually to many streams) in as few round trips as the store can manage.
     /// Each request succeeds or fails on its own, exactly as [`EventStore::append`] would;
     /// the outer error means the batch could not be attempted at all.
     async fn append_batch(
@@ -131,21 +134,21 @@ pub trait EventStore: Send + Sync {
         Ok(outcomes)
     }
 
-    /// Up to `limit` events of the user from `from_version` (1-based, inclusive), in order.
-    async fn read_user(
+    /// Up to `limit` events of the stream from `from_version` (1-based, inclusive), in order.
+    async fn read_stream(
         &self,
-        user_id: &UserId,
+        stream: &StreamId,
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>>;
 
-    /// The user's current stream version (0 for a user with no events).
-    async fn user_version(&self, user_id: &UserId) -> Result<u64>;
+    /// The stream's current version (0 for a stream with no events).
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64>;
 
     /// The outcome recorded under an idempotency key, if it has not expired.
     async fn idempotent_outcome(
         &self,
-        user_id: &UserId,
+        stream: &StreamId,
         key: &str,
     ) -> Result<Option<AppendOutcome>>;
 }

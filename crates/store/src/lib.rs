@@ -2,11 +2,12 @@
 //!
 //! | trait | what for |
 //! |---|---|
-//! | [`event::EventStore`] | append with an expected version, read a user's events |
+//! | [`event::EventStore`] | append with an expected version, read a stream's events |
 //! | [`category::CategoryLog`] | read the category streams from a position or a time |
 //! | [`subscription::Subscriptions`] | consumer groups: read, ack, claim, dead-letter |
 //! | [`snapshot::SnapshotStore`] | aggregate snapshots, newest wins |
 //! | [`read_model::ReadModels`] | read models written only over the version they expect |
+//! | [`tally::Tallies`] | counts over many streams, each stream's events counted once |
 //!
 //! [`Store`] is all of them at once, implemented for every type that implements each.
 //! Adapters: [`memory::MemoryStore`] here, the Redis Streams adapter in its own crate. Both
@@ -21,6 +22,7 @@ pub mod memory;
 pub mod read_model;
 pub mod snapshot;
 pub mod subscription;
+pub mod tally;
 
 pub use category::{CategoryEntry, CategoryLog, EntryId};
 pub use error::StoreError;
@@ -29,10 +31,17 @@ pub use memory::MemoryStore;
 pub use read_model::{ReadModel, ReadModelWrite, ReadModels};
 pub use snapshot::{Snapshot, SnapshotStore};
 pub use subscription::{DeadLetter, Delivery, EntryRef, GroupStats, Subscriptions};
+pub use tally::{Tallies, TallyWrite};
 
 /// Every storage capability at once; what services hold as `Arc<dyn Store>`.
-pub trait Store: EventStore + CategoryLog + Subscriptions + SnapshotStore + ReadModels {}
+pub trait Store:
+    EventStore + CategoryLog + Subscriptions + SnapshotStore + ReadModels + Tallies
+{
+}
 
-impl<T: EventStore + CategoryLog + Subscriptions + SnapshotStore + ReadModels> Store for T {}
+impl<T: EventStore + CategoryLog + Subscriptions + SnapshotStore + ReadModels + Tallies> Store
+    for T
+{
+}
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use esr_schema::entry::{self, Fields};
-use esr_schema::{Category, EventEnvelope, StoredEvent, UserId};
+use esr_schema::{Category, EventEnvelope, StoredEvent, StreamId};
 use tokio::sync::Notify;
 
 use crate::{
     AppendOutcome, AppendRequest, CategoryEntry, CategoryLog, DeadLetter, Delivery, EntryId,
     EntryRef, EventStore, ExpectedVersion, GroupStats, ReadModel, ReadModels, Result, Snapshot,
-    SnapshotStore, StoreError, Subscriptions,
+    SnapshotStore, StoreError, Subscriptions, Tallies, TallyWrite,
 };
 
 /// The dead-letter stream's name, the same as on Redis.
@@ -34,13 +34,15 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    users: HashMap<UserId, Vec<StoredEvent>>,
+    streams_by_id: HashMap<StreamId, Vec<StoredEvent>>,
     streams: HashMap<Category, BTreeMap<EntryId, Fields>>,
     last_id: EntryId,
     groups: HashMap<(String, Category), Group>,
-    idempotency: HashMap<(UserId, String), (AppendOutcome, Instant)>,
-    snapshots: HashMap<UserId, Snapshot>,
-    read_models: HashMap<(String, UserId), ReadModel>,
+    idempotency: HashMap<(StreamId, String), (AppendOutcome, Instant)>,
+    snapshots: HashMap<StreamId, Snapshot>,
+    read_models: HashMap<(String, StreamId), ReadModel>,
+    tally_positions: HashMap<(String, StreamId), u64>,
+    tallies: HashMap<String, HashMap<String, i64>>,
     dead_letters: Vec<DeadLetter>,
 }
 
@@ -63,13 +65,13 @@ impl MemoryStore {
 
     /// Write raw fields to a category stream, as a foreign producer (or `redis-cli XADD`)
     /// could. Tests use it to plant poison entries.
-    pub fn append_foreign(&self, category: Category, fields: Fields) -> EntryId {
+    pub fn append_foreign(&self, category: &Category, fields: Fields) -> EntryId {
         let id = {
             let mut state = self.lock();
             let id = state.next_id();
             state
                 .streams
-                .entry(category)
+                .entry(category.clone())
                 .or_default()
                 .insert(id, fields);
             id
@@ -102,11 +104,11 @@ impl State {
         self.last_id
     }
 
-    fn delivery(&self, category: Category, id: EntryId, deliveries: u64) -> Option<Delivery> {
-        let fields = self.streams.get(&category)?.get(&id)?.clone();
+    fn delivery(&self, category: &Category, id: EntryId, deliveries: u64) -> Option<Delivery> {
+        let fields = self.streams.get(category)?.get(&id)?.clone();
         Some(Delivery {
             entry: EntryRef {
-                stream: category.name().to_owned(),
+                stream: category.to_string(),
                 id,
             },
             deliveries,
@@ -116,7 +118,7 @@ impl State {
 }
 
 fn category_of(stream: &str) -> Result<Category> {
-    Category::from_name(stream).ok_or_else(|| StoreError::Invalid(format!("no stream {stream:?}")))
+    Category::parse(stream).map_err(|_| StoreError::Invalid(format!("no stream {stream:?}")))
 }
 
 #[async_trait]
@@ -131,7 +133,7 @@ impl EventStore for MemoryStore {
             let mut state = self.lock();
             let now = Instant::now();
             if let Some(idem) = &request.idempotency {
-                let key = (request.user_id.clone(), idem.key.clone());
+                let key = (request.stream.clone(), idem.key.clone());
                 match state.idempotency.get(&key) {
                     Some((outcome, expires)) if *expires > now => {
                         return Ok(AppendOutcome {
@@ -146,8 +148,8 @@ impl EventStore for MemoryStore {
                 }
             }
             let actual = state
-                .users
-                .get(&request.user_id)
+                .streams_by_id
+                .get(&request.stream)
                 .map_or(0, |e| e.len() as u64);
             if !request.expected.admits(actual) {
                 return Err(StoreError::Conflict {
@@ -161,7 +163,7 @@ impl EventStore for MemoryStore {
                 let event = StoredEvent {
                     envelope: EventEnvelope {
                         event_id: new.event_id,
-                        user_id: request.user_id.clone(),
+                        stream: request.stream.clone(),
                         version,
                         event_type: new.event_type,
                         schema_version: new.schema_version,
@@ -171,15 +173,7 @@ impl EventStore for MemoryStore {
                     },
                     payload: new.payload,
                 };
-                // The category comes from the type name; an unknown type is refused before
-                // anything is written, like the Redis script's checks.
-                let category = esr_schema::codec::category_of_type(&event.envelope.event_type)
-                    .ok_or_else(|| {
-                        StoreError::Invalid(format!(
-                            "unknown event type {:?}",
-                            event.envelope.event_type
-                        ))
-                    })?;
+                let category = new.category.clone();
                 let id = state.next_id();
                 let fields = entry::to_fields(&event);
                 state
@@ -188,8 +182,8 @@ impl EventStore for MemoryStore {
                     .or_default()
                     .insert(id, fields);
                 state
-                    .users
-                    .entry(request.user_id.clone())
+                    .streams_by_id
+                    .entry(request.stream.clone())
                     .or_default()
                     .push(event);
             }
@@ -200,7 +194,7 @@ impl EventStore for MemoryStore {
             if let Some(idem) = request.idempotency {
                 state
                     .idempotency
-                    .insert((request.user_id, idem.key), (outcome, now + idem.ttl));
+                    .insert((request.stream, idem.key), (outcome, now + idem.ttl));
             }
             outcome
         };
@@ -208,34 +202,38 @@ impl EventStore for MemoryStore {
         Ok(outcome)
     }
 
-    async fn read_user(
+    async fn read_stream(
         &self,
-        user_id: &UserId,
+        stream: &StreamId,
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
         let state = self.lock();
         let skip = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
         Ok(state
-            .users
-            .get(user_id)
+            .streams_by_id
+            .get(stream)
             .map(|events| events.iter().skip(skip).take(limit).cloned().collect())
             .unwrap_or_default())
     }
 
-    async fn user_version(&self, user_id: &UserId) -> Result<u64> {
-        Ok(self.lock().users.get(user_id).map_or(0, |e| e.len() as u64))
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64> {
+        Ok(self
+            .lock()
+            .streams_by_id
+            .get(stream)
+            .map_or(0, |e| e.len() as u64))
     }
 
     async fn idempotent_outcome(
         &self,
-        user_id: &UserId,
+        stream: &StreamId,
         key: &str,
     ) -> Result<Option<AppendOutcome>> {
         let state = self.lock();
         Ok(state
             .idempotency
-            .get(&(user_id.clone(), key.to_owned()))
+            .get(&(stream.clone(), key.to_owned()))
             .filter(|(_, expires)| *expires > Instant::now())
             .map(|(outcome, _)| AppendOutcome {
                 duplicate: true,
@@ -248,19 +246,19 @@ impl EventStore for MemoryStore {
 impl CategoryLog for MemoryStore {
     async fn read_category(
         &self,
-        category: Category,
+        category: &Category,
         after: EntryId,
         limit: usize,
     ) -> Result<Vec<CategoryEntry>> {
         let state = self.lock();
-        let Some(stream) = state.streams.get(&category) else {
+        let Some(stream) = state.streams.get(category) else {
             return Ok(vec![]);
         };
         Ok(stream
             .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
             .take(limit)
             .map(|(id, fields)| CategoryEntry {
-                stream: category.name().to_owned(),
+                stream: category.to_string(),
                 id: *id,
                 fields: fields.clone(),
             })
@@ -275,7 +273,7 @@ impl Subscriptions for MemoryStore {
         for category in categories {
             state
                 .groups
-                .entry((group.to_owned(), *category))
+                .entry((group.to_owned(), category.clone()))
                 .or_default();
         }
         Ok(())
@@ -318,7 +316,7 @@ impl Subscriptions for MemoryStore {
         let now = Instant::now();
         let mut claimed = Vec::new();
         for category in categories {
-            let key = (group.to_owned(), *category);
+            let key = (group.to_owned(), category.clone());
             let Some(mut g) = state.groups.remove(&key) else {
                 return Err(StoreError::Invalid(format!(
                     "no group {group:?} on {category}"
@@ -335,7 +333,7 @@ impl Subscriptions for MemoryStore {
                 let Some(p) = g.pending.get_mut(&id) else {
                     continue;
                 };
-                match state.delivery(*category, id, p.deliveries + 1) {
+                match state.delivery(category, id, p.deliveries + 1) {
                     Some(delivery) => {
                         p.consumer = consumer.to_owned();
                         p.delivered_at = now;
@@ -393,7 +391,7 @@ impl Subscriptions for MemoryStore {
         let state = self.lock();
         let mut stats = GroupStats::default();
         for category in categories {
-            let Some(g) = state.groups.get(&(group.to_owned(), *category)) else {
+            let Some(g) = state.groups.get(&(group.to_owned(), category.clone())) else {
                 return Err(StoreError::Invalid(format!(
                     "no group {group:?} on {category}"
                 )));
@@ -423,7 +421,7 @@ impl MemoryStore {
         let now = Instant::now();
         let mut batch = Vec::new();
         for category in categories {
-            let key = (group.to_owned(), *category);
+            let key = (group.to_owned(), category.clone());
             let Some(mut g) = state.groups.remove(&key) else {
                 return Err(StoreError::Invalid(format!(
                     "no group {group:?} on {category}"
@@ -451,7 +449,7 @@ impl MemoryStore {
                 );
                 batch.push(Delivery {
                     entry: EntryRef {
-                        stream: category.name().to_owned(),
+                        stream: category.to_string(),
                         id,
                     },
                     deliveries: 1,
@@ -466,18 +464,18 @@ impl MemoryStore {
 
 #[async_trait]
 impl SnapshotStore for MemoryStore {
-    async fn load_snapshot(&self, user_id: &UserId) -> Result<Option<Snapshot>> {
-        Ok(self.lock().snapshots.get(user_id).cloned())
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
+        Ok(self.lock().snapshots.get(stream).cloned())
     }
 
-    async fn save_snapshot(&self, user_id: &UserId, snapshot: Snapshot) -> Result<bool> {
+    async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<bool> {
         let mut state = self.lock();
         let newer = state
             .snapshots
-            .get(user_id)
+            .get(stream)
             .is_none_or(|stored| stored.version < snapshot.version);
         if newer {
-            state.snapshots.insert(user_id.clone(), snapshot);
+            state.snapshots.insert(stream.clone(), snapshot);
         }
         Ok(newer)
     }
@@ -485,23 +483,23 @@ impl SnapshotStore for MemoryStore {
 
 #[async_trait]
 impl ReadModels for MemoryStore {
-    async fn get_read_model(&self, name: &str, user_id: &UserId) -> Result<Option<ReadModel>> {
+    async fn get_read_model(&self, name: &str, stream: &StreamId) -> Result<Option<ReadModel>> {
         Ok(self
             .lock()
             .read_models
-            .get(&(name.to_owned(), user_id.clone()))
+            .get(&(name.to_owned(), stream.clone()))
             .cloned())
     }
 
     async fn put_read_model(
         &self,
         name: &str,
-        user_id: &UserId,
+        stream: &StreamId,
         expected: u64,
         model: &ReadModel,
     ) -> Result<()> {
         let mut state = self.lock();
-        let key = (name.to_owned(), user_id.clone());
+        let key = (name.to_owned(), stream.clone());
         let actual = state.read_models.get(&key).map_or(0, |m| m.version);
         if actual != expected {
             return Err(StoreError::Conflict {
@@ -516,5 +514,71 @@ impl ReadModels for MemoryStore {
         );
         state.read_models.insert(key, stored);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Tallies for MemoryStore {
+    async fn tally_positions(&self, name: &str, sources: &[StreamId]) -> Result<Vec<u64>> {
+        let state = self.lock();
+        Ok(sources
+            .iter()
+            .map(|s| {
+                state
+                    .tally_positions
+                    .get(&(name.to_owned(), s.clone()))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .collect())
+    }
+
+    async fn apply_tallies(&self, name: &str, writes: Vec<TallyWrite>) -> Result<Vec<Result<()>>> {
+        let mut state = self.lock();
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            let key = (name.to_owned(), write.source);
+            let actual = state.tally_positions.get(&key).copied().unwrap_or(0);
+            if actual != write.expected {
+                outcomes.push(Err(StoreError::Conflict {
+                    expected: ExpectedVersion::Exactly(write.expected),
+                    actual,
+                }));
+                continue;
+            }
+            state.tally_positions.insert(key, write.version);
+            let counts = state.tallies.entry(name.to_owned()).or_default();
+            for (counted, amount) in write.counts {
+                let count = counts.entry(counted.clone()).or_default();
+                *count += amount;
+                if *count <= 0 {
+                    counts.remove(&counted);
+                }
+            }
+            outcomes.push(Ok(()));
+        }
+        Ok(outcomes)
+    }
+
+    async fn tally_count(&self, name: &str, key: &str) -> Result<i64> {
+        Ok(self
+            .lock()
+            .tallies
+            .get(name)
+            .and_then(|counts| counts.get(key))
+            .copied()
+            .unwrap_or(0))
+    }
+
+    async fn tally_top(&self, name: &str, limit: usize) -> Result<Vec<(String, i64)>> {
+        let state = self.lock();
+        let mut top: Vec<(String, i64)> = state
+            .tallies
+            .get(name)
+            .map(|counts| counts.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(limit);
+        Ok(top)
     }
 }

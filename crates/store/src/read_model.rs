@@ -1,15 +1,16 @@
-//! Read models: flat field maps (Redis Hashes), each holding the version it reflects.
+//! Read models kept per stream: flat field maps (Redis Hashes), each holding the version of
+//! its stream it reflects.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use esr_schema::UserId;
+use esr_schema::StreamId;
 
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadModel {
-    /// The version of the user's last event reflected here.
+    /// The version of the stream's last event reflected here.
     pub version: u64,
     /// The stored fields. The store keeps `version` among them too (a Redis Hash field, so
     /// `HGETALL` shows it), overriding any `version` the writer put there.
@@ -19,7 +20,7 @@ pub struct ReadModel {
 /// One conditioned write of [`ReadModels::put_read_models`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadModelWrite {
-    pub user_id: UserId,
+    pub stream: StreamId,
     /// The stored version this write replaces (0: none stored).
     pub expected: u64,
     pub model: ReadModel,
@@ -30,7 +31,7 @@ pub const VERSION_FIELD: &str = "version";
 
 #[async_trait]
 pub trait ReadModels: Send + Sync {
-    async fn get_read_model(&self, name: &str, user_id: &UserId) -> Result<Option<ReadModel>>;
+    async fn get_read_model(&self, name: &str, stream: &StreamId) -> Result<Option<ReadModel>>;
 
     /// Replace the read model only if its stored version is `expected` (0: none stored);
     /// otherwise nothing changes and the error is `Conflict` with the stored version. This is
@@ -38,21 +39,21 @@ pub trait ReadModels: Send + Sync {
     async fn put_read_model(
         &self,
         name: &str,
-        user_id: &UserId,
+        stream: &StreamId,
         expected: u64,
         model: &ReadModel,
     ) -> Result<()>;
 
-    /// The read models of several users, in their order. By default one at a time; an adapter
+    /// The read models of several streams, in their order. By default one at a time; an adapter
     /// that can pipeline (Redis) answers in one round trip.
     async fn get_read_models(
         &self,
         name: &str,
-        user_ids: &[UserId],
+        streams: &[StreamId],
     ) -> Result<Vec<Option<ReadModel>>> {
-        let mut models = Vec::with_capacity(user_ids.len());
-        for user_id in user_ids {
-            models.push(self.get_read_model(name, user_id).await?);
+        let mut models = Vec::with_capacity(streams.len());
+        for stream in streams {
+            models.push(self.get_read_model(name, stream).await?);
         }
         Ok(models)
     }
@@ -67,7 +68,7 @@ pub trait ReadModels: Send + Sync {
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in &writes {
             outcomes.push(
-                self.put_read_model(name, &write.user_id, write.expected, &write.model)
+                self.put_read_model(name, &write.stream, write.expected, &write.model)
                     .await,
             );
         }

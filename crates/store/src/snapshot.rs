@@ -1,7 +1,7 @@
 //! Aggregate snapshots: a shortcut for loading, never the truth. The newest one wins.
 
 use async_trait::async_trait;
-use esr_schema::UserId;
+use esr_schema::StreamId;
 
 use crate::Result;
 
@@ -14,8 +14,8 @@ pub struct Snapshot {
 
 #[async_trait]
 pub trait SnapshotStore: Send + Sync {
-    async fn load_snapshot(&self, user_id: &UserId) -> Result<Option<Snapshot>>;
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>>;
 
     /// Store `snapshot` unless one at the same or a newer version is stored; true if written.
-    async fn save_snapshot(&self, user_id: &UserId, snapshot: Snapshot) -> Result<bool>;
+    async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<bool>;
 }

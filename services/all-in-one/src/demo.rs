@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context as _, bail};
 use esr_app::config::StoreKind;
-use esr_schema::Category;
+use esr_schema::{DomainEvent, UserEvent};
 use esr_store::{EntryId, Store};
 use serde_json::{Value, json};
 
@@ -144,7 +144,7 @@ async fn profile(
 /// partition: `user_updates:{p0}`, ...); the MessagePack payload is shown decoded.
 async fn xread(store: &dyn Store) -> anyhow::Result<String> {
     let mut streams: Vec<(String, Vec<esr_store::CategoryEntry>)> = Vec::new();
-    for category in Category::ALL {
+    for category in UserEvent::CATEGORIES {
         for entry in store.read_category(category, EntryId::ZERO, 10_000).await? {
             match streams.iter_mut().find(|(name, _)| *name == entry.stream) {
                 Some((_, entries)) => entries.push(entry),
@@ -160,12 +160,15 @@ async fn xread(store: &dyn Store) -> anyhow::Result<String> {
         for (i, entry) in entries.iter().enumerate() {
             let lead = if i == 0 { "   2) " } else { "      " };
             writeln!(out, "{lead}{}) 1) \"{}\"", i + 1, entry.id)?;
-            let decoded = entry.event().ok().and_then(|e| e.decode().ok());
+            let decoded = entry
+                .event()
+                .ok()
+                .and_then(|e| e.decode::<UserEvent>().ok());
             for (j, (field, value)) in entry.fields.iter().enumerate() {
                 let value = match (field.as_str(), &decoded) {
                     ("payload", Some(event)) => format!(
                         "{} (MessagePack, shown decoded)",
-                        esr_app::query::event_data(event)
+                        serde_json::to_value(event).unwrap_or_default()
                     ),
                     _ => String::from_utf8_lossy(value).into_owned(),
                 };

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use esr_app::config::{self, CommandArgs, ProjectorArgs, QueryArgs, StoreArgs};
-use esr_app::{CommandService, QueryService, sides};
+use esr_app::{Commands, QueryService, sides};
 use tokio::sync::watch;
 
 // glibc malloc and free were a third of a projector's CPU under load (perf); mimalloc is cheaper.
@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
         config::init_tracing();
     }
     let (store, kind) = args.store.open().await?;
-    let commands = Arc::new(CommandService::new(store.clone(), args.command.settings()));
+    let commands = Arc::new(Commands::new(store.clone(), args.command.settings()));
     let mut queries = QueryService::new(store.clone());
     queries.max_wait = Duration::from_millis(args.query.max_wait_ms);
     let queries = Arc::new(queries);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use esr_app::config::{self, CommandArgs, StoreArgs};
-use esr_app::{CommandService, sides};
+use esr_app::{Commands, sides};
 
 // glibc malloc and free were a third of a projector's CPU under load (perf); mimalloc is cheaper.
 #[global_allocator]
@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (store, kind) = args.store.open().await?;
     tracing::info!(?kind, "store opened");
-    let commands = Arc::new(CommandService::new(store, args.command.settings()));
+    let commands = Arc::new(Commands::new(store, args.command.settings()));
     let listener = sides::bind("command side", &args.listen).await?;
     sides::command_side(commands, listener, config::shutdown_signal()).await
 }

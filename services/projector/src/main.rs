@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use esr_app::config::{self, CommandArgs, ProjectorArgs, StoreArgs};
-use esr_app::{CommandService, sides};
+use esr_app::{Commands, sides};
 
 // glibc malloc and free were a third of a projector's CPU under load (perf); mimalloc is cheaper.
 #[global_allocator]
@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (store, kind) = args.store.open().await?;
     tracing::info!(?kind, "store opened");
-    let commands = Arc::new(CommandService::new(store.clone(), args.command.settings()));
+    let commands = Arc::new(Commands::new(store.clone(), args.command.settings()));
     let listener = sides::bind("projector", &args.listen).await?;
     sides::projector_side(
         store,

@@ -1,5 +1,6 @@
 //! The command API: `POST /users`, `PATCH /users/{id}`, `POST /users/{id}/activity`,
-//! `POST /users/{id}/friends`, `DELETE /users/{id}/friends/{friend_id}`.
+//! `POST /users/{id}/friends`, `DELETE /users/{id}/friends/{friend_id}`; `POST /groups`,
+//! `POST /groups/{id}/members`, `DELETE /groups/{id}/members/{user_id}`.
 
 use std::sync::Arc;
 
@@ -9,16 +10,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, patch, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
-use esr_domain::Command;
-use esr_schema::{Action, UserId};
+use esr_domain::{Command, GroupCommand};
+use esr_kernel::Aggregate;
+use esr_schema::{Action, EntityId};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{FriendPath, JsonBody, UserPath, token_header, user_id};
+use super::extract::{
+    FriendPath, GroupPath, JsonBody, MemberPath, UserPath, entity_id, token_header, user_id,
+};
 use super::{ApiError, BODY_LIMIT_BYTES, health};
-use crate::command::{Accepted, CommandMeta, CommandService};
+use crate::command::{Accepted, CommandMeta, CommandService, Commands};
 
-pub fn router(commands: Arc<CommandService>) -> Router {
+pub fn router(commands: Arc<Commands>) -> Router {
     let store = commands.store().clone();
     Router::new()
         .route("/users", post(register))
@@ -26,6 +30,9 @@ pub fn router(commands: Arc<CommandService>) -> Router {
         .route("/users/{id}/activity", post(act))
         .route("/users/{id}/friends", post(add_friend))
         .route("/users/{id}/friends/{friend_id}", delete(remove_friend))
+        .route("/groups", post(create_group))
+        .route("/groups/{id}/members", post(add_member))
+        .route("/groups/{id}/members/{user_id}", delete(remove_member))
         .with_state(commands)
         .merge(health::store_health_router(store))
         .fallback(health::not_found)
@@ -65,25 +72,31 @@ struct FriendBody {
 }
 
 async fn register(
-    State(commands): State<Arc<CommandService>>,
+    State(commands): State<Arc<Commands>>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<RegisterBody>,
 ) -> Result<Response, ApiError> {
     let user_id = match &body.user_id {
         Some(raw) => user_id(raw)?,
-        None => UserId::parse(&uuid::Uuid::now_v7().simple().to_string())
-            .map_err(|e| ApiError::invalid("invalid_user_id", e.to_string()))?,
+        None => generated_id()?,
     };
     let command = Command::Register {
         name: body.name,
         surname: body.surname,
         birth_date: date(body.birth_date.as_deref())?,
     };
-    run(&commands, &headers, user_id, command, StatusCode::CREATED).await
+    run(
+        &commands.users,
+        &headers,
+        user_id,
+        command,
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 async fn change_personal_info(
-    State(commands): State<Arc<CommandService>>,
+    State(commands): State<Arc<Commands>>,
     UserPath(user_id): UserPath,
     headers: HeaderMap,
     JsonBody(body): JsonBody<PersonalInfoBody>,
@@ -93,11 +106,11 @@ async fn change_personal_info(
         surname: body.surname,
         birth_date: date(body.birth_date.as_deref())?,
     };
-    run(&commands, &headers, user_id, command, StatusCode::OK).await
+    run(&commands.users, &headers, user_id, command, StatusCode::OK).await
 }
 
 async fn act(
-    State(commands): State<Arc<CommandService>>,
+    State(commands): State<Arc<Commands>>,
     UserPath(user_id): UserPath,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ActivityBody>,
@@ -114,25 +127,24 @@ async fn act(
         object: body.object,
         text: body.text,
     };
-    run(&commands, &headers, user_id, command, StatusCode::OK).await
+    run(&commands.users, &headers, user_id, command, StatusCode::OK).await
 }
 
 async fn add_friend(
-    State(commands): State<Arc<CommandService>>,
+    State(commands): State<Arc<Commands>>,
     UserPath(user_id): UserPath,
     headers: HeaderMap,
     JsonBody(body): JsonBody<FriendBody>,
 ) -> Result<Response, ApiError> {
     let command = Command::AddFriend {
         friend_id: super::extract::user_id(&body.friend_id)?,
-        friend_registered: false,
         reciprocal: false,
     };
-    run(&commands, &headers, user_id, command, StatusCode::OK).await
+    run(&commands.users, &headers, user_id, command, StatusCode::OK).await
 }
 
 async fn remove_friend(
-    State(commands): State<Arc<CommandService>>,
+    State(commands): State<Arc<Commands>>,
     FriendPath(user_id, friend_id): FriendPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -140,7 +152,7 @@ async fn remove_friend(
         friend_id,
         reciprocal: false,
     };
-    run(&commands, &headers, user_id, command, StatusCode::OK).await
+    run(&commands.users, &headers, user_id, command, StatusCode::OK).await
 }
 
 fn date(raw: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
@@ -155,18 +167,111 @@ fn date(raw: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
     .transpose()
 }
 
-async fn run(
-    commands: &CommandService,
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupBody {
+    group_id: Option<String>,
+    name: String,
+    capacity: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberBody {
+    user_id: String,
+}
+
+async fn create_group(
+    State(commands): State<Arc<Commands>>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<GroupBody>,
+) -> Result<Response, ApiError> {
+    let group_id = match &body.group_id {
+        Some(raw) => entity_id("invalid_group_id", raw)?,
+        None => generated_id()?,
+    };
+    let command = GroupCommand::Create {
+        name: body.name,
+        capacity: body.capacity,
+    };
+    run(
+        &commands.groups,
+        &headers,
+        group_id,
+        command,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+async fn add_member(
+    State(commands): State<Arc<Commands>>,
+    GroupPath(group_id): GroupPath,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<MemberBody>,
+) -> Result<Response, ApiError> {
+    let command = GroupCommand::AddMember {
+        user_id: user_id(&body.user_id)?,
+    };
+    run(
+        &commands.groups,
+        &headers,
+        group_id,
+        command,
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn remove_member(
+    State(commands): State<Arc<Commands>>,
+    MemberPath(group_id, user_id): MemberPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let command = GroupCommand::RemoveMember { user_id };
+    run(
+        &commands.groups,
+        &headers,
+        group_id,
+        command,
+        StatusCode::OK,
+    )
+    .await
+}
+
+fn generated_id() -> Result<EntityId, ApiError> {
+    EntityId::parse(&uuid::Uuid::now_v7().simple().to_string())
+        .map_err(|e| ApiError::invalid("invalid_field", e.to_string()))
+}
+
+/// Where each aggregate's resources live, for `Location` and the answer's id field.
+trait Resource {
+    const PATH: &'static str;
+    const ID_FIELD: &'static str;
+}
+
+impl Resource for esr_domain::User {
+    const PATH: &'static str = "/users";
+    const ID_FIELD: &'static str = "user_id";
+}
+
+impl Resource for esr_domain::Group {
+    const PATH: &'static str = "/groups";
+    const ID_FIELD: &'static str = "group_id";
+}
+
+async fn run<A: Aggregate + Resource>(
+    commands: &CommandService<A>,
     headers: &HeaderMap,
-    user_id: UserId,
-    command: Command,
+    id: EntityId,
+    command: A::Command,
     success: StatusCode,
 ) -> Result<Response, ApiError> {
     let mut meta = CommandMeta::new(token_header(headers, "x-correlation-id")?);
     meta.idempotency_key = token_header(headers, "idempotency-key")?;
     meta.if_match = if_match(headers)?;
-    let accepted = commands.execute(&user_id, command, &meta).await?;
-    Ok(answer(&user_id, accepted, &meta, success))
+    let accepted = commands.execute(&id, command, &meta).await?;
+    Ok(answer::<A>(&id, accepted, &meta, success))
 }
 
 /// `If-Match: "3"` (or `3`); `*` means no version check.
@@ -185,13 +290,13 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     })
 }
 
-fn answer(
-    user_id: &UserId,
+fn answer<A: Resource>(
+    id: &EntityId,
     accepted: Accepted,
     meta: &CommandMeta,
     status: StatusCode,
 ) -> Response {
-    let body = Json(json!({"user_id": user_id, "version": accepted.version}));
+    let body = Json(json!({A::ID_FIELD: id, "version": accepted.version}));
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", accepted.version)) {
@@ -204,7 +309,7 @@ fn answer(
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     if status == StatusCode::CREATED
-        && let Ok(location) = HeaderValue::from_str(&format!("/users/{user_id}"))
+        && let Ok(location) = HeaderValue::from_str(&format!("{}/{id}", A::PATH))
     {
         headers.insert(header::LOCATION, location);
     }

@@ -1,7 +1,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use esr_domain::Rejection;
+use esr_kernel::{Rejection, RejectionKind};
 use esr_store::StoreError;
 use serde_json::json;
 
@@ -56,18 +56,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<Rejection> for ApiError {
-    fn from(rejection: Rejection) -> Self {
-        let status = match rejection {
-            Rejection::NotRegistered => StatusCode::NOT_FOUND,
-            Rejection::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::CONFLICT,
+impl ApiError {
+    pub fn rejected(rejection: &impl Rejection) -> Self {
+        let status = match rejection.kind() {
+            RejectionKind::NotFound => StatusCode::NOT_FOUND,
+            RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            RejectionKind::Conflict => StatusCode::CONFLICT,
         };
-        let code = match rejection {
-            Rejection::NotRegistered => "unknown_user",
-            _ => rejection.code(),
-        };
-        Self::new(status, code, rejection.to_string())
+        Self::new(status, rejection.code(), rejection.to_string())
     }
 }
 
@@ -90,10 +86,10 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<CommandError> for ApiError {
-    fn from(error: CommandError) -> Self {
+impl<R: Rejection> From<CommandError<R>> for ApiError {
+    fn from(error: CommandError<R>) -> Self {
         match error {
-            CommandError::Rejected(rejection) => rejection.into(),
+            CommandError::Rejected(rejection) => Self::rejected(&rejection),
             CommandError::PreconditionFailed { .. } => Self::new(
                 StatusCode::PRECONDITION_FAILED,
                 "version_mismatch",

@@ -4,7 +4,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use esr_schema::UserId;
+use esr_schema::{EntityId, UserId};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
@@ -59,7 +59,12 @@ fn query_error(rejection: &QueryRejection) -> ApiError {
 }
 
 pub fn user_id(raw: &str) -> Result<UserId, ApiError> {
-    UserId::parse(raw).map_err(|e| ApiError::invalid("invalid_user_id", e.to_string()))
+    entity_id("invalid_user_id", raw)
+}
+
+/// An id (of a user, a group), 422 with `code` when it is not one.
+pub fn entity_id(code: &'static str, raw: &str) -> Result<EntityId, ApiError> {
+    EntityId::parse(raw).map_err(|e| ApiError::invalid(code, e.to_string()))
 }
 
 /// A header value that must be 1 to 128 visible ASCII characters.
@@ -106,5 +111,38 @@ impl<S: Send + Sync> FromRequestParts<S> for FriendPath {
                 .await
                 .map_err(|e| ApiError::malformed(e.body_text()))?;
         Ok(FriendPath(user_id(&raw_user)?, user_id(&raw_friend)?))
+    }
+}
+
+/// The `{id}` of a group route, validated.
+pub struct GroupPath(pub EntityId);
+
+impl<S: Send + Sync> FromRequestParts<S> for GroupPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::malformed(e.body_text()))?;
+        Ok(GroupPath(entity_id("invalid_group_id", &raw)?))
+    }
+}
+
+/// The `{id}` and `{user_id}` of a group member route, validated.
+pub struct MemberPath(pub EntityId, pub UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path((raw_group, raw_user)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::malformed(e.body_text()))?;
+        Ok(MemberPath(
+            entity_id("invalid_group_id", &raw_group)?,
+            user_id(&raw_user)?,
+        ))
     }
 }

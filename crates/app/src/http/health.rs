@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use esr_schema::UserId;
+use esr_schema::{StreamId, UserEvent, UserId};
 use esr_store::Store;
 use serde_json::json;
 
@@ -25,7 +25,10 @@ async fn store_health(State(store): State<Arc<dyn Store>>) -> Response {
     // Any cheap read proves the store answers.
     let probe = UserId::parse("healthz").map_err(|e| e.to_string());
     match probe {
-        Ok(probe) => match store.user_version(&probe).await {
+        Ok(probe) => match store
+            .stream_version(&StreamId::of::<UserEvent>(probe))
+            .await
+        {
             Ok(_) => Json(json!({"status": "ok"})).into_response(),
             Err(error) => unavailable(&error.to_string()),
         },

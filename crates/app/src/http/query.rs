@@ -1,47 +1,89 @@
-//! The query API: `GET /users/{id}` (with `min_version` or `at`) and
-//! `GET /users/{id}/events?from=&limit=`.
+//! The query API, one generic handler per kind of read: `GET /users/{id}` and
+//! `GET /groups/{id}` (with `min_version` or `at`), `GET /users/{id}/events` and
+//! `GET /groups/{id}/events`, and the most-liked objects `GET /objects/top`,
+//! `GET /objects/{object}`.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use esr_domain::Profile;
+use esr_domain::{GroupView, MostLiked, Profile};
+use esr_kernel::{Tally, View};
+use esr_schema::EntityId;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{QueryParams, UserPath};
+use super::extract::{QueryParams, entity_id};
 use super::{ApiError, health};
 use crate::query::{Fresh, QueryService};
 
 pub const MAX_EVENTS_PAGE: usize = 1000;
+pub const MAX_TOP: usize = 100;
 
 pub fn router(queries: Arc<QueryService>) -> Router {
     let store = queries.store().clone();
     Router::new()
-        .route("/users/{id}", get(profile))
-        .route("/users/{id}/events", get(events))
+        .route("/users/{id}", get(view::<Profile>))
+        .route("/users/{id}/events", get(events::<Profile>))
+        .route("/groups/{id}", get(view::<GroupView>))
+        .route("/groups/{id}/events", get(events::<GroupView>))
+        .route("/objects/top", get(top_objects))
+        .route("/objects/{object}", get(object))
         .with_state(queries)
         .merge(health::store_health_router(store))
         .fallback(health::not_found)
         .layer(axum::middleware::from_fn(super::log_request))
 }
 
+/// What the routes of a view's resource say in errors.
+trait Resource: View {
+    /// `user`, `group`: in error codes (`unknown_user`, `invalid_group_id`) and messages.
+    const NOUN: &'static str;
+    const UNKNOWN: &'static str;
+    const INVALID_ID: &'static str;
+}
+
+impl Resource for Profile {
+    const NOUN: &'static str = "user";
+    const UNKNOWN: &'static str = "unknown_user";
+    const INVALID_ID: &'static str = "invalid_user_id";
+}
+
+impl Resource for GroupView {
+    const NOUN: &'static str = "group";
+    const UNKNOWN: &'static str = "unknown_group";
+    const INVALID_ID: &'static str = "invalid_group_id";
+}
+
+fn unknown<V: Resource>(id: &EntityId) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        V::UNKNOWN,
+        format!("no {} {id}", V::NOUN),
+    )
+}
+
+fn path_id<V: Resource>(raw: &str) -> Result<EntityId, ApiError> {
+    entity_id(V::INVALID_ID, raw)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ProfileParams {
+struct ViewParams {
     min_version: Option<u64>,
     at: Option<String>,
 }
 
-async fn profile(
+async fn view<V: Resource>(
     State(queries): State<Arc<QueryService>>,
-    UserPath(user_id): UserPath,
-    QueryParams(params): QueryParams<ProfileParams>,
+    Path(raw): Path<String>,
+    QueryParams(params): QueryParams<ViewParams>,
 ) -> Result<Response, ApiError> {
+    let id = path_id::<V>(&raw)?;
     match (params.min_version, params.at) {
         (Some(_), Some(_)) => Err(ApiError::malformed("use min_version or at, not both")),
         (None, Some(at)) => {
@@ -53,40 +95,42 @@ async fn profile(
                     )
                 })?
                 .with_timezone(&Utc);
-            match queries.profile_as_of(&user_id, at).await? {
-                Some(profile) => Ok(profile_response(&profile)),
+            match queries.view_as_of::<V>(&id, at).await? {
+                Some(view) => Ok(view_response(&view)),
                 None => Err(ApiError::new(
                     StatusCode::NOT_FOUND,
-                    "unknown_user",
-                    format!("no user {user_id} at {at}"),
+                    V::UNKNOWN,
+                    format!("no {} {id} at {at}", V::NOUN),
                 )),
             }
         }
-        (Some(min_version), None) => match queries.profile_at_least(&user_id, min_version).await? {
-            Fresh::Reached(profile) => Ok(profile_response(&profile)),
-            Fresh::TimedOut(None) if queries.user_version(&user_id).await? == 0 => {
-                Err(ApiError::unknown_user(&user_id))
+        (Some(min_version), None) => match queries.view_at_least::<V>(&id, min_version).await? {
+            Fresh::Reached(view) => Ok(view_response(&view)),
+            Fresh::TimedOut(None) if queries.stream_version::<V::Event>(&id).await? == 0 => {
+                Err(unknown::<V>(&id))
             }
             Fresh::TimedOut(stale) => Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "min_version_not_reached",
                 format!(
-                    "the profile of {user_id} is at version {}, not yet {min_version}, after waiting {} ms",
-                    stale.map_or(0, |p| p.version),
+                    "the {} {} of {id} is at version {}, not yet {min_version}, after waiting {} ms",
+                    V::NOUN,
+                    V::NAME,
+                    stale.map_or(0, |v| v.version()),
                     queries.max_wait.as_millis()
                 ),
             )),
         },
-        (None, None) => match queries.profile(&user_id).await? {
-            Some(profile) => Ok(profile_response(&profile)),
-            None => Err(ApiError::unknown_user(&user_id)),
+        (None, None) => match queries.view::<V>(&id).await? {
+            Some(view) => Ok(view_response(&view)),
+            None => Err(unknown::<V>(&id)),
         },
     }
 }
 
-fn profile_response(profile: &Profile) -> Response {
-    let mut response = Json(profile).into_response();
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", profile.version)) {
+fn view_response<V: View>(view: &V) -> Response {
+    let mut response = Json(view).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", view.version())) {
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
@@ -99,11 +143,12 @@ struct EventsParams {
     limit: Option<usize>,
 }
 
-async fn events(
+async fn events<V: Resource>(
     State(queries): State<Arc<QueryService>>,
-    UserPath(user_id): UserPath,
+    Path(raw): Path<String>,
     QueryParams(params): QueryParams<EventsParams>,
 ) -> Result<Response, ApiError> {
+    let id = path_id::<V>(&raw)?;
     let from = params.from.unwrap_or(1).max(1);
     let limit = params.limit.unwrap_or(100);
     if !(1..=MAX_EVENTS_PAGE).contains(&limit) {
@@ -112,20 +157,59 @@ async fn events(
             format!("limit: 1 to {MAX_EVENTS_PAGE}"),
         ));
     }
-    let version = queries.user_version(&user_id).await?;
+    let version = queries.stream_version::<V::Event>(&id).await?;
     if version == 0 {
-        return Err(ApiError::unknown_user(&user_id));
+        return Err(unknown::<V>(&id));
     }
-    let events = queries.events(&user_id, from, limit).await?;
+    let events = queries.events::<V::Event>(&id, from, limit).await?;
     let next_from = events
         .last()
         .map(|e| e.version + 1)
         .filter(|next| *next <= version);
     Ok(Json(json!({
-        "user_id": user_id,
+        format!("{}_id", V::NOUN): id,
         "version": version,
         "events": events,
         "next_from": next_from,
     }))
     .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopParams {
+    limit: Option<usize>,
+}
+
+async fn top_objects(
+    State(queries): State<Arc<QueryService>>,
+    QueryParams(params): QueryParams<TopParams>,
+) -> Result<Response, ApiError> {
+    let limit = params.limit.unwrap_or(10);
+    if !(1..=MAX_TOP).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!("limit: 1 to {MAX_TOP}"),
+        ));
+    }
+    let top = queries.tally_top(MostLiked::NAME, limit).await?;
+    let body: Vec<_> = top
+        .into_iter()
+        .map(|(object, likes)| json!({"object": object, "likes": likes}))
+        .collect();
+    Ok(Json(body).into_response())
+}
+
+async fn object(
+    State(queries): State<Arc<QueryService>>,
+    Path(object): Path<String>,
+) -> Result<Response, ApiError> {
+    match queries.tally_count(MostLiked::NAME, &object).await? {
+        0 => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_object",
+            format!("nobody likes {object:?}"),
+        )),
+        likes => Ok(Json(json!({"object": object, "likes": likes})).into_response()),
+    }
 }

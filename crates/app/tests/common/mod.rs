@@ -29,7 +29,11 @@ pub fn like(object: &str) -> Command {
 }
 
 /// Each user registers, then likes `likes` different objects.
-pub async fn register_with_likes(service: &CommandService, users: &[UserId], likes: usize) {
+pub async fn register_with_likes(
+    service: &CommandService<esr_domain::User>,
+    users: &[UserId],
+    likes: usize,
+) {
     for user in users {
         service
             .execute(user, register(), &CommandMeta::new(None))

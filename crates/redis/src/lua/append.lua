@@ -1,16 +1,17 @@
--- Append events to users' streams and to their category streams, atomically per request.
+-- Append events to aggregate streams and to their category streams, atomically per request.
 -- One call carries one request or a batch of them (all keys in one slot: one partition).
 --
 -- ARGV[1]  number of requests
 -- Then per request, its KEYS (from the first unused one) and ARGV (likewise):
---   KEYS  the user's version counter          version:{pN}:<user>
---         the user's stream                   user:{pN}:<user>      (entry id <version>-0)
---         the idempotency record              idem:{pN}:<user>:<key>
---         the category stream of each event   user_activity:{pN}, ...
+--   KEYS  the stream's version counter          version:{pN}:<stream>
+--         the stream                            <aggregate>:{pN}:<id>  (entry id <version>-0)
+--         the idempotency record                idem:{pN}:<stream>:<key>
+--         the category stream of each event     user_activity:{pN}, ...
 --   ARGV  expected version: "any", or a number (0: no stream yet)
 --         idempotency record lifetime in ms (0: no idempotency key)
 --         number of events
---         per event, 8 values: type, user_id, event_id, occurred_at, schema_version,
+--         the id field's name (user_id, group_id, ...) and the stream's id
+--         per event, 7 values: type, event_id, occurred_at, schema_version,
 --         correlation_id, causation_id (empty when equal to correlation_id), payload
 --
 -- Returns, per request, two numbers: 1, version when appended; 0, actual on a version
@@ -18,12 +19,15 @@
 -- produced). A request's checks all come before its first write: Redis does not roll a script
 -- back. Requests are independent: one's conflict does not stop the next.
 --
--- The category entry carries every field, so XREAD alone shows what happened. The user stream's
--- entry leaves out user_id and version: its key names the user, its entry id is the version.
+-- The category entry carries every field, so XREAD alone shows what happened. The stream's own
+-- entry leaves out the id and version: its key names the stream, its entry id is the version.
+
+local PER_REQUEST, PER_EVENT = 5, 7
 
 local function append(k, a)
     local version_key, stream_key, idempotency_key = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     local expected, ttl, count = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local id_field, id = ARGV[a + 3], ARGV[a + 4]
     if ttl > 0 then
         local recorded = redis.call('GET', idempotency_key)
         if recorded then
@@ -37,28 +41,28 @@ local function append(k, a)
     end
 
     local version = current
-    local at = a + 3
+    local at = a + PER_REQUEST
     for i = 1, count do
         version = version + 1
         redis.call('XADD', stream_key, version .. '-0',
             'type', ARGV[at],
-            'event_id', ARGV[at + 2],
-            'occurred_at', ARGV[at + 3],
-            'schema_version', ARGV[at + 4],
-            'correlation_id', ARGV[at + 5],
-            'causation_id', ARGV[at + 6],
-            'payload', ARGV[at + 7])
+            'event_id', ARGV[at + 1],
+            'occurred_at', ARGV[at + 2],
+            'schema_version', ARGV[at + 3],
+            'correlation_id', ARGV[at + 4],
+            'causation_id', ARGV[at + 5],
+            'payload', ARGV[at + 6])
         redis.call('XADD', KEYS[k + 2 + i], '*',
             'type', ARGV[at],
-            'user_id', ARGV[at + 1],
+            id_field, id,
             'version', tostring(version),
-            'event_id', ARGV[at + 2],
-            'occurred_at', ARGV[at + 3],
-            'schema_version', ARGV[at + 4],
-            'correlation_id', ARGV[at + 5],
-            'causation_id', ARGV[at + 6],
-            'payload', ARGV[at + 7])
-        at = at + 8
+            'event_id', ARGV[at + 1],
+            'occurred_at', ARGV[at + 2],
+            'schema_version', ARGV[at + 3],
+            'correlation_id', ARGV[at + 4],
+            'causation_id', ARGV[at + 5],
+            'payload', ARGV[at + 6])
+        at = at + PER_EVENT
     end
 
     redis.call('SET', version_key, version)
@@ -76,6 +80,6 @@ for _ = 1, tonumber(ARGV[1]) do
     replies[#replies + 1] = version
     local count = tonumber(ARGV[a + 2])
     k = k + 3 + count
-    a = a + 3 + 8 * count
+    a = a + PER_REQUEST + PER_EVENT * count
 end
 return replies

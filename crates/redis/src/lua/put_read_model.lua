@@ -1,7 +1,7 @@
 -- Replace read models, each only if it is at the expected version.
 -- One call carries one write or a batch of them (all keys in one slot: one partition).
 --
--- KEYS[i]  the read model hash of write i      <name>:{pN}:<user>
+-- KEYS[i]  the read model hash of write i      <name>:{pN}:<id>
 -- ARGV[1]  number of writes
 -- Then per write:
 --   expected version (0: none stored yet), the new version, number of fields n,

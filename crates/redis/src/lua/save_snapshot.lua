@@ -1,6 +1,6 @@
 -- Store an aggregate snapshot unless one at the same or a newer version is stored.
 --
--- KEYS[1]  the snapshot hash                   snapshot:{pN}:<user>
+-- KEYS[1]  the snapshot hash                   snapshot:{pN}:<stream>
 -- ARGV[1]  the snapshot's version
 -- ARGV[2]  the encoded state
 --

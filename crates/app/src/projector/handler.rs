@@ -1,0 +1,50 @@
+//! What the runtime hands events to.
+
+use async_trait::async_trait;
+use esr_schema::{Category, StoredEvent};
+use esr_store::StoreError;
+
+/// Why a handler could not apply an event.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying later (the store was unavailable): the entry stays pending.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will never work: the entry goes to the dead-letter stream.
+    #[error("{0}")]
+    Poison(String),
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) | StoreError::Conflict { .. } => {
+                Self::Transient(e.to_string())
+            }
+            StoreError::Corrupt { .. } | StoreError::Invalid(_) => Self::Poison(e.to_string()),
+        }
+    }
+}
+
+/// One reaction to events: a projection or a policy. Each has its own consumer group.
+///
+/// The runtime hands over events whose entries parse; decoding the payload is the handler's,
+/// since only it knows which aggregate's events it reads. An undecodable payload is
+/// [`HandlerError::Poison`].
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// The consumer group, one per handler.
+    fn group(&self) -> &str;
+    fn categories(&self) -> &[Category];
+    async fn handle(&self, stored: &StoredEvent) -> Result<(), HandlerError>;
+
+    /// A batch, one outcome per event in order. By default one event at a time; a handler
+    /// that can coalesce (one write per stream, say) overrides it.
+    async fn handle_batch(&self, events: &[StoredEvent]) -> Vec<Result<(), HandlerError>> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for stored in events {
+            outcomes.push(self.handle(stored).await);
+        }
+        outcomes
+    }
+}

@@ -1,0 +1,25 @@
+//! The projector side: consumer groups feeding handlers, exactly once in effect.
+//!
+//! - [`runtime`]: reads batches, claims what dead consumers left, dead-letters poison
+//!   entries, acks after the effects are stored; one group per handler.
+//! - [`handler`]: the [`Handler`] trait every projection and policy implements.
+//! - [`per_stream`]: the batching written once for projections that keep a position per
+//!   source stream: one read and one conditioned write per stream per batch, gaps filled from
+//!   the stream, raced writes retried in rounds.
+//! - [`view`]: [`ViewProjection`], any [`esr_kernel::View`] kept per stream (the profile, the
+//!   group view).
+//! - [`tally`]: [`TallyProjection`], any [`esr_kernel::Tally`] (most-liked objects).
+//! - [`friendship`]: the policy that makes friendship mutual.
+
+pub mod friendship;
+pub mod handler;
+pub mod per_stream;
+pub mod runtime;
+pub mod tally;
+pub mod view;
+
+pub use friendship::FriendshipPolicy;
+pub use handler::{Handler, HandlerError};
+pub use runtime::{GroupHealth, ProjectorSettings, Projectors, error_chain, unique_consumer_name};
+pub use tally::TallyProjection;
+pub use view::{ViewProjection, stored_view};

@@ -1,0 +1,292 @@
+//! The runtime: consumer groups feeding handlers, exactly once in effect.
+//!
+//! Each handler has its own group on the category streams. The runtime reads batches
+//! (`read_new` with BLOCK and COUNT), claims entries a dead consumer left pending, hands every
+//! decodable event to the handler, dead-letters poison entries, and acks a batch only after
+//! its effects are stored. Handlers are idempotent (version-conditioned writes, idempotency
+//! keys), so a redelivery changes nothing and any number of processes may share a group.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use esr_domain::{GroupView, MostLiked, Profile, User};
+use esr_store::{Delivery, Store, StoreError};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{FriendshipPolicy, Handler, HandlerError, TallyProjection, ViewProjection};
+use crate::command::CommandService;
+
+#[derive(Debug, Clone)]
+pub struct ProjectorSettings {
+    /// Unique per process: pending entries are tracked per consumer.
+    pub consumer: String,
+    pub batch_size: usize,
+    pub block: Duration,
+    /// Entries pending longer than this are presumed abandoned and claimed.
+    pub claim_idle: Duration,
+    /// An entry delivered more often than this is poison.
+    pub max_deliveries: u64,
+}
+
+impl Default for ProjectorSettings {
+    fn default() -> Self {
+        Self {
+            consumer: unique_consumer_name(),
+            batch_size: 100,
+            block: Duration::from_millis(2000),
+            claim_idle: Duration::from_secs(30),
+            max_deliveries: 5,
+        }
+    }
+}
+
+/// `<host>-<pid>-<random>`: never shared between instances, readable in `XINFO CONSUMERS`.
+pub fn unique_consumer_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "projector".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
+}
+
+/// Health of one group, for `/healthz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupHealth {
+    pub group: String,
+    pub lag: u64,
+    pub pending: u64,
+}
+
+/// Every handler's runtime.
+pub struct Projectors {
+    store: Arc<dyn Store>,
+    handlers: Vec<Arc<dyn Handler>>,
+    settings: ProjectorSettings,
+}
+
+impl Projectors {
+    /// Every projection and policy of the domain: one line each.
+    pub fn standard(
+        store: Arc<dyn Store>,
+        users: Arc<CommandService<User>>,
+        settings: ProjectorSettings,
+    ) -> Self {
+        let handlers: Vec<Arc<dyn Handler>> = vec![
+            Arc::new(ViewProjection::<Profile>::new(store.clone())),
+            Arc::new(ViewProjection::<GroupView>::new(store.clone())),
+            Arc::new(TallyProjection::<MostLiked>::new(store.clone())),
+            Arc::new(FriendshipPolicy::new(users)),
+        ];
+        Self::new(store, handlers, settings)
+    }
+
+    /// Any set of handlers, each with its own group.
+    pub fn new(
+        store: Arc<dyn Store>,
+        handlers: Vec<Arc<dyn Handler>>,
+        settings: ProjectorSettings,
+    ) -> Self {
+        Self {
+            store,
+            handlers,
+            settings,
+        }
+    }
+
+    pub async fn create_groups(&self) -> Result<(), StoreError> {
+        for handler in &self.handlers {
+            self.store
+                .create_group(handler.group(), handler.categories())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Run every handler until `shutdown` turns true; each finishes and acks its batch in hand.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        self.create_groups().await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for handler in self.handlers.clone() {
+            let (this, shutdown) = (self.clone(), shutdown.clone());
+            tasks.spawn(async move { this.run_handler(handler, shutdown).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done?;
+        }
+        Ok(())
+    }
+
+    pub async fn health(&self) -> Result<(Vec<GroupHealth>, u64), StoreError> {
+        let mut groups = Vec::new();
+        for handler in &self.handlers {
+            let stats = self
+                .store
+                .group_stats(handler.group(), handler.categories())
+                .await?;
+            groups.push(GroupHealth {
+                group: handler.group().to_owned(),
+                lag: stats.lag,
+                pending: stats.pending,
+            });
+        }
+        let dead = self.store.dead_letter_count().await?;
+        Ok((groups, dead))
+    }
+
+    async fn run_handler(
+        self: Arc<Self>,
+        handler: Arc<dyn Handler>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let s = &self.settings;
+        let mut failures: u32 = 0;
+        // Claim first: a restarted process picks up what its predecessor left.
+        let mut next_claim = tokio::time::Instant::now();
+        // The next batch, read while the current one is processed: the read's round trip and
+        // parsing overlap the handler's work. One read at a time per consumer, as before.
+        let mut read_ahead: Option<tokio::task::JoinHandle<Result<Vec<Delivery>, StoreError>>> =
+            None;
+        while !*shutdown.borrow() {
+            let claim_due = tokio::time::Instant::now() >= next_claim;
+            let batch = if let Some(reading) = read_ahead.take() {
+                joined(reading.await)
+            } else if claim_due {
+                next_claim = tokio::time::Instant::now() + s.claim_idle / 2;
+                self.store
+                    .claim_idle(
+                        handler.group(),
+                        &s.consumer,
+                        handler.categories(),
+                        s.claim_idle,
+                        s.batch_size,
+                    )
+                    .await
+            } else {
+                self.read_new(handler.as_ref()).await
+            };
+            let result = match batch {
+                Ok(batch) => {
+                    // A full batch says more is waiting; an empty or short one does not.
+                    if batch.len() >= s.batch_size && !claim_due && !*shutdown.borrow() {
+                        let (this, handler) = (self.clone(), handler.clone());
+                        read_ahead = Some(tokio::spawn(async move {
+                            this.read_new(handler.as_ref()).await
+                        }));
+                    }
+                    self.process(handler.as_ref(), batch).await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => failures = 0,
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let pause = Duration::from_millis(100 * u64::from(failures.min(50)));
+                    tracing::error!(group = handler.group(), error = %error_chain(&error), ?pause, "batch failed");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+        // A batch read ahead is in hand too: finish it, so stopping leaves nothing pending.
+        if let Some(reading) = read_ahead {
+            let result = match joined(reading.await) {
+                Ok(batch) => self.process(handler.as_ref(), batch).await,
+                Err(e) => Err(e),
+            };
+            if let Err(error) = result {
+                tracing::error!(group = handler.group(), error = %error_chain(&error), "last batch failed; claimed by another consumer later");
+            }
+        }
+        tracing::info!(group = handler.group(), "stopped");
+    }
+
+    async fn read_new(&self, handler: &dyn Handler) -> Result<Vec<Delivery>, StoreError> {
+        let s = &self.settings;
+        self.store
+            .read_new(
+                handler.group(),
+                &s.consumer,
+                handler.categories(),
+                s.batch_size,
+                s.block,
+            )
+            .await
+    }
+
+    async fn process(&self, handler: &dyn Handler, batch: Vec<Delivery>) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        // First what the runtime itself can judge: entries that are not events, or failed too
+        // often; then the handler gets the rest as one batch.
+        let mut outcomes: Vec<Option<Result<(), HandlerError>>> = Vec::with_capacity(batch.len());
+        let (mut handed, mut events) = (Vec::new(), Vec::new());
+        for (i, delivery) in batch.iter().enumerate() {
+            let judged = match delivery.event() {
+                Err(e) => Some(Err(HandlerError::Poison(format!("not an event: {e}")))),
+                Ok(_) if delivery.deliveries > self.settings.max_deliveries => Some(Err(
+                    HandlerError::Poison(format!("failed {} deliveries", delivery.deliveries - 1)),
+                )),
+                Ok(stored) => {
+                    handed.push(i);
+                    events.push(stored);
+                    None
+                }
+            };
+            outcomes.push(judged);
+        }
+        let handled = handler.handle_batch(&events).await;
+        for (i, outcome) in handed.into_iter().zip(handled) {
+            outcomes[i] = Some(outcome);
+        }
+
+        let mut done = Vec::with_capacity(batch.len());
+        let (mut dead, mut deferred) = (0, 0);
+        for (delivery, outcome) in batch.iter().zip(outcomes) {
+            match outcome.unwrap_or_else(|| Err(HandlerError::Transient("not handled".into()))) {
+                Ok(()) => done.push(delivery.entry.clone()),
+                Err(HandlerError::Poison(reason)) => {
+                    tracing::warn!(group = handler.group(), entry = %delivery.entry.id, %reason, "dead-lettering");
+                    self.store
+                        .dead_letter(handler.group(), delivery, &reason)
+                        .await?;
+                    dead += 1;
+                }
+                // Left pending: claimed again after the idle time, up to `max_deliveries`.
+                Err(HandlerError::Transient(reason)) => {
+                    tracing::warn!(group = handler.group(), entry = %delivery.entry.id, %reason, "will retry");
+                    deferred += 1;
+                }
+            }
+        }
+        self.store.ack(handler.group(), &done).await?;
+        tracing::info!(
+            group = handler.group(),
+            applied = done.len(),
+            dead_lettered = dead,
+            deferred,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "batch"
+        );
+        Ok(())
+    }
+}
+
+/// A read-ahead task's result; a task that panicked is reported as the store failing.
+fn joined(
+    result: Result<Result<Vec<Delivery>, StoreError>, tokio::task::JoinError>,
+) -> Result<Vec<Delivery>, StoreError> {
+    result.unwrap_or_else(|e| Err(StoreError::Unavailable(Box::new(e))))
+}
+
+/// An error and its causes, `a: b: c`, for one log line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,249 @@
+//! The `Group` aggregate: users join groups of a fixed capacity. The proof that a second
+//! aggregate needs no storage or runtime code: its events (`esr_schema::group`), this file,
+//! and the routes that speak HTTP for it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use esr_kernel::fields::{self, FieldError};
+use esr_kernel::{Aggregate, Context, RejectionKind, View};
+use esr_schema::{
+    EntityId, EventEnvelope, GroupCreated, GroupEvent, MemberJoined, MemberLeft, StreamId,
+    UserEvent, UserId,
+};
+use serde::{Deserialize, Serialize};
+
+pub const MAX_CAPACITY: u32 = 10_000;
+pub const MAX_GROUP_NAME_CHARS: usize = 100;
+
+/// What the command side knows about a group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub version: u64,
+    pub created: bool,
+    pub capacity: u32,
+    pub members: BTreeSet<UserId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupCommand {
+    Create { name: String, capacity: u32 },
+    AddMember { user_id: UserId },
+    RemoveMember { user_id: UserId },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupRejection {
+    #[error("group does not exist")]
+    UnknownGroup,
+    #[error("group already exists")]
+    AlreadyExists,
+    #[error("user {0} is not registered")]
+    UserNotRegistered(UserId),
+    #[error("the group is full ({0} members)")]
+    GroupFull(u32),
+    #[error("user {0} is already a member")]
+    AlreadyMember(UserId),
+    #[error("user {0} is not a member")]
+    NotMember(UserId),
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+}
+
+impl esr_kernel::Rejection for GroupRejection {
+    fn kind(&self) -> RejectionKind {
+        match self {
+            GroupRejection::UnknownGroup => RejectionKind::NotFound,
+            GroupRejection::InvalidField { .. } => RejectionKind::Invalid,
+            _ => RejectionKind::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            GroupRejection::UnknownGroup => "unknown_group",
+            GroupRejection::AlreadyExists => "already_exists",
+            GroupRejection::UserNotRegistered(_) => "user_not_registered",
+            GroupRejection::GroupFull(_) => "group_full",
+            GroupRejection::AlreadyMember(_) => "already_member",
+            GroupRejection::NotMember(_) => "not_member",
+            GroupRejection::InvalidField { .. } => "invalid_field",
+        }
+    }
+}
+
+impl Aggregate for Group {
+    type Event = GroupEvent;
+    type Command = GroupCommand;
+    type Rejection = GroupRejection;
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Joining needs to know whether the user is registered.
+    fn context_streams(_id: &EntityId, command: &GroupCommand) -> Vec<StreamId> {
+        match command {
+            GroupCommand::AddMember { user_id } => {
+                vec![StreamId::of::<UserEvent>(user_id.clone())]
+            }
+            _ => vec![],
+        }
+    }
+
+    fn decide(
+        &self,
+        _id: &EntityId,
+        command: &GroupCommand,
+        context: &Context,
+    ) -> Result<Vec<GroupEvent>, GroupRejection> {
+        if let GroupCommand::Create { name, capacity } = command {
+            if self.created {
+                return Err(GroupRejection::AlreadyExists);
+            }
+            let name = name.trim();
+            let invalid = |field, reason: String| GroupRejection::InvalidField { field, reason };
+            if name.is_empty()
+                || name.chars().count() > MAX_GROUP_NAME_CHARS
+                || name.chars().any(char::is_control)
+            {
+                return Err(invalid(
+                    "name",
+                    format!("1 to {MAX_GROUP_NAME_CHARS} characters, no control characters"),
+                ));
+            }
+            if !(1..=MAX_CAPACITY).contains(capacity) {
+                return Err(invalid("capacity", format!("1 to {MAX_CAPACITY}")));
+            }
+            return Ok(vec![
+                GroupCreated {
+                    name: name.to_owned(),
+                    capacity: *capacity,
+                }
+                .into(),
+            ]);
+        }
+        if !self.created {
+            return Err(GroupRejection::UnknownGroup);
+        }
+        match command {
+            GroupCommand::Create { .. } => Err(GroupRejection::AlreadyExists),
+            GroupCommand::AddMember { user_id } => {
+                if self.members.contains(user_id) {
+                    return Err(GroupRejection::AlreadyMember(user_id.clone()));
+                }
+                if !context.exists(&StreamId::of::<UserEvent>(user_id.clone())) {
+                    return Err(GroupRejection::UserNotRegistered(user_id.clone()));
+                }
+                if self.members.len() >= self.capacity as usize {
+                    return Err(GroupRejection::GroupFull(self.capacity));
+                }
+                Ok(vec![
+                    MemberJoined {
+                        user_id: user_id.clone(),
+                    }
+                    .into(),
+                ])
+            }
+            GroupCommand::RemoveMember { user_id } => {
+                if !self.members.contains(user_id) {
+                    return Err(GroupRejection::NotMember(user_id.clone()));
+                }
+                Ok(vec![
+                    MemberLeft {
+                        user_id: user_id.clone(),
+                    }
+                    .into(),
+                ])
+            }
+        }
+    }
+
+    fn evolve(&mut self, event: &GroupEvent) {
+        self.version += 1;
+        match event {
+            GroupEvent::GroupCreated(e) => {
+                self.created = true;
+                self.capacity = e.capacity;
+            }
+            GroupEvent::MemberJoined(e) => {
+                self.members.insert(e.user_id.clone());
+            }
+            GroupEvent::MemberLeft(e) => {
+                self.members.remove(&e.user_id);
+            }
+        }
+    }
+}
+
+/// What `GET /groups/{id}` serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupView {
+    pub group_id: EntityId,
+    pub name: String,
+    pub capacity: u32,
+    /// Sorted, as a set is.
+    pub members: BTreeSet<UserId>,
+    pub member_count: usize,
+    pub version: u64,
+}
+
+impl View for GroupView {
+    type Event = GroupEvent;
+    const NAME: &'static str = "group_view";
+
+    fn empty(id: &EntityId) -> Self {
+        Self {
+            group_id: id.clone(),
+            name: String::new(),
+            capacity: 0,
+            members: BTreeSet::new(),
+            member_count: 0,
+            version: 0,
+        }
+    }
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn apply(&mut self, envelope: &EventEnvelope, event: &GroupEvent) {
+        self.version = envelope.version;
+        match event {
+            GroupEvent::GroupCreated(e) => {
+                self.name.clone_from(&e.name);
+                self.capacity = e.capacity;
+            }
+            GroupEvent::MemberJoined(e) => {
+                self.members.insert(e.user_id.clone());
+            }
+            GroupEvent::MemberLeft(e) => {
+                self.members.remove(&e.user_id);
+            }
+        }
+        self.member_count = self.members.len();
+    }
+
+    fn to_fields(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("group_id".into(), self.group_id.to_string()),
+            ("name".into(), self.name.clone()),
+            ("capacity".into(), self.capacity.to_string()),
+            ("members".into(), fields::json(&self.members)),
+            ("member_count".into(), self.member_count.to_string()),
+            ("version".into(), self.version.to_string()),
+        ])
+    }
+
+    fn from_fields(id: &EntityId, stored: &BTreeMap<String, String>) -> Result<Self, FieldError> {
+        let read = fields::Reader::new(stored);
+        let members: BTreeSet<UserId> = read.json("members")?;
+        Ok(Self {
+            group_id: id.clone(),
+            name: read.text("name"),
+            capacity: read.parse("capacity")?,
+            member_count: members.len(),
+            members,
+            version: read.parse("version")?,
+        })
+    }
+}

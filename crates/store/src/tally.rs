@@ -1,0 +1,38 @@
+//! Tallies: counts keyed by anything (an object, a name), fed by many streams, each event
+//! counted once. Each stream's position (the version of its last event counted) is stored
+//! with the counts and changed in the same atomic step, so a redelivered event, a claimed
+//! one, or two consumers never count twice.
+
+use async_trait::async_trait;
+use esr_schema::StreamId;
+
+use crate::Result;
+
+/// One conditioned change of [`Tallies::apply_tallies`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TallyWrite {
+    pub source: StreamId,
+    /// The source stream's stored position this change replaces (0: never counted).
+    pub expected: u64,
+    /// The position after this change: the version of the last event it counts.
+    pub version: u64,
+    /// (key, amount) to add.
+    pub counts: Vec<(String, i64)>,
+}
+
+#[async_trait]
+pub trait Tallies: Send + Sync {
+    /// How far tally `name` has counted each stream (0: not at all), in order.
+    async fn tally_positions(&self, name: &str, sources: &[StreamId]) -> Result<Vec<u64>>;
+
+    /// Each change applied only if its stream's position is the expected one; otherwise
+    /// nothing changes and its outcome is `Conflict` with the stored position. One outcome
+    /// per change, in order; the outer error is for the store failing as a whole.
+    async fn apply_tallies(&self, name: &str, writes: Vec<TallyWrite>) -> Result<Vec<Result<()>>>;
+
+    /// The count of `key` (0 when never counted).
+    async fn tally_count(&self, name: &str, key: &str) -> Result<i64>;
+
+    /// Up to `limit` keys with a count above 0: highest count first, then key ascending.
+    async fn tally_top(&self, name: &str, limit: usize) -> Result<Vec<(String, i64)>>;
+}
