@@ -86,7 +86,7 @@ fn pending_of_process(server: &RedisServer, partitions: u32, pid: u32) -> u64 {
     for partition in 0..partitions {
         for category in ["user_updates", "user_activity", "user_friends"] {
             let stream = format!("{category}:{{p{partition}}}");
-            for group in ["profile_projection", "friendship_policy"] {
+            for group in ["profile_projection", "friendship_policy", "most_liked"] {
                 let summary: redis::RedisResult<PendingSummary> = redis::cmd("XPENDING")
                     .arg(&stream)
                     .arg(group)
@@ -204,6 +204,8 @@ async fn the_posts_scenario_over_http_with_readable_streams_and_mutual_friendshi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_commands_with_a_projector_killed_midway_are_each_applied_exactly_once() {
     const USERS: usize = 500;
+    // Besides: 10 groups that every user joins (i % 10), sent with the other commands.
+    const GROUPS: usize = 10;
     const FRIENDSHIPS: usize = 100;
     // 500 registrations + 4,400 likes + 100 friendships: 8 likes each, a 9th for the first 400.
     const LIKES: usize = 5_000 - USERS - FRIENDSHIPS;
@@ -226,6 +228,15 @@ async fn five_thousand_commands_with_a_projector_killed_midway_are_each_applied_
         .collect()
         .await;
     assert!(registered.iter().all(|s| *s == 201));
+    for g in 0..GROUPS {
+        let (status, body) = client
+            .post(
+                format!("{c}/groups"),
+                json!({"group_id": format!("g{g}"), "name": format!("Group {g}"), "capacity": 100}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
 
     let mut commands: Vec<(String, Value)> = Vec::new();
     for round in 0..=LIKES / USERS {
@@ -244,6 +255,20 @@ async fn five_thousand_commands_with_a_projector_killed_midway_are_each_applied_
     }
     let total = USERS + commands.len();
     assert_eq!(total, 5_000);
+    // The joins interleaved with the rest, so the kill falls among them too.
+    let joins: Vec<(String, Value)> = (0..USERS)
+        .map(|i| {
+            (
+                format!("{c}/groups/g{}/members", i % GROUPS),
+                json!({"user_id": user(i)}),
+            )
+        })
+        .collect();
+    let commands: Vec<(String, Value)> = commands
+        .chunks(commands.len() / USERS)
+        .zip(joins)
+        .flat_map(|(some, join)| some.iter().cloned().chain([join]))
+        .collect();
     let (first_half, second_half) = commands.split_at(commands.len() / 2);
     let send_all = async |batch: &[(String, Value)]| {
         let statuses: Vec<u16> = stream::iter(batch.iter().cloned())
@@ -302,14 +327,38 @@ async fn five_thousand_commands_with_a_projector_killed_midway_are_each_applied_
         mismatches.first()
     );
 
+    // Every group's view: its 50 members, sorted, at the version of its stream.
+    for g in 0..GROUPS {
+        let (_, view) = client.get(format!("{q}/groups/g{g}")).await;
+        let mut members: Vec<String> = (0..USERS).filter(|i| i % GROUPS == g).map(user).collect();
+        members.sort();
+        assert_eq!(view["members"], json!(members), "group g{g}");
+        assert_eq!(view["member_count"], 50);
+        assert_eq!(view["version"], 51, "created, then 50 joins");
+    }
+    // Most-liked: every like counted once. o0..o7 were liked by all 500 users, o8 by 400.
+    let (_, top) = client.get(format!("{q}/objects/top?limit=20")).await;
+    let mut expected: Vec<Value> = (0..8)
+        .map(|o| json!({"object": format!("o{o}"), "likes": 500}))
+        .collect();
+    expected.push(json!({"object": "o8", "likes": 400}));
+    assert_eq!(top, json!(expected));
+
     let mut conn = redis(&server);
     for partition in 0..4 {
+        let stream = format!("group_membership:{{p{partition}}}");
+        let summary: (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg("group_view")
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(summary.0, 0, "{stream} group_view has pending entries");
         for category in ["user_updates", "user_activity", "user_friends"] {
             let stream = format!("{category}:{{p{partition}}}");
-            let groups: &[&str] = if category == "user_friends" {
-                &["profile_projection", "friendship_policy"]
-            } else {
-                &["profile_projection"]
+            let groups: &[&str] = match category {
+                "user_friends" => &["profile_projection", "friendship_policy"],
+                "user_activity" => &["profile_projection", "most_liked"],
+                _ => &["profile_projection"],
             };
             for group in groups {
                 let summary: (u64, Option<String>, Option<String>, redis::Value) =

@@ -136,8 +136,18 @@ pub struct Stack {
 impl Stack {
     /// Command side, query side and `projectors` projector processes on `redis_url`.
     pub async fn start(redis_url: &str, partitions: u32, projectors: usize) -> Self {
+        Self::start_on(("REDIS_URL", redis_url.to_owned()), partitions, projectors).await
+    }
+
+    /// The same on a Redis Cluster given by its node URLs.
+    pub async fn on_cluster(nodes: &[String], partitions: u32, projectors: usize) -> Self {
+        let nodes = ("REDIS_CLUSTER_NODES", nodes.join(","));
+        Self::start_on(nodes, partitions, projectors).await
+    }
+
+    async fn start_on(redis: (&'static str, String), partitions: u32, projectors: usize) -> Self {
         let env = vec![
-            ("REDIS_URL", redis_url.to_owned()),
+            redis,
             ("REDIS_PARTITIONS", partitions.to_string()),
             ("PROJECTOR_BLOCK_MS", "200".to_owned()),
             ("PROJECTOR_CLAIM_IDLE_MS", "1000".to_owned()),

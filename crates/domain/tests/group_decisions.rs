@@ -1,0 +1,152 @@
+//! Given/when/then for the `Group` aggregate, and its view's fold. Each case is an insta
+//! snapshot small enough to review.
+
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::{DateTime, NaiveDate, Utc};
+use esr_domain::{Group, GroupCommand, GroupRejection, GroupView};
+use esr_kernel::{Aggregate, Context, View};
+use esr_schema::{
+    DomainEvent, EntityId, EventEnvelope, GroupCreated, GroupEvent, MemberJoined, MemberLeft,
+    StreamId, UserEvent,
+};
+use uuid::Uuid;
+
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug by the snapshots
+struct Scenario {
+    given: Vec<GroupEvent>,
+    registered_users: Vec<&'static str>,
+    when: GroupCommand,
+    then: Result<Vec<GroupEvent>, GroupRejection>,
+}
+
+fn id(raw: &str) -> EntityId {
+    EntityId::parse(raw).unwrap()
+}
+
+/// Users 1, 2 and 3 are registered; "ghost" is not.
+fn given(history: Vec<GroupEvent>, when: GroupCommand) -> Scenario {
+    let registered_users = vec!["1", "2", "3"];
+    let group = Group::from_history(&history);
+    let mut context = Context::new(NaiveDate::from_ymd_opt(2026, 11, 26).unwrap());
+    for user in &registered_users {
+        context
+            .stream_versions
+            .insert(StreamId::of::<UserEvent>(id(user)), 1);
+    }
+    let then = group.decide(&id("looney"), &when, &context);
+    Scenario {
+        given: history,
+        registered_users,
+        when,
+        then,
+    }
+}
+
+fn created(capacity: u32) -> GroupEvent {
+    GroupCreated {
+        name: "Looney Tunes".into(),
+        capacity,
+    }
+    .into()
+}
+
+fn joined(user: &str) -> GroupEvent {
+    MemberJoined { user_id: id(user) }.into()
+}
+
+fn join(user: &str) -> GroupCommand {
+    GroupCommand::AddMember { user_id: id(user) }
+}
+
+fn create(name: &str, capacity: u32) -> GroupCommand {
+    GroupCommand::Create {
+        name: name.into(),
+        capacity,
+    }
+}
+
+#[test]
+fn create_a_group() {
+    insta::assert_debug_snapshot!(given(vec![], create("  Looney Tunes ", 2)));
+}
+
+#[test]
+fn create_twice_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![created(2)], create("Again", 2)));
+}
+
+#[test]
+fn capacity_outside_1_to_10000_is_rejected() {
+    insta::assert_debug_snapshot!((
+        given(vec![], create("Empty", 0)),
+        given(vec![], create("Huge", 10_001))
+    ));
+}
+
+#[test]
+fn a_registered_user_joins() {
+    insta::assert_debug_snapshot!(given(vec![created(2)], join("1")));
+}
+
+#[test]
+fn joining_an_unknown_group_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![], join("1")));
+}
+
+#[test]
+fn an_unregistered_user_cannot_join() {
+    insta::assert_debug_snapshot!(given(vec![created(2)], join("ghost")));
+}
+
+#[test]
+fn a_full_group_takes_nobody_more() {
+    insta::assert_debug_snapshot!(given(vec![created(2), joined("1"), joined("2")], join("3")));
+}
+
+#[test]
+fn joining_twice_is_rejected() {
+    insta::assert_debug_snapshot!(given(vec![created(2), joined("1")], join("1")));
+}
+
+#[test]
+fn a_member_leaves_and_a_non_member_cannot() {
+    let leave = |user: &str| GroupCommand::RemoveMember { user_id: id(user) };
+    insta::assert_debug_snapshot!((
+        given(vec![created(2), joined("1")], leave("1")),
+        given(vec![created(2), joined("1")], leave("2"))
+    ));
+}
+
+#[test]
+fn the_group_view_folds_members_sorted_and_reads_back_from_its_fields() {
+    let history = [
+        created(3),
+        joined("3"),
+        joined("1"),
+        joined("2"),
+        MemberLeft { user_id: id("3") }.into(),
+    ];
+    let mut view = GroupView::empty(&id("looney"));
+    for (i, event) in history.iter().enumerate() {
+        let envelope = EventEnvelope {
+            event_id: Uuid::nil(),
+            stream: StreamId::of::<GroupEvent>(id("looney")),
+            version: i as u64 + 1,
+            event_type: event.event_type().into(),
+            schema_version: 1,
+            occurred_at: DateTime::<Utc>::UNIX_EPOCH,
+            correlation_id: "test".into(),
+            causation_id: "test".into(),
+        };
+        view.apply(&envelope, event);
+    }
+    let fields = view.to_fields();
+    assert_eq!(
+        GroupView::from_fields(&id("looney"), &fields),
+        Ok(view.clone())
+    );
+    insta::assert_yaml_snapshot!((view, fields));
+}
