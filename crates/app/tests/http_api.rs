@@ -636,7 +636,8 @@ async fn groups_take_members_up_to_their_capacity_and_show_them_sorted() {
     };
     assert_eq!(join("2").await.status, StatusCode::OK);
     let second = join("1").await;
-    assert_eq!(second.body, json!({"group_id": "looney", "version": 3}));
+    // The second join took the last place: member_joined and group_filled, versions 3 and 4.
+    assert_eq!(second.body, json!({"group_id": "looney", "version": 4}));
     assert_error(&join("1").await, StatusCode::CONFLICT, "already_member");
     assert_error(&join("3").await, StatusCode::CONFLICT, "group_full");
     assert_error(
@@ -659,12 +660,12 @@ async fn groups_take_members_up_to_their_capacity_and_show_them_sorted() {
         );
     }
 
-    let view = app.get("/groups/looney?min_version=3").await;
+    let view = app.get("/groups/looney?min_version=4").await;
     assert_eq!(view.status, StatusCode::OK, "{}", view.body);
     assert_eq!(
         view.body,
         json!({"group_id": "looney", "name": "Looney Tunes", "capacity": 2,
-               "members": ["1", "2"], "member_count": 2, "version": 3})
+               "members": ["1", "2"], "member_count": 2, "version": 4})
     );
 
     let left = send(
@@ -685,7 +686,7 @@ async fn groups_take_members_up_to_their_capacity_and_show_them_sorted() {
     )
     .await;
     assert_error(&again, StatusCode::CONFLICT, "not_member");
-    let view = app.get("/groups/looney?min_version=4").await;
+    let view = app.get("/groups/looney?min_version=5").await;
     assert_eq!(view.body["members"], json!(["1"]));
     let history = app.get("/groups/looney/events").await;
     let types: Vec<&str> = history.body["events"]
@@ -700,6 +701,7 @@ async fn groups_take_members_up_to_their_capacity_and_show_them_sorted() {
             "group_created",
             "member_joined",
             "member_joined",
+            "group_filled",
             "member_left"
         ]
     );

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use esr_kernel::fields::{self, FieldError};
 use esr_kernel::{Aggregate, Context, RejectionKind, View};
+use esr_schema::group::GroupFilled;
 use esr_schema::{
     EntityId, EventEnvelope, GroupCreated, GroupEvent, MemberJoined, MemberLeft, StreamId,
     UserEvent, UserId,
@@ -137,12 +138,22 @@ impl Aggregate for Group {
                 if self.members.len() >= self.capacity as usize {
                     return Err(GroupRejection::GroupFull(self.capacity));
                 }
-                Ok(vec![
+                let mut events = vec![
                     MemberJoined {
                         user_id: user_id.clone(),
                     }
                     .into(),
-                ])
+                ];
+                // Taking the last place is a fact of its own, for whoever waits on a full group.
+                if self.members.len() + 1 == self.capacity as usize {
+                    events.push(
+                        GroupFilled {
+                            capacity: self.capacity,
+                        }
+                        .into(),
+                    );
+                }
+                Ok(events)
             }
             GroupCommand::RemoveMember { user_id } => {
                 if !self.members.contains(user_id) {
@@ -171,6 +182,8 @@ impl Aggregate for Group {
             GroupEvent::MemberLeft(e) => {
                 self.members.remove(&e.user_id);
             }
+            // The members already say it.
+            GroupEvent::GroupFilled(_) => {}
         }
     }
 }
@@ -219,6 +232,7 @@ impl View for GroupView {
             GroupEvent::MemberLeft(e) => {
                 self.members.remove(&e.user_id);
             }
+            GroupEvent::GroupFilled(_) => {}
         }
         self.member_count = self.members.len();
     }

@@ -107,6 +107,11 @@ fn a_full_group_takes_nobody_more() {
 }
 
 #[test]
+fn taking_the_last_place_fills_the_group() {
+    insta::assert_debug_snapshot!(given(vec![created(2), joined("1")], join("2")));
+}
+
+#[test]
 fn joining_twice_is_rejected() {
     insta::assert_debug_snapshot!(given(vec![created(2), joined("1")], join("1")));
 }

@@ -14,6 +14,7 @@ domain_events! {
         GroupCreated(GroupCreated),
         MemberJoined(MemberJoined),
         MemberLeft(MemberLeft),
+        GroupFilled(GroupFilled),
     }
 }
 
@@ -48,6 +49,17 @@ impl EventPayload for MemberLeft {
     const CATEGORY: Category = GROUP_MEMBERSHIP;
 }
 
+/// The last free place was taken: the group holds `capacity` members now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFilled {
+    pub capacity: u32,
+}
+
+impl EventPayload for GroupFilled {
+    const TYPE: &'static str = "group_filled";
+    const CATEGORY: Category = GROUP_MEMBERSHIP;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +79,7 @@ mod tests {
             }
             .into(),
             MemberLeft { user_id: user }.into(),
+            GroupFilled { capacity: 3 }.into(),
         ]
     }
 
