@@ -1,92 +1,13 @@
-//! Configuration shared by the binaries: flags with the environment variables listed in the README
-//! as fallbacks, the store they select, logging, and shutdown signals.
+//! Configuration shared by the binaries: flags with the environment variables listed in the
+//! README as fallbacks, logging, shutdown signals and serving. Which store to open is decided
+//! at the binaries' edge (`esr-wiring`), not here: the app knows only the port.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use esr_redis::{RedisConfig, RedisStore, Topology};
-use esr_store::{MemoryStore, Store};
 use tokio::sync::watch;
 
 use crate::{CommandSettings, ProjectorSettings};
-
-/// Which store to use. With neither variable set, the in-memory store.
-#[derive(Debug, Clone, clap::Args)]
-pub struct StoreArgs {
-    /// `redis://` or `rediss://` (TLS) URL, with user and password for ACL.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-    /// Comma-separated node URLs; selects Redis Cluster.
-    #[arg(long, env = "REDIS_CLUSTER_NODES", hide_env_values = true)]
-    pub redis_cluster_nodes: Option<String>,
-    /// Category stream partitions (default 1 on one server, 16 on Cluster). Fixed for the life
-    /// of a deployment: every process must use the same value.
-    #[arg(long, env = "REDIS_PARTITIONS")]
-    pub redis_partitions: Option<u32>,
-}
-
-/// The store that was opened, for the startup log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreKind {
-    Memory,
-    Redis { partitions: u32 },
-    RedisCluster { partitions: u32 },
-}
-
-impl StoreArgs {
-    pub async fn open(&self) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
-        let present = |v: &Option<String>| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        let topology = match (present(&self.redis_cluster_nodes), present(&self.redis_url)) {
-            (Some(nodes), _) => Some(Topology::Cluster(
-                nodes
-                    .split(',')
-                    .map(|n| n.trim().to_owned())
-                    .filter(|n| !n.is_empty())
-                    .collect(),
-            )),
-            (None, Some(url)) => Some(Topology::Single(url)),
-            (None, None) => None,
-        };
-        let Some(topology) = topology else {
-            tracing::warn!(
-                "no REDIS_URL or REDIS_CLUSTER_NODES: running on the in-memory store, private to \
-                 this process and lost when it exits"
-            );
-            return Ok((Arc::new(MemoryStore::new()), StoreKind::Memory));
-        };
-        let cluster = matches!(topology, Topology::Cluster(_));
-        let mut config = RedisConfig::new(topology);
-        if let Some(partitions) = self.redis_partitions {
-            config.partitions = partitions;
-        }
-        let partitions = config.partitions;
-        // Errors name the variable, never the URL: it may hold a password.
-        let variable = if cluster {
-            "REDIS_CLUSTER_NODES"
-        } else {
-            "REDIS_URL"
-        };
-        let store = RedisStore::connect(config).await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot use the Redis given by {variable}: {}",
-                crate::projector::error_chain(&e)
-            )
-        })?;
-        let kind = if cluster {
-            StoreKind::RedisCluster { partitions }
-        } else {
-            StoreKind::Redis { partitions }
-        };
-        tracing::info!(?kind, "connected to Redis");
-        Ok((Arc::new(store), kind))
-    }
-}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommandArgs {

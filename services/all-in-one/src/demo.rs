@@ -3,9 +3,9 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, bail};
-use esr_app::config::StoreKind;
 use esr_schema::{DomainEvent, UserEvent};
 use esr_store::{EntryId, Store};
+use esr_wiring::StoreKind;
 use serde_json::{Value, json};
 
 pub struct Urls {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use esr_app::config::{self, CommandArgs, ProjectorArgs, QueryArgs, StoreArgs};
+use esr_app::config::{self, CommandArgs, ProjectorArgs, QueryArgs};
 use esr_app::{Commands, QueryService, sides};
+use esr_wiring::StoreArgs;
 use tokio::sync::watch;
 
 // glibc malloc and free were a third of a projector's CPU under load (perf); mimalloc is cheaper.

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use esr_app::config::{self, CommandArgs, StoreArgs};
+use esr_app::config::{self, CommandArgs};
 use esr_app::{Commands, sides};
+use esr_wiring::StoreArgs;
 
 // glibc malloc and free were a third of a projector's CPU under load (perf); mimalloc is cheaper.
 #[global_allocator]

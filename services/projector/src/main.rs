@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use esr_app::config::{self, CommandArgs, ProjectorArgs, StoreArgs};
+use esr_app::config::{self, CommandArgs, ProjectorArgs};
 use esr_app::{Commands, sides};
+use esr_wiring::StoreArgs;
 
 // glibc malloc and free were a third of a projector's CPU under load (perf); mimalloc is cheaper.
 #[global_allocator]

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use esr_app::config::{self, QueryArgs, StoreArgs};
+use esr_app::config::{self, QueryArgs};
 use esr_app::{QueryService, sides};
+use esr_wiring::StoreArgs;
 
 // glibc malloc and free were a third of a projector's CPU under load (perf); mimalloc is cheaper.
 #[global_allocator]
