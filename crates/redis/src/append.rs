@@ -9,7 +9,7 @@ use esr_schema::entry;
 use esr_store::{AppendOutcome, AppendRequest, ExpectedVersion, Result, StoreError};
 
 use crate::partitioned::by_partition;
-use crate::{RedisStore, classify, corrupt, is_noscript, reply_pairs};
+use crate::{RedisStore, corrupt, reply_pairs};
 
 /// One request's part of an append script call: the request, checked, and its keys.
 pub(crate) struct AppendCall<'a> {
@@ -70,35 +70,17 @@ async fn append_pipeline(
             }
         }
     }
-    let evalsha = |chunk: &[(usize, AppendCall)]| {
-        let calls: Vec<&AppendCall> = chunk.iter().map(|(_, c)| c).collect();
-        append_evalsha(store, &calls)
-    };
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    for chunk in &chunks {
-        pipe.add_command(evalsha(chunk));
-    }
-    let replies: Vec<redis::RedisResult<Vec<i64>>> = if chunks.is_empty() {
-        vec![]
-    } else {
-        pipe.query_async(&mut store.conn())
-            .await
-            .map_err(classify)?
-    };
-    if replies.len() != chunks.len() {
-        return Err(corrupt(
-            "append pipeline",
-            format!("{} replies for {} calls", replies.len(), chunks.len()),
-        ));
-    }
+    let script_calls: Vec<redis::Cmd> = chunks
+        .iter()
+        .map(|chunk| {
+            let calls: Vec<&AppendCall> = chunk.iter().map(|(_, c)| c).collect();
+            append_evalsha(store, &calls)
+        })
+        .collect();
+    let replies = store
+        .script_pipeline(&store.inner.append, &script_calls)
+        .await?;
     for (chunk, reply) in chunks.iter().zip(replies) {
-        let reply = match reply {
-            Ok(reply) => Ok(reply),
-            // A restart emptied the script cache: this call loads it and is sent again.
-            Err(e) if is_noscript(&e) => query_append(store, &evalsha(chunk)).await,
-            Err(e) => Err(classify(e)),
-        };
         let calls: Vec<&AppendCall> = chunk.iter().map(|(_, c)| c).collect();
         match reply.and_then(|reply| append_outcomes(&calls, &reply)) {
             Ok(chunk_outcomes) => {

@@ -167,6 +167,41 @@ impl RedisStore {
             Err(e) => Err(classify(e)),
         }
     }
+
+    /// Send `calls` (EVALSHAs of `script`, all in one slot) in one pipeline, one reply each in
+    /// order. A call that met NOSCRIPT (a restart emptied the script cache) is sent again
+    /// alone, loading the script first; any other failure is that call's reply.
+    async fn script_pipeline(
+        &self,
+        script: &Script,
+        calls: &[redis::Cmd],
+    ) -> Result<Vec<Result<Vec<i64>>>> {
+        if calls.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for call in calls {
+            pipe.add_command(call.clone());
+        }
+        let replies: Vec<redis::RedisResult<Vec<i64>>> =
+            pipe.query_async(&mut self.conn()).await.map_err(classify)?;
+        if replies.len() != calls.len() {
+            return Err(corrupt(
+                "script pipeline",
+                format!("{} replies for {} calls", replies.len(), calls.len()),
+            ));
+        }
+        let mut answered = Vec::with_capacity(calls.len());
+        for (call, reply) in calls.iter().zip(replies) {
+            answered.push(match reply {
+                Ok(reply) => Ok(reply),
+                Err(e) if is_noscript(&e) => self.query_script(script, call).await,
+                Err(e) => Err(classify(e)),
+            });
+        }
+        Ok(answered)
+    }
 }
 
 fn is_noscript(error: &RedisError) -> bool {

@@ -10,7 +10,7 @@ use esr_store::{ExpectedVersion, ReadModel, ReadModelWrite, ReadModels, Result, 
 use redis::Value;
 
 use crate::partitioned::by_partition;
-use crate::{RedisStore, classify, corrupt, is_noscript, keys, reply_pairs};
+use crate::{RedisStore, classify, corrupt, keys, reply_pairs};
 
 #[async_trait]
 impl ReadModels for RedisStore {
@@ -107,38 +107,17 @@ async fn put_pipeline(
     name: &str,
     writes: &[ReadModelWrite],
 ) -> Result<Vec<Result<()>>> {
-    if writes.is_empty() {
-        return Ok(vec![]);
-    }
     let chunks: Vec<&[ReadModelWrite]> = writes.chunks(WRITES_PER_CALL).collect();
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    for chunk in &chunks {
-        pipe.add_command(put_call(store, name, chunk));
-    }
-    let replies: Vec<redis::RedisResult<Vec<i64>>> = pipe
-        .query_async(&mut store.conn())
-        .await
-        .map_err(classify)?;
-    if replies.len() != chunks.len() {
-        return Err(corrupt(
-            "read model pipeline",
-            format!("{} replies for {} calls", replies.len(), chunks.len()),
-        ));
-    }
+    let calls: Vec<redis::Cmd> = chunks
+        .iter()
+        .map(|chunk| put_call(store, name, chunk))
+        .collect();
+    let replies = store
+        .script_pipeline(&store.inner.put_read_model, &calls)
+        .await?;
     let mut outcomes = Vec::with_capacity(writes.len());
     for (chunk, reply) in chunks.into_iter().zip(replies) {
-        let reply = match reply {
-            Ok(reply) => reply,
-            // A restart emptied the script cache: this call loads it and is sent again.
-            Err(e) if is_noscript(&e) => {
-                store
-                    .query_script(&store.inner.put_read_model, &put_call(store, name, chunk))
-                    .await?
-            }
-            Err(e) => return Err(classify(e)),
-        };
-        outcomes.extend(put_outcomes(chunk, &reply)?);
+        outcomes.extend(put_outcomes(chunk, &reply?)?);
     }
     Ok(outcomes)
 }

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use esr_schema::{DomainEvent, StoredEvent, StreamId};
+use esr_schema::{Category, DomainEvent, StoredEvent, StreamId};
 use esr_store::{Store, StoreError};
 
-use super::HandlerError;
+use super::{Handler, HandlerError};
 
 /// What a per-stream projection stores, and how it folds.
 #[async_trait]
@@ -24,6 +24,10 @@ pub trait StreamSink: Send + Sync + 'static {
     type State: Send + Sync + 'static;
     /// One conditioned write.
     type Write: Send + 'static;
+
+    /// The consumer group.
+    fn group(&self) -> &str;
+    fn categories(&self) -> &[Category];
 
     /// The stored version and state of each stream, in order (version 0: nothing stored).
     async fn load(&self, streams: &[StreamId]) -> Result<Vec<(u64, Self::State)>, HandlerError>;
@@ -237,10 +241,47 @@ async fn read_histories<T: Send + 'static>(
     histories
 }
 
+/// A projection run by this module: the [`Handler`] for any [`StreamSink`].
+pub struct PerStreamProjection<S> {
+    sink: Arc<S>,
+    store: Arc<dyn Store>,
+}
+
+impl<S: StreamSink> PerStreamProjection<S> {
+    pub(crate) fn with_sink(sink: S, store: Arc<dyn Store>) -> Self {
+        Self {
+            sink: Arc::new(sink),
+            store,
+        }
+    }
+}
+
+#[async_trait]
+impl<S: StreamSink> Handler for PerStreamProjection<S> {
+    fn group(&self) -> &str {
+        self.sink.group()
+    }
+
+    fn categories(&self) -> &[Category] {
+        self.sink.categories()
+    }
+
+    async fn handle(&self, stored: &StoredEvent) -> Result<(), HandlerError> {
+        self.handle_batch(std::slice::from_ref(stored))
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    async fn handle_batch(&self, events: &[StoredEvent]) -> Vec<Result<(), HandlerError>> {
+        handle_batch(&self.sink, &self.store, events).await
+    }
+}
+
 /// A batch of events of any streams: grouped per stream, sorted by version, the streams
 /// split in disjoint chunks applied concurrently (one chunk's folding overlaps another's
 /// round trips, and the chunks spread over the cores). One outcome per event, in order.
-pub async fn handle_batch<S: StreamSink>(
+async fn handle_batch<S: StreamSink>(
     sink: &Arc<S>,
     store: &Arc<dyn Store>,
     events: &[StoredEvent],

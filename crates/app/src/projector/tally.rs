@@ -9,27 +9,24 @@ use esr_kernel::Tally;
 use esr_schema::{Category, StoredEvent, StreamId};
 use esr_store::{Store, StoreError, TallyWrite};
 
-use super::per_stream::{self, StreamSink};
-use super::{Handler, HandlerError};
+use super::HandlerError;
+use super::per_stream::{PerStreamProjection, StreamSink};
 
 /// Projects tally `T`: consumer group and tally both named `T::NAME`.
-pub struct TallyProjection<T: Tally> {
-    sink: Arc<TallySink<T>>,
-}
+pub type TallyProjection<T> = PerStreamProjection<TallySink<T>>;
 
-struct TallySink<T> {
+pub struct TallySink<T> {
     store: Arc<dyn Store>,
     tally: PhantomData<fn() -> T>,
 }
 
 impl<T: Tally> TallyProjection<T> {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            sink: Arc::new(TallySink {
-                store,
-                tally: PhantomData,
-            }),
-        }
+        let sink = TallySink {
+            store: store.clone(),
+            tally: PhantomData,
+        };
+        Self::with_sink(sink, store)
     }
 }
 
@@ -38,6 +35,14 @@ impl<T: Tally> StreamSink for TallySink<T> {
     type Event = T::Event;
     type State = ();
     type Write = (u64, Vec<(String, i64)>);
+
+    fn group(&self) -> &str {
+        T::NAME
+    }
+
+    fn categories(&self) -> &[Category] {
+        T::categories()
+    }
 
     async fn load(&self, streams: &[StreamId]) -> Result<Vec<(u64, ())>, HandlerError> {
         let positions = self.store.tally_positions(T::NAME, streams).await?;
@@ -73,27 +78,5 @@ impl<T: Tally> StreamSink for TallySink<T> {
             })
             .collect();
         self.store.apply_tallies(T::NAME, writes).await
-    }
-}
-
-#[async_trait]
-impl<T: Tally> Handler for TallyProjection<T> {
-    fn group(&self) -> &str {
-        T::NAME
-    }
-
-    fn categories(&self) -> &[Category] {
-        T::categories()
-    }
-
-    async fn handle(&self, stored: &StoredEvent) -> Result<(), HandlerError> {
-        self.handle_batch(std::slice::from_ref(stored))
-            .await
-            .pop()
-            .unwrap_or(Ok(()))
-    }
-
-    async fn handle_batch(&self, events: &[StoredEvent]) -> Vec<Result<(), HandlerError>> {
-        per_stream::handle_batch(&self.sink, &self.sink.store, events).await
     }
 }

@@ -8,27 +8,24 @@ use esr_kernel::View;
 use esr_schema::{Category, EntityId, StoredEvent, StreamId};
 use esr_store::{ReadModel, ReadModelWrite, Store, StoreError};
 
-use super::per_stream::{self, StreamSink};
-use super::{Handler, HandlerError};
+use super::HandlerError;
+use super::per_stream::{PerStreamProjection, StreamSink};
 
-/// Projects view `V`: consumer group and read model both named `V::NAME`.
-pub struct ViewProjection<V: View> {
-    sink: Arc<ViewSink<V>>,
-}
+/// Projects view `V` into the read model named `V::NAME`, in the group `V::group()`.
+pub type ViewProjection<V> = PerStreamProjection<ViewSink<V>>;
 
-struct ViewSink<V> {
+pub struct ViewSink<V> {
     store: Arc<dyn Store>,
     view: PhantomData<fn() -> V>,
 }
 
 impl<V: View> ViewProjection<V> {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            sink: Arc::new(ViewSink {
-                store,
-                view: PhantomData,
-            }),
-        }
+        let sink = ViewSink {
+            store: store.clone(),
+            view: PhantomData,
+        };
+        Self::with_sink(sink, store)
     }
 }
 
@@ -44,6 +41,14 @@ impl<V: View> StreamSink for ViewSink<V> {
     type Event = V::Event;
     type State = Option<V>;
     type Write = ReadModel;
+
+    fn group(&self) -> &str {
+        V::group()
+    }
+
+    fn categories(&self) -> &[Category] {
+        V::categories()
+    }
 
     async fn load(&self, streams: &[StreamId]) -> Result<Vec<(u64, Option<V>)>, HandlerError> {
         let models = self.store.get_read_models(V::NAME, streams).await?;
@@ -88,28 +93,6 @@ impl<V: View> StreamSink for ViewSink<V> {
             })
             .collect();
         self.store.put_read_models(V::NAME, writes).await
-    }
-}
-
-#[async_trait]
-impl<V: View> Handler for ViewProjection<V> {
-    fn group(&self) -> &str {
-        V::group()
-    }
-
-    fn categories(&self) -> &[Category] {
-        V::categories()
-    }
-
-    async fn handle(&self, stored: &StoredEvent) -> Result<(), HandlerError> {
-        self.handle_batch(std::slice::from_ref(stored))
-            .await
-            .pop()
-            .unwrap_or(Ok(()))
-    }
-
-    async fn handle_batch(&self, events: &[StoredEvent]) -> Vec<Result<(), HandlerError>> {
-        per_stream::handle_batch(&self.sink, &self.sink.store, events).await
     }
 }
 
