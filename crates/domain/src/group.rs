@@ -171,20 +171,25 @@ impl Aggregate for Group {
 
     fn evolve(&mut self, event: &GroupEvent) {
         self.version += 1;
-        match event {
-            GroupEvent::GroupCreated(e) => {
-                self.created = true;
-                self.capacity = e.capacity;
-            }
-            GroupEvent::MemberJoined(e) => {
-                self.members.insert(e.user_id.clone());
-            }
-            GroupEvent::MemberLeft(e) => {
-                self.members.remove(&e.user_id);
-            }
-            // The members already say it.
-            GroupEvent::GroupFilled(_) => {}
+        if let GroupEvent::GroupCreated(e) = event {
+            self.created = true;
+            self.capacity = e.capacity;
         }
+        change_members(&mut self.members, event);
+    }
+}
+
+/// How an event changes the members, as both the aggregate and the view keep them.
+fn change_members(members: &mut BTreeSet<UserId>, event: &GroupEvent) {
+    match event {
+        GroupEvent::MemberJoined(e) => {
+            members.insert(e.user_id.clone());
+        }
+        GroupEvent::MemberLeft(e) => {
+            members.remove(&e.user_id);
+        }
+        // Created: no members yet; filled: the members already say it.
+        GroupEvent::GroupCreated(_) | GroupEvent::GroupFilled(_) => {}
     }
 }
 
@@ -221,19 +226,11 @@ impl View for GroupView {
 
     fn apply(&mut self, envelope: &EventEnvelope, event: &GroupEvent) {
         self.version = envelope.version;
-        match event {
-            GroupEvent::GroupCreated(e) => {
-                self.name.clone_from(&e.name);
-                self.capacity = e.capacity;
-            }
-            GroupEvent::MemberJoined(e) => {
-                self.members.insert(e.user_id.clone());
-            }
-            GroupEvent::MemberLeft(e) => {
-                self.members.remove(&e.user_id);
-            }
-            GroupEvent::GroupFilled(_) => {}
+        if let GroupEvent::GroupCreated(e) = event {
+            self.name.clone_from(&e.name);
+            self.capacity = e.capacity;
         }
+        change_members(&mut self.members, event);
         self.member_count = self.members.len();
     }
 
