@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use esr_app::command::CommandMeta;
+use esr_app::projector::{Handler, ViewProjection};
 use esr_app::{CommandService, CommandSettings, Commands, ProjectorSettings, Projectors};
-use esr_domain::{Command, Profile, User};
-use esr_kernel::{Aggregate, View};
+use esr_domain::{Command, MostLiked, Profile, User};
+use esr_kernel::{Aggregate, Tally, View};
 use esr_redis::{RedisConfig, RedisStore, Topology};
 use esr_schema::{
     ActedOn, Action, DomainEvent, EventEnvelope, Registered, StoredEvent, StreamId, UserEvent,
@@ -426,52 +427,75 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         .collect();
     let raw_rate = raw::group_drain(&conn, &streams, scale.backlog).await?;
     let mut rows = Vec::new();
-    for instances in [1, 2] {
-        // A fresh start: no group, no read models.
+    // The profile projection alone (the runtime's cost per view), then every handler of the
+    // standard set at once (profile, group view, most-liked tally, friendship policy).
+    for (name, instances, standard) in [
+        ("projector_catchup", 1, false),
+        ("projector_catchup_2", 2, false),
+        ("projector_catchup_standard", 1, true),
+    ] {
+        // A fresh start: no group, no read models, no tallies.
         let mut c = conn.clone();
+        let groups = ["profile_projection", "most_liked", "friendship_policy"];
         for stream in &streams {
-            let _: redis::RedisResult<()> = redis::cmd("XGROUP")
-                .arg("DESTROY")
-                .arg(stream)
-                .arg("profile_projection")
-                .query_async(&mut c)
-                .await;
+            for group in groups {
+                let _: redis::RedisResult<()> = redis::cmd("XGROUP")
+                    .arg("DESTROY")
+                    .arg(stream)
+                    .arg(group)
+                    .query_async(&mut c)
+                    .await;
+            }
         }
+        let _: () = redis::cmd("DEL")
+            .arg(esr_redis::keys::Keys::tally(MostLiked::NAME, 0))
+            .query_async(&mut c)
+            .await?;
         for u in &users {
             let _: () = redis::cmd("DEL")
                 .arg(format!("profile:{{p0}}:{u}"))
+                .arg(format!("tally:{{p0}}:{}:user:{u}", MostLiked::NAME))
                 .query_async(&mut c)
                 .await?;
         }
         let shared: Arc<dyn Store> = Arc::new(store.clone());
         let commands = Arc::new(Commands::new(shared.clone(), CommandSettings::default()));
         let (stop, shutdown) = watch::channel(false);
-        eprintln!("  catch-up with {instances} instance(s) ...");
+        eprintln!("  {name}: catch-up with {instances} instance(s) ...");
         let started = Instant::now();
         let mut running = Vec::new();
+        let mut watched: Vec<(String, Vec<esr_schema::Category>)> = Vec::new();
         for i in 0..instances {
             let settings = ProjectorSettings {
-                consumer: format!("bench-{instances}-{i}"),
+                consumer: format!("bench-{name}-{i}"),
                 batch_size: 1000,
                 block: Duration::from_millis(100),
                 ..ProjectorSettings::default()
             };
-            let projectors = Arc::new(Projectors::standard(
-                shared.clone(),
-                commands.users.clone(),
-                settings,
-            ));
+            let handlers: Vec<Arc<dyn Handler>> = if standard {
+                Projectors::standard(shared.clone(), commands.users.clone(), settings.clone())
+                    .handlers()
+                    .to_vec()
+            } else {
+                vec![Arc::new(ViewProjection::<Profile>::new(shared.clone()))]
+            };
+            watched = handlers
+                .iter()
+                .map(|h| (h.group().to_owned(), h.categories().to_vec()))
+                .collect();
+            let projectors = Arc::new(Projectors::new(shared.clone(), handlers, settings));
             projectors.create_groups().await?;
             running.push(tokio::spawn(projectors.run(shutdown.clone())));
         }
-        loop {
-            let stats = store
-                .group_stats(Profile::group(), UserEvent::CATEGORIES)
-                .await?;
-            if stats.lag == 0 && stats.pending == 0 {
-                break;
-            }
+        'caught_up: loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
+            for (group, categories) in &watched {
+                let stats = store.group_stats(group, categories).await?;
+                if stats.lag > 0 || stats.pending > 0 {
+                    continue 'caught_up;
+                }
+            }
+            break;
         }
         let rate = scale.backlog as f64 / started.elapsed().as_secs_f64();
         let _ = stop.send(true);
@@ -487,10 +511,10 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             model.map(|m| m.version) == Some(versions[last]),
             "profile behind after catch-up"
         );
-        let name = if instances == 1 {
-            "projector_catchup"
+        let handlers = if standard {
+            "all 4 standard handlers (profile, group view, most-liked tally, friendship policy)"
         } else {
-            "projector_catchup_2"
+            "the profile projection"
         };
         rows.push(Row::new(
             name,
@@ -498,7 +522,7 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             "events/s",
             Some(raw_rate),
             format!(
-                "{} events, {instances} instance(s); raw: XREADGROUP COUNT 1000 + XACK",
+                "{} events, {instances} instance(s), {handlers}; raw: XREADGROUP COUNT 1000 + XACK",
                 scale.backlog
             ),
         ));

@@ -37,7 +37,7 @@ pub trait StreamSink: Send + Sync + 'static {
     fn fold(
         &self,
         stream: &StreamId,
-        stored: &Self::State,
+        stored: Self::State,
         expected: u64,
         events: &[(&StoredEvent, Self::Event)],
     ) -> Self::Write;
@@ -56,15 +56,16 @@ const CHUNKS: usize = 4;
 /// How often a batch reads and writes again the streams whose write another consumer beat.
 const WRITE_ROUNDS: usize = 10;
 
-enum Plan<W> {
+enum Plan<S: StreamSink> {
     AlreadyThere,
-    Write(u64, W),
+    Write(u64, S::Write),
     /// Events between the stored version and those in hand are missing (pending with another
     /// consumer, or of a category this projection does not read): read the stream from
-    /// `from`, `span` events.
+    /// `from`, `span` events, then plan again with what was stored.
     History {
         from: u64,
         span: usize,
+        stored: (u64, S::State),
     },
 }
 
@@ -74,13 +75,13 @@ enum Plan<W> {
 fn plan<S: StreamSink>(
     sink: &S,
     in_hand: &[StoredEvent],
-    (expected, stored): &(u64, S::State),
+    (expected, stored): (u64, S::State),
     history: Option<&[StoredEvent]>,
-) -> Result<Plan<S::Write>, HandlerError> {
+) -> Result<Plan<S>, HandlerError> {
     let Some(last) = in_hand.last() else {
         return Ok(Plan::AlreadyThere);
     };
-    let (stream, expected, target) = (&last.envelope.stream, *expected, last.envelope.version);
+    let (stream, target) = (&last.envelope.stream, last.envelope.version);
     if target <= expected {
         return Ok(Plan::AlreadyThere);
     }
@@ -102,6 +103,7 @@ fn plan<S: StreamSink>(
             return Ok(Plan::History {
                 from: expected + 1,
                 span: usize::try_from(target - expected).unwrap_or(usize::MAX),
+                stored: (expected, stored),
             });
         }
     };
@@ -161,14 +163,16 @@ async fn apply_streams<S: StreamSink>(
         let mut planned = Vec::new();
         let mut gaps = Vec::new();
         for ((s, stream), stored) in pending.drain(..).zip(stored) {
-            match plan(sink, &in_hand[s], &stored, None) {
-                Ok(Plan::History { from, span }) => gaps.push((s, stream, from, span, stored)),
+            match plan(sink, &in_hand[s], stored, None) {
+                Ok(Plan::History { from, span, stored }) => {
+                    gaps.push((s, stream, from, span, stored));
+                }
                 other => planned.push((s, stream, other)),
             }
         }
         for (s, stream, history, stored) in read_histories(store, gaps).await {
             let plan = match history {
-                Ok(history) => plan(sink, &in_hand[s], &stored, Some(&history)),
+                Ok(history) => plan(sink, &in_hand[s], stored, Some(&history)),
                 Err(e) => Err(e.into()),
             };
             planned.push((s, stream, plan));

@@ -92,6 +92,10 @@ impl Projectors {
         }
     }
 
+    pub fn handlers(&self) -> &[Arc<dyn Handler>] {
+        &self.handlers
+    }
+
     pub async fn create_groups(&self) -> Result<(), StoreError> {
         for handler in &self.handlers {
             self.store

@@ -52,7 +52,7 @@ impl<T: Tally> StreamSink for TallySink<T> {
     fn fold(
         &self,
         _stream: &StreamId,
-        _stored: &(),
+        _stored: (),
         expected: u64,
         events: &[(&StoredEvent, T::Event)],
     ) -> (u64, Vec<(String, i64)>) {

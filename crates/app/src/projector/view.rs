@@ -66,11 +66,11 @@ impl<V: View> StreamSink for ViewSink<V> {
     fn fold(
         &self,
         stream: &StreamId,
-        stored: &Option<V>,
+        stored: Option<V>,
         _expected: u64,
         events: &[(&StoredEvent, V::Event)],
     ) -> ReadModel {
-        let mut view = stored.clone().unwrap_or_else(|| V::empty(&stream.id));
+        let mut view = stored.unwrap_or_else(|| V::empty(&stream.id));
         for (stored, event) in events {
             view.apply(&stored.envelope, event);
         }
