@@ -205,10 +205,12 @@ impl<A: Aggregate> CommandService<A> {
                 Err(rejection) => return Err(CommandError::Rejected(rejection)),
             };
             if events.is_empty() {
-                let version = state.version();
-                if !from_cache {
-                    self.remember(id, state, snapshot_version);
+                // "Nothing to do" is an answer like a refusal: only from state read just now.
+                if from_cache {
+                    continue;
                 }
+                let version = state.version();
+                self.remember(id, state, snapshot_version);
                 return Ok(Accepted {
                     version,
                     appended: 0,

@@ -388,6 +388,75 @@ async fn two_instances_with_stale_caches_still_decide_on_the_current_state() {
     assert_eq!(events.len(), 7);
 }
 
+/// A adds B, B removes A, A adds B again: the policy's instance still remembers B with friend
+/// A from the first mirror, so "nothing to do" came from its cache and the mirror was lost.
+/// Only the store's state may say a command changes nothing.
+#[tokio::test]
+async fn a_no_op_is_never_answered_from_a_stale_cache() {
+    let store = MemoryStore::new();
+    let (commands_side, policy_side) = (commands(&store, 0), commands(&store, 0));
+    let meta = || CommandMeta::new(None);
+    for u in ["a", "b"] {
+        commands_side
+            .execute(&id(u), register(), &meta())
+            .await
+            .unwrap();
+    }
+    let mirror_add = || Command::AddFriend {
+        friend_id: id("a"),
+        reciprocal: true,
+    };
+    // The policy mirrors A's first add on B: its cache now holds B with friend A.
+    policy_side
+        .execute(&id("b"), mirror_add(), &meta())
+        .await
+        .unwrap();
+    // B removes A through the command side, behind the policy's back.
+    commands_side
+        .execute(
+            &id("b"),
+            Command::RemoveFriend {
+                friend_id: id("a"),
+                reciprocal: false,
+            },
+            &meta(),
+        )
+        .await
+        .unwrap();
+    // A adds B again; the policy mirrors it on B.
+    let mirrored = policy_side
+        .execute(&id("b"), mirror_add(), &meta())
+        .await
+        .unwrap();
+    assert_eq!(
+        (mirrored.version, mirrored.appended),
+        (4, 1),
+        "{mirrored:?}"
+    );
+    let b = commands_side.load(&id("b")).await.unwrap().0;
+    assert!(b.friends.contains(&id("a")), "B lists A again");
+
+    // The same for a PATCH asking for the values a stale cache holds: the store decides.
+    let patch = |name: &str| Command::ChangePersonalInfo {
+        name: Some(name.into()),
+        surname: None,
+        birth_date: None,
+    };
+    policy_side
+        .execute(&id("a"), patch("Daffy"), &meta())
+        .await
+        .unwrap();
+    commands_side
+        .execute(&id("a"), patch("Duffy"), &meta())
+        .await
+        .unwrap();
+    let again = policy_side
+        .execute(&id("a"), patch("Daffy"), &meta())
+        .await
+        .unwrap();
+    assert_eq!((again.version, again.appended), (4, 1), "{again:?}");
+}
+
 /// A batch holding only a user's later events (the earlier ones pending elsewhere) is folded
 /// over the user's stream; handing the same batch again changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
