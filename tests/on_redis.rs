@@ -586,3 +586,52 @@ async fn logs_show_requests_and_batches_but_never_the_redis_password() {
         "the password leaked into the logs:\n{logs}"
     );
 }
+
+/// A adds B, B removes A, A adds B again, through separate processes: B lists A at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_friendship_added_removed_and_added_again_is_mirrored_each_time() {
+    let server = RedisServer::start();
+    let stack = Stack::start(&server.url(), 1, 1).await;
+    let client = Client::new();
+    let (c, q) = (&stack.command_url, &stack.query_url);
+    for user in ["a", "b"] {
+        let (status, body) = client
+            .post(
+                format!("{c}/users"),
+                json!({"user_id": user, "name": "N", "surname": "S"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let friends_of = async |user: &str, min_version: u64| {
+        let (status, profile) = client
+            .get(format!("{q}/users/{user}?min_version={min_version}"))
+            .await;
+        assert_eq!(status, 200, "{profile}");
+        profile["friends"].clone()
+    };
+    let (_, added) = client
+        .post(format!("{c}/users/a/friends"), json!({"friend_id": "b"}))
+        .await;
+    assert_eq!(added["version"], 2);
+    assert_eq!(friends_of("b", 2).await, json!(["a"]), "the first mirror");
+    let removed = client
+        .send(client.http.delete(format!("{c}/users/b/friends/a")))
+        .await;
+    assert_eq!(removed.0, 200, "{}", removed.1);
+    assert_eq!(
+        friends_of("a", 3).await,
+        json!([]),
+        "the removal mirrored on a"
+    );
+    let (status, again) = client
+        .post(format!("{c}/users/a/friends"), json!({"friend_id": "b"}))
+        .await;
+    assert_eq!(
+        (status, again["version"].as_u64()),
+        (200, Some(4)),
+        "{again}"
+    );
+    // b: registered, mirror add, remove, mirror add again.
+    assert_eq!(friends_of("b", 4).await, json!(["a"]), "the second mirror");
+}
