@@ -137,6 +137,51 @@ async fn register_answers_201_with_version_etag_and_location() {
     assert_eq!(answer.headers["location"], "/users/1");
 }
 
+/// A client retrying a registration it sent without an id (the answer was lost) must not
+/// register a second user: the same key gets the same generated id, and the first answer.
+#[tokio::test]
+async fn a_keyed_registration_without_an_id_registers_once() {
+    let app = app();
+    let body = r#"{"name": "Bugs", "surname": "Bunny"}"#;
+    let keyed = |key: &'static str| {
+        let app = &app;
+        async move {
+            send(
+                &app.commands,
+                Method::POST,
+                "/users",
+                Some(body),
+                &[("idempotency-key", key)],
+            )
+            .await
+        }
+    };
+    let first = keyed("signup-7").await;
+    let retry = keyed("signup-7").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
+    assert_eq!(retry.body, first.body);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    let other = keyed("signup-8").await;
+    assert_ne!(other.body["user_id"], first.body["user_id"]);
+
+    // Groups too.
+    let group = r#"{"name": "Looney", "capacity": 3}"#;
+    let create = async || {
+        send(
+            &app.commands,
+            Method::POST,
+            "/groups",
+            Some(group),
+            &[("idempotency-key", "team-1")],
+        )
+        .await
+    };
+    let (first, retry) = (create().await, create().await);
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(retry.body, first.body);
+}
+
 #[tokio::test]
 async fn register_without_an_id_generates_one() {
     let app = app();

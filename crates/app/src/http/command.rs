@@ -78,7 +78,7 @@ async fn register(
 ) -> Result<Response, ApiError> {
     let user_id = match &body.user_id {
         Some(raw) => user_id(raw)?,
-        None => generated_id()?,
+        None => generated_id(&headers)?,
     };
     let command = Command::Register {
         name: body.name,
@@ -188,7 +188,7 @@ async fn create_group(
 ) -> Result<Response, ApiError> {
     let group_id = match &body.group_id {
         Some(raw) => entity_id("invalid_group_id", raw)?,
-        None => generated_id()?,
+        None => generated_id(&headers)?,
     };
     let command = GroupCommand::Create {
         name: body.name,
@@ -239,8 +239,17 @@ async fn remove_member(
     .await
 }
 
-fn generated_id() -> Result<EntityId, ApiError> {
-    EntityId::parse(&uuid::Uuid::now_v7().simple().to_string())
+/// The id of a resource created without one. With an `Idempotency-Key`, derived from the key,
+/// so that a retry names the same stream and gets the first answer instead of creating a
+/// second resource; without one, a fresh UUID v7.
+fn generated_id(headers: &HeaderMap) -> Result<EntityId, ApiError> {
+    /// Namespace of the ids derived from idempotency keys (UUID v5); fixed forever.
+    const KEYED_IDS: uuid::Uuid = uuid::Uuid::from_u128(0x6573_722d_6b65_7965_642d_6964_7300_0001);
+    let id = match token_header(headers, "idempotency-key")? {
+        Some(key) => uuid::Uuid::new_v5(&KEYED_IDS, key.as_bytes()),
+        None => uuid::Uuid::now_v7(),
+    };
+    EntityId::parse(&id.simple().to_string())
         .map_err(|e| ApiError::invalid("invalid_field", e.to_string()))
 }
 
