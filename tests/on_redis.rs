@@ -635,3 +635,53 @@ async fn a_friendship_added_removed_and_added_again_is_mirrored_each_time() {
     // b: registered, mirror add, remove, mirror add again.
     assert_eq!(friends_of("b", 4).await, json!(["a"]), "the second mirror");
 }
+
+/// Register 6 users with 1 partition, then start a side with 4: it refuses to start, saying
+/// both numbers, and nothing is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_configured_with_another_partition_count_refuses_to_start() {
+    let server = RedisServer::start();
+    let stack = Stack::start(&server.url(), 1, 0).await;
+    let client = Client::new();
+    for i in 0..6 {
+        let (status, body) = client
+            .post(
+                format!("{}/users", stack.command_url),
+                json!({"user_id": format!("u{i}"), "name": "N", "surname": "S"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut side = std::process::Command::new(esr_e2e::binary("command"))
+        .env("REDIS_URL", server.url())
+        .env("REDIS_PARTITIONS", "4")
+        .env(
+            "COMMAND_LISTEN",
+            format!("127.0.0.1:{}", esr_e2e::free_port()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = side.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = side.kill();
+            panic!("the command side started with 4 partitions over a store made with 1");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut side.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("created with 1 partition") && stderr.contains("configured with 4"),
+        "{stderr}"
+    );
+    let mut conn = redis(&server);
+    let users: Vec<String> = redis::cmd("KEYS").arg("user:*").query(&mut conn).unwrap();
+    assert_eq!(users.len(), 6, "{users:?}");
+}

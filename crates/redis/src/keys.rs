@@ -13,6 +13,7 @@
 //! | `tally:{pN}:<tally>` | sorted set: member, minus its count | tally script | query side |
 //! | `tally:{pN}:<tally>:<stream>` | string: the stream's last version counted | tally script | projectors |
 //! | `dead_letters:{pN}` | stream | projectors | operators |
+//! | `layout:partitions` | string: the partition count the store was created with | first start | every start |
 //!
 //! `<stream>` is `<aggregate>:<id>`, except for `user`, whose keys keep the names they had
 //! before other aggregates existed (`version:{p0}:1`), so a store written then reads on. Ids
@@ -20,6 +21,9 @@
 //! whose keys would meet the user streams'.
 
 use esr_schema::{Category, EntityId, StreamId, user};
+
+/// The partition count the store was created with (no hash tag: read once, at start).
+pub const PARTITIONS: &str = "layout:partitions";
 
 /// Which partition an id belongs to. FNV-1a, fixed forever: a stream's partition must never
 /// change, so neither may this function, nor the partition count of a deployment.

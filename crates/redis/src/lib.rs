@@ -95,6 +95,7 @@ impl RedisStore {
             .query_async::<String>(&mut conn)
             .await
             .map_err(unavailable)?;
+        check_partitions(&mut conn, config.partitions).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 conn,
@@ -202,6 +203,38 @@ impl RedisStore {
         }
         Ok(answered)
     }
+}
+
+/// Store the partition count on first start; refuse any other count afterwards. A stream's
+/// partition comes from its id and the count, so another count would put its new events in
+/// other keys than its history.
+async fn check_partitions(conn: &mut Conn, configured: u32) -> Result<()> {
+    // SET NX GET (Redis 7.0): the stored count, or nil when this call stored ours.
+    let stored: Option<String> = redis::cmd("SET")
+        .arg(keys::PARTITIONS)
+        .arg(configured)
+        .arg("NX")
+        .arg("GET")
+        .query_async(conn)
+        .await
+        .map_err(classify)?;
+    let Some(stored) = stored else {
+        return Ok(());
+    };
+    let stored: u32 = stored.parse().map_err(|_| {
+        corrupt(
+            keys::PARTITIONS,
+            format!("{stored:?} is not a partition count"),
+        )
+    })?;
+    if stored == configured {
+        return Ok(());
+    }
+    Err(StoreError::Invalid(format!(
+        "this store was created with {stored} partition(s) per category and this process is \
+         configured with {configured} (REDIS_PARTITIONS): streams would move to other keys and \
+         their histories split. Start it with REDIS_PARTITIONS={stored}"
+    )))
 }
 
 fn is_noscript(error: &RedisError) -> bool {

@@ -375,3 +375,42 @@ async fn a_pending_entry_deleted_from_the_stream_leaves_the_pending_list_when_cl
         "and no longer pending"
     );
 }
+
+/// The partition count is stored with the data on first start; a process configured with
+/// another refuses to start (its streams would move and their histories split), and says both.
+#[tokio::test]
+async fn a_store_refuses_a_partition_count_other_than_the_one_it_was_created_with() {
+    let server = RedisServer::start();
+    let with = |partitions: u32| {
+        let mut config = RedisConfig::new(Topology::Single(server.url()));
+        config.partitions = partitions;
+        config
+    };
+    let store = RedisStore::connect(with(1)).await.unwrap();
+    for i in 0..6 {
+        store
+            .append(append_to(
+                &user(&format!("u{i}")),
+                ExpectedVersion::NoStream,
+            ))
+            .await
+            .unwrap();
+    }
+    let refused = RedisStore::connect(with(4)).await;
+    let Err(error) = refused else {
+        panic!("4 partitions accepted over a store made with 1");
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("created with 1 partition") && message.contains("configured with 4"),
+        "{message}"
+    );
+    // The count it was created with is still welcome, and every user is where it was.
+    let again = RedisStore::connect(with(1)).await.unwrap();
+    for i in 0..6 {
+        assert_eq!(
+            again.stream_version(&user(&format!("u{i}"))).await.unwrap(),
+            1
+        );
+    }
+}
