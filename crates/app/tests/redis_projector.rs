@@ -193,3 +193,42 @@ async fn a_broken_entry_xadded_by_hand_is_dead_lettered_and_the_consumer_goes_on
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
 }
+
+/// A Redis restarted without persistence comes back without the consumer groups: reads answer
+/// NOGROUP. The projector recreates its groups and goes on, instead of failing for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_lost_with_a_restart_are_created_again() {
+    let server = RedisServer::start();
+    let store = store_on(&server, 1).await;
+    let commands = Arc::new(CommandService::<User>::new(
+        store.clone(),
+        CommandSettings::default(),
+    ));
+    let projectors = Arc::new(Projectors::standard(
+        store.clone(),
+        commands.clone(),
+        settings("survivor"),
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(projectors.run(shutdown));
+    register_with_likes(&commands, &[id("before")], 1).await;
+    eventually("the first user projected", async || {
+        stored_profile(store.as_ref(), &id("before"))
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    // What a restart without persistence leaves: nothing, groups included.
+    let _: () = server.query(&redis::cmd("FLUSHALL")).unwrap();
+    register_with_likes(&commands, &[id("after")], 2).await;
+    eventually("the user registered after the loss projected", async || {
+        stored_profile(store.as_ref(), &id("after"))
+            .await
+            .unwrap()
+            .is_some_and(|p| p.version == 3)
+    })
+    .await;
+    let _ = stop.send(true);
+    running.await.unwrap().unwrap();
+}

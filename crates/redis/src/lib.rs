@@ -255,6 +255,22 @@ pub(crate) fn reply_pairs(what: &str, reply: &[i64], items: usize) -> Result<Vec
         .collect())
 }
 
+/// Server error codes that say a condition will pass (memory full, persistence failing, a
+/// script running, too few replicas, a group gone with a restart, a cluster reconfiguring):
+/// worth retrying, never the data's fault.
+const TRANSIENT_CODES: [&str; 10] = [
+    "OOM",
+    "MISCONF",
+    "BUSY",
+    "NOREPLICAS",
+    "NOGROUP",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "LOADING",
+    "MASTERDOWN",
+    "READONLY",
+];
+
 /// A Redis error as a store error: the ones worth retrying are `Unavailable`.
 pub(crate) fn classify(error: RedisError) -> StoreError {
     use redis::{ErrorKind, ServerErrorKind};
@@ -262,6 +278,9 @@ pub(crate) fn classify(error: RedisError) -> StoreError {
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
+        || error
+            .code()
+            .is_some_and(|code| TRANSIENT_CODES.contains(&code))
         || matches!(
             error.kind(),
             ErrorKind::Server(

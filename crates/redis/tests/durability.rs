@@ -414,3 +414,35 @@ async fn a_store_refuses_a_partition_count_other_than_the_one_it_was_created_wit
         );
     }
 }
+
+/// Conditions the server says are passing (memory full, too few replicas) are `Unavailable`
+/// (HTTP 503, entries left pending), never `Corrupt`; writes go through once they pass.
+#[tokio::test]
+async fn transient_server_conditions_are_unavailable_not_corrupt() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let who = user("oom");
+    store
+        .append(append_to(&who, ExpectedVersion::NoStream))
+        .await
+        .unwrap();
+    let set = |name: &str, value: &str| {
+        let _: () = server
+            .query(redis::cmd("CONFIG").arg("SET").arg(name).arg(value))
+            .unwrap();
+    };
+    for (name, full, cleared) in [("maxmemory", "1", "0"), ("min-replicas-to-write", "1", "0")] {
+        set(name, full);
+        let refused = store.append(append_to(&who, ExpectedVersion::Any)).await;
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(_))),
+            "{name}: {refused:?}"
+        );
+        set(name, cleared);
+        store
+            .append(append_to(&who, ExpectedVersion::Any))
+            .await
+            .unwrap_or_else(|e| panic!("{name} cleared: {e}"));
+    }
+    assert_eq!(store.stream_version(&who).await.unwrap(), 3);
+}

@@ -187,6 +187,16 @@ impl Projectors {
                     let pause = Duration::from_millis(100 * u64::from(failures.min(50)));
                     tracing::error!(group = handler.group(), error = %error_chain(&error), ?pause, "batch failed");
                     tokio::time::sleep(pause).await;
+                    // A Redis restarted without persistence lost the groups (NOGROUP): create
+                    // them again. Creating an existing group is a no-op, so this costs nothing
+                    // when the failure was something else.
+                    if let Err(error) = self
+                        .store
+                        .create_group(handler.group(), handler.categories())
+                        .await
+                    {
+                        tracing::debug!(group = handler.group(), error = %error_chain(&error), "groups not created");
+                    }
                 }
             }
         }

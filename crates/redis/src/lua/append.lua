@@ -1,3 +1,6 @@
+#!lua
+-- The shebang makes Redis 7 refuse the whole call up front when memory is full (OOM),
+-- instead of failing at the first write with earlier requests of a batch written.
 -- Append events to aggregate streams and to their category streams, atomically per request.
 -- One call carries one request or a batch of them (all keys in one slot: one partition).
 --

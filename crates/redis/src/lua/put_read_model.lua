@@ -1,3 +1,6 @@
+#!lua
+-- The shebang makes Redis 7 refuse the whole call up front when memory is full (OOM),
+-- instead of failing at the first write with earlier requests of a batch written.
 -- Replace read models, each only if it is at the expected version.
 -- One call carries one write or a batch of them (all keys in one slot: one partition).
 --

@@ -1,3 +1,6 @@
+#!lua
+-- The shebang makes Redis 7 refuse the whole call up front when memory is full (OOM),
+-- instead of failing at the first write with earlier requests of a batch written.
 -- Store an aggregate snapshot unless one at the same or a newer version is stored.
 --
 -- KEYS[1]  the snapshot hash                   snapshot:{pN}:<stream>

@@ -1,3 +1,6 @@
+#!lua
+-- The shebang makes Redis 7 refuse the whole call up front when memory is full (OOM),
+-- instead of failing at the first write with earlier requests of a batch written.
 -- Apply changes to a tally, each only if its source stream's position is the expected one.
 -- One call carries many changes, all in one slot (one partition).
 --
