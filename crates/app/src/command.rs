@@ -42,6 +42,10 @@ pub struct CommandMeta {
     /// From `If-Match`: the version the client last saw. A mismatch is answered, not retried.
     pub if_match: Option<u64>,
     pub idempotency_key: Option<String>,
+    /// What the command asks ([`fingerprint`]), recorded with the idempotency key so that the
+    /// key reused for another command is refused. `None` (policies, whose keys come from
+    /// events and whose command may change between redeliveries): not compared.
+    pub fingerprint: Option<String>,
     pub correlation_id: String,
     /// The command's own id, or the event that caused it (policies).
     pub causation_id: String,
@@ -53,6 +57,7 @@ impl CommandMeta {
         Self {
             if_match: None,
             idempotency_key: None,
+            fingerprint: None,
             correlation_id: correlation_id.unwrap_or_else(|| command_id.clone()),
             causation_id: command_id,
         }
@@ -169,8 +174,12 @@ impl<A: Aggregate> CommandService<A> {
         meta: &CommandMeta,
     ) -> Outcome<A, Accepted> {
         let stream = Self::stream(id);
+        let fingerprint = meta.fingerprint.as_deref().unwrap_or("");
         if let Some(key) = &meta.idempotency_key
-            && let Some(first) = self.store.idempotent_outcome(&stream, key).await?
+            && let Some(first) = self
+                .store
+                .idempotent_outcome(&stream, key, fingerprint)
+                .await?
         {
             return Ok(replay(first.version));
         }
@@ -228,6 +237,7 @@ impl<A: Aggregate> CommandService<A> {
                 idempotency: meta.idempotency_key.as_ref().map(|key| Idempotency {
                     key: key.clone(),
                     ttl: self.settings.idempotency_ttl,
+                    fingerprint: fingerprint.to_owned(),
                 }),
             };
             match self.store.append(request).await {
@@ -399,6 +409,21 @@ impl<A: Aggregate> CommandService<A> {
         let stripe = (hasher.finish() % LOCK_STRIPES as u64) as usize;
         &self.stream_locks[stripe]
     }
+}
+
+/// What a command asks, as a short text that two equal commands share: FNV-1a (64 bits) of
+/// the aggregate type and the command's `Debug` form.
+pub fn fingerprint<A: Aggregate>(command: &A::Command) -> String {
+    let text = format!(
+        "{}:{command:?}",
+        <A::Event as esr_schema::DomainEvent>::AGGREGATE
+    );
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 fn replay(version: u64) -> Accepted {

@@ -546,6 +546,39 @@ async fn the_same_idempotency_key_twice_appends_once_and_answers_the_same() {
     );
 }
 
+/// The same key with another body is the client's mistake, not a retry: 422, nothing appended,
+/// and the key still answers its first request.
+#[tokio::test]
+async fn an_idempotency_key_sent_again_with_another_body_is_refused() {
+    let app = app();
+    app.register("1").await;
+    let act = |object: &'static str| {
+        let app = &app;
+        async move {
+            send(
+                &app.commands,
+                Method::POST,
+                "/users/1/activity",
+                Some(&json!({"action": "like", "object": object}).to_string()),
+                &[("idempotency-key", "like-1")],
+            )
+            .await
+        }
+    };
+    let first = act("carrots").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_error(
+        &act("lettuce").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    );
+    let retry = act("carrots").await;
+    assert_eq!(retry.body, first.body);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    let history = app.get("/users/1/events").await;
+    assert_eq!(history.body["version"], 2, "{}", history.body);
+}
+
 #[tokio::test]
 async fn correlation_ids_flow_from_the_request_into_the_events() {
     let app = app();

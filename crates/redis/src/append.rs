@@ -151,10 +151,15 @@ fn append_evalsha(store: &RedisStore, calls: &[&AppendCall]) -> redis::Cmd {
         let ttl_ms = request.idempotency.as_ref().map_or(0, |i| {
             u64::try_from(i.ttl.as_millis()).unwrap_or(u64::MAX).max(1)
         });
+        let fingerprint = request
+            .idempotency
+            .as_ref()
+            .map_or("", |i| i.fingerprint.as_str());
         cmd.arg(ttl_ms)
             .arg(request.events.len())
             .arg(entry::id_field(&request.stream.aggregate))
-            .arg(request.stream.id.as_str());
+            .arg(request.stream.id.as_str())
+            .arg(fingerprint);
         // The same text forms as stored entries (`entry::to_fields`), in the script's order,
         // minus the version the script assigns.
         for event in &request.events {
@@ -182,11 +187,11 @@ fn append_outcomes(calls: &[&AppendCall<'_>], reply: &[i64]) -> Result<Vec<Resul
     Ok(calls
         .iter()
         .zip(reply_pairs("append reply", reply, calls.len())?)
-        .map(|(call, pair)| append_outcome(call.request.expected, pair))
+        .map(|(call, pair)| append_outcome(call.request, pair))
         .collect())
 }
 
-fn append_outcome(expected: ExpectedVersion, reply: (i64, i64)) -> Result<AppendOutcome> {
+fn append_outcome(request: &AppendRequest, reply: (i64, i64)) -> Result<AppendOutcome> {
     let version = u64::try_from(reply.1)
         .map_err(|_| corrupt("append reply", format!("negative version {}", reply.1)))?;
     match reply.0 {
@@ -199,8 +204,15 @@ fn append_outcome(expected: ExpectedVersion, reply: (i64, i64)) -> Result<Append
             duplicate: true,
         }),
         0 => Err(StoreError::Conflict {
-            expected,
+            expected: request.expected,
             actual: version,
+        }),
+        3 => Err(StoreError::KeyReused {
+            key: request
+                .idempotency
+                .as_ref()
+                .map(|i| i.key.clone())
+                .unwrap_or_default(),
         }),
         other => Err(corrupt("append reply", format!("unknown code {other}"))),
     }
@@ -221,5 +233,6 @@ fn copy_of(error: &StoreError) -> StoreError {
             reason: reason.clone(),
         },
         StoreError::Invalid(reason) => StoreError::Invalid(reason.clone()),
+        StoreError::KeyReused { key } => StoreError::KeyReused { key: key.clone() },
     }
 }

@@ -366,13 +366,27 @@ impl EventStore for RedisStore {
         &self,
         stream: &StreamId,
         key: &str,
+        fingerprint: &str,
     ) -> Result<Option<AppendOutcome>> {
-        let version: Option<u64> = redis::cmd("GET")
+        let recorded: Option<String> = redis::cmd("GET")
             .arg(self.inner.keys.idempotency(stream, key))
             .query_async(&mut self.conn())
             .await
             .map_err(classify)?;
-        Ok(version.map(|version| AppendOutcome {
+        let Some(recorded) = recorded else {
+            return Ok(None);
+        };
+        // `<version>:<fingerprint>`, or the version alone (written before fingerprints).
+        let (version, first) = recorded.split_once(':').unwrap_or((&recorded, ""));
+        let version = version
+            .parse()
+            .map_err(|_| corrupt("idempotency record", format!("{recorded:?}")))?;
+        if !first.is_empty() && !fingerprint.is_empty() && first != fingerprint {
+            return Err(StoreError::KeyReused {
+                key: key.to_owned(),
+            });
+        }
+        Ok(Some(AppendOutcome {
             version,
             duplicate: true,
         }))

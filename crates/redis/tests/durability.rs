@@ -245,6 +245,7 @@ async fn a_large_batch_spanning_several_script_calls_keeps_each_requests_outcome
     batch[50].idempotency = Some(esr_store::Idempotency {
         key: "once".into(),
         ttl: Duration::from_secs(60),
+        fingerprint: "kick Bugs".into(),
     });
     let mut replay = batch[50].clone();
     replay.expected = ExpectedVersion::Any;

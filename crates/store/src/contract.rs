@@ -62,6 +62,7 @@ macro_rules! contract_suite {
             unknown_user_reads_empty_at_version_0,
             idempotency_key_returns_the_first_outcome_and_appends_once,
             idempotency_keys_are_per_user_and_recorded,
+            an_idempotency_key_reused_for_another_request_is_refused,
             concurrent_appends_on_one_user_have_one_winner_per_version,
             concurrent_appends_on_distinct_users_all_succeed,
             read_category_pages_after_a_position,
@@ -327,6 +328,7 @@ pub async fn two_aggregate_types_with_one_id_are_separate_streams<S: ContractSto
         idempotency: Some(Idempotency {
             key: "same-key".into(),
             ttl: Duration::from_secs(60),
+            fingerprint: String::new(),
         }),
         ..request(stream, ExpectedVersion::Any, vec![event])
     };
@@ -393,7 +395,7 @@ pub async fn two_aggregate_types_with_one_id_are_separate_streams<S: ContractSto
     assert_eq!((second.version, second.duplicate), (4, false));
     assert_eq!(
         store
-            .idempotent_outcome(&group, "same-key")
+            .idempotent_outcome(&group, "same-key", "")
             .await
             .unwrap()
             .map(|o| o.version),
@@ -508,6 +510,7 @@ pub async fn idempotency_key_returns_the_first_outcome_and_appends_once<S: Contr
         idempotency: Some(Idempotency {
             key: "retry-me".into(),
             ttl: Duration::from_secs(60),
+            fingerprint: "kick once".into(),
         }),
         ..request(&user, expected, vec![kick("once")])
     };
@@ -541,6 +544,7 @@ pub async fn idempotency_keys_are_per_user_and_recorded<S: ContractStore>(store:
                 idempotency: Some(Idempotency {
                     key: "same".into(),
                     ttl: Duration::from_secs(60),
+                    fingerprint: String::new(),
                 }),
                 ..request(user, ExpectedVersion::Any, vec![kick("x")])
             })
@@ -548,9 +552,52 @@ pub async fn idempotency_keys_are_per_user_and_recorded<S: ContractStore>(store:
             .unwrap();
         assert!(!outcome.duplicate);
     }
-    let recorded = store.idempotent_outcome(&a, "same").await.unwrap().unwrap();
+    let recorded = store
+        .idempotent_outcome(&a, "same", "")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(recorded.version, 1);
-    assert_eq!(store.idempotent_outcome(&a, "other").await.unwrap(), None);
+    assert_eq!(
+        store.idempotent_outcome(&a, "other", "").await.unwrap(),
+        None
+    );
+}
+
+/// A key names one request: the same key with another request (its fingerprint) is refused,
+/// by the append and by the look-up, and nothing is appended; an empty fingerprint (a record
+/// written before fingerprints, or a caller that has none) is not compared.
+pub async fn an_idempotency_key_reused_for_another_request_is_refused<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    let keyed = |fingerprint: &str, object: &str| AppendRequest {
+        idempotency: Some(Idempotency {
+            key: "k-1".into(),
+            ttl: Duration::from_secs(60),
+            fingerprint: fingerprint.into(),
+        }),
+        ..request(&user, ExpectedVersion::Any, vec![kick(object)])
+    };
+    let first = store.append(keyed("like a", "a")).await.unwrap();
+    assert_eq!((first.version, first.duplicate), (1, false));
+    let reused = store.append(keyed("like b", "b")).await;
+    assert!(
+        matches!(&reused, Err(StoreError::KeyReused { key }) if key == "k-1"),
+        "{reused:?}"
+    );
+    let replay = store.append(keyed("like a", "a")).await.unwrap();
+    assert_eq!((replay.version, replay.duplicate), (1, true));
+    let unchecked = store.append(keyed("", "c")).await.unwrap();
+    assert_eq!((unchecked.version, unchecked.duplicate), (1, true));
+    assert!(matches!(
+        store.idempotent_outcome(&user, "k-1", "like b").await,
+        Err(StoreError::KeyReused { .. })
+    ));
+    let looked_up = store
+        .idempotent_outcome(&user, "k-1", "like a")
+        .await
+        .unwrap();
+    assert_eq!(looked_up.map(|o| o.version), Some(1));
+    assert_eq!(store.stream_version(&user).await.unwrap(), 1);
 }
 
 pub async fn concurrent_appends_on_one_user_have_one_winner_per_version<S: ContractStore>(

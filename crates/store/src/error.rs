@@ -3,8 +3,8 @@ use crate::ExpectedVersion;
 /// What can go wrong in a store.
 ///
 /// HTTP mapping used by the services: `Conflict` is 409 (or 412 when the client sent
-/// `If-Match`), `Unavailable` is 503, `Corrupt` and `Invalid` are 500 (a bug or foreign data,
-/// never the client's fault).
+/// `If-Match`), `KeyReused` 422, `Unavailable` 503, `Corrupt` and `Invalid` 500 (a bug or
+/// foreign data, never the client's fault).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The stored version is not the one the writer expected. Nothing was written.
@@ -19,6 +19,9 @@ pub enum StoreError {
     /// Stored data could not be read back.
     #[error("corrupt data in {what}: {reason}")]
     Corrupt { what: String, reason: String },
+    /// The idempotency key was used before for another request: nothing was written.
+    #[error("idempotency key {key:?} was used before for another request")]
+    KeyReused { key: String },
     /// The caller asked for something the store cannot do (a programming error).
     #[error("invalid request: {0}")]
     Invalid(String),

@@ -62,6 +62,9 @@ pub struct Idempotency {
     pub key: String,
     /// How long the record is kept.
     pub ttl: Duration,
+    /// What the request asked, so that the key reused for another request is refused
+    /// ([`StoreError::KeyReused`](crate::StoreError::KeyReused)). Empty: not compared.
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,10 +148,12 @@ pub trait EventStore: Send + Sync {
     /// The stream's current version (0 for a stream with no events).
     async fn stream_version(&self, stream: &StreamId) -> Result<u64>;
 
-    /// The outcome recorded under an idempotency key, if it has not expired.
+    /// The outcome recorded under an idempotency key, if it has not expired; `KeyReused` when
+    /// it was recorded for a request with another fingerprint (both non-empty).
     async fn idempotent_outcome(
         &self,
         stream: &StreamId,
         key: &str,
+        fingerprint: &str,
     ) -> Result<Option<AppendOutcome>>;
 }

@@ -38,7 +38,8 @@ struct State {
     streams: HashMap<Category, BTreeMap<EntryId, Fields>>,
     last_id: EntryId,
     groups: HashMap<(String, Category), Group>,
-    idempotency: HashMap<(StreamId, String), (AppendOutcome, Instant)>,
+    /// Outcome, fingerprint, expiry.
+    idempotency: HashMap<(StreamId, String), (AppendOutcome, String, Instant)>,
     snapshots: HashMap<StreamId, Snapshot>,
     read_models: HashMap<(String, StreamId), ReadModel>,
     tally_positions: HashMap<(String, StreamId), u64>,
@@ -117,6 +118,17 @@ impl State {
     }
 }
 
+/// `KeyReused` when both fingerprints are known and differ.
+fn reused(key: &str, recorded: &str, asked: &str) -> Result<()> {
+    if recorded.is_empty() || asked.is_empty() || recorded == asked {
+        Ok(())
+    } else {
+        Err(StoreError::KeyReused {
+            key: key.to_owned(),
+        })
+    }
+}
+
 fn category_of(stream: &str) -> Result<Category> {
     Category::parse(stream).map_err(|_| StoreError::Invalid(format!("no stream {stream:?}")))
 }
@@ -135,7 +147,8 @@ impl EventStore for MemoryStore {
             if let Some(idem) = &request.idempotency {
                 let key = (request.stream.clone(), idem.key.clone());
                 match state.idempotency.get(&key) {
-                    Some((outcome, expires)) if *expires > now => {
+                    Some((outcome, recorded, expires)) if *expires > now => {
+                        reused(&idem.key, recorded, &idem.fingerprint)?;
                         return Ok(AppendOutcome {
                             duplicate: true,
                             ..*outcome
@@ -192,9 +205,10 @@ impl EventStore for MemoryStore {
                 duplicate: false,
             };
             if let Some(idem) = request.idempotency {
-                state
-                    .idempotency
-                    .insert((request.stream, idem.key), (outcome, now + idem.ttl));
+                state.idempotency.insert(
+                    (request.stream, idem.key),
+                    (outcome, idem.fingerprint, now + idem.ttl),
+                );
             }
             outcome
         };
@@ -229,16 +243,21 @@ impl EventStore for MemoryStore {
         &self,
         stream: &StreamId,
         key: &str,
+        fingerprint: &str,
     ) -> Result<Option<AppendOutcome>> {
         let state = self.lock();
-        Ok(state
+        let Some((outcome, recorded, _)) = state
             .idempotency
             .get(&(stream.clone(), key.to_owned()))
-            .filter(|(_, expires)| *expires > Instant::now())
-            .map(|(outcome, _)| AppendOutcome {
-                duplicate: true,
-                ..*outcome
-            }))
+            .filter(|(_, _, expires)| *expires > Instant::now())
+        else {
+            return Ok(None);
+        };
+        reused(key, recorded, fingerprint)?;
+        Ok(Some(AppendOutcome {
+            duplicate: true,
+            ..*outcome
+        }))
     }
 }
 

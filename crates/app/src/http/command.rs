@@ -278,6 +278,7 @@ async fn run<A: Aggregate + Resource>(
 ) -> Result<Response, ApiError> {
     let mut meta = CommandMeta::new(token_header(headers, "x-correlation-id")?);
     meta.idempotency_key = token_header(headers, "idempotency-key")?;
+    meta.fingerprint = Some(crate::command::fingerprint::<A>(&command));
     meta.if_match = if_match(headers)?;
     let accepted = commands.execute(&id, command, &meta).await?;
     Ok(answer::<A>(&id, accepted, &meta, success))

@@ -79,6 +79,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } => {
                 Self::new(StatusCode::CONFLICT, "version_conflict", message)
             }
+            StoreError::KeyReused { .. } => Self::invalid("idempotency_key_reused", message),
             StoreError::Corrupt { .. } | StoreError::Invalid(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }

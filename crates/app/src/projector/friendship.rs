@@ -47,6 +47,7 @@ impl Handler for FriendshipPolicy {
             let meta = CommandMeta {
                 if_match: None,
                 idempotency_key: Some(reaction.idempotency_key),
+                fingerprint: None,
                 correlation_id: stored.envelope.correlation_id.clone(),
                 causation_id: reaction.causation_id,
             };

@@ -21,7 +21,9 @@ impl From<StoreError> for HandlerError {
             StoreError::Unavailable(_) | StoreError::Conflict { .. } => {
                 Self::Transient(e.to_string())
             }
-            StoreError::Corrupt { .. } | StoreError::Invalid(_) => Self::Poison(e.to_string()),
+            StoreError::Corrupt { .. } | StoreError::Invalid(_) | StoreError::KeyReused { .. } => {
+                Self::Poison(e.to_string())
+            }
         }
     }
 }

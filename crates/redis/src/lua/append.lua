@@ -14,27 +14,37 @@
 --         idempotency record lifetime in ms (0: no idempotency key)
 --         number of events
 --         the id field's name (user_id, group_id, ...) and the stream's id
+--         the request's fingerprint (empty: not compared)
 --         per event, 7 values: type, event_id, occurred_at, schema_version,
 --         correlation_id, causation_id (empty when equal to correlation_id), payload
 --
 -- Returns, per request, two numbers: 1, version when appended; 0, actual on a version
 -- conflict; 2, version when the idempotency key was used before (the version that first call
--- produced). A request's checks all come before its first write: Redis does not roll a script
+-- produced); 3, that version when the key was used before for another request (both
+-- fingerprints known and different). The record holds `<version>:<fingerprint>` (a record
+-- written before fingerprints holds the version alone). A request's checks all come before its first write: Redis does not roll a script
 -- back. Requests are independent: one's conflict does not stop the next.
 --
 -- The category entry carries every field, so XREAD alone shows what happened. The stream's own
 -- entry leaves out the id and version: its key names the stream, its entry id is the version.
 
-local PER_REQUEST, PER_EVENT = 5, 7
+local PER_REQUEST, PER_EVENT = 6, 7
 
 local function append(k, a)
     local version_key, stream_key, idempotency_key = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     local expected, ttl, count = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-    local id_field, id = ARGV[a + 3], ARGV[a + 4]
+    local id_field, id, fingerprint = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
     if ttl > 0 then
         local recorded = redis.call('GET', idempotency_key)
         if recorded then
-            return 2, tonumber(recorded)
+            local version, first = string.match(recorded, '^(%d+):(.*)$')
+            if not version then
+                version, first = recorded, ''
+            end
+            if first ~= '' and fingerprint ~= '' and first ~= fingerprint then
+                return 3, tonumber(version)
+            end
+            return 2, tonumber(version)
         end
     end
 
@@ -70,7 +80,7 @@ local function append(k, a)
 
     redis.call('SET', version_key, version)
     if ttl > 0 then
-        redis.call('SET', idempotency_key, version, 'PX', ttl)
+        redis.call('SET', idempotency_key, version .. ':' .. fingerprint, 'PX', ttl)
     end
     return 1, version
 end
