@@ -40,7 +40,8 @@ pub async fn query_side(
 }
 
 /// The projections and policies, plus `/healthz` on `listener`. Returns once every handler
-/// has finished its batch in hand after `shutdown`.
+/// has finished its batch in hand after `shutdown`, or at once with the error when creating the
+/// groups fails or a handler's task dies.
 pub async fn projector_side(
     store: Arc<dyn Store>,
     commands: Arc<Commands>,
@@ -63,8 +64,9 @@ pub async fn projector_side(
         router,
         stopped(shutdown.clone()),
     );
-    let (served, projected) = tokio::join!(server, projectors.run(shutdown));
-    served.and(projected)
+    // The first failure ends the side: a projector whose groups cannot be created, or whose
+    // handler task died, must not stay up behind a healthy `/healthz`.
+    tokio::try_join!(server, projectors.run(shutdown)).map(|_| ())
 }
 
 async fn stopped(mut shutdown: watch::Receiver<bool>) {

@@ -232,3 +232,35 @@ async fn groups_lost_with_a_restart_are_created_again() {
     let _ = stop.send(true);
     running.await.unwrap().unwrap();
 }
+
+/// A projector that cannot create its groups (here a key of the wrong type where a category
+/// stream belongs) must not keep serving a healthy `/healthz`: the side ends with the error,
+/// and the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_side_that_cannot_create_its_groups_stops_with_the_error() {
+    let server = RedisServer::start();
+    let store = store_on(&server, 1).await;
+    let _: () = server
+        .query(
+            redis::cmd("SET")
+                .arg("user_friends:{p0}")
+                .arg("not a stream"),
+        )
+        .unwrap();
+    let commands = Arc::new(esr_app::Commands::new(
+        store.clone(),
+        CommandSettings::default(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (_stop, shutdown) = watch::channel(false);
+    let side =
+        esr_app::sides::projector_side(store, commands, settings("doomed"), listener, shutdown);
+    let ended = tokio::time::timeout(Duration::from_secs(10), side)
+        .await
+        .expect("the projector side kept running without its groups");
+    let error = ended.expect_err("the side reported success");
+    assert!(
+        esr_app::projector::error_chain(error.as_ref()).contains("WRONGTYPE"),
+        "{error:#}"
+    );
+}
