@@ -23,8 +23,27 @@ pub enum DecodeError {
         #[source]
         source: rmp_serde::decode::Error,
     },
+    #[error(
+        "event type {event_type:?} v{schema_version} is newer than this build, which knows v{known}"
+    )]
+    NewerSchemaVersion {
+        event_type: String,
+        schema_version: u16,
+        known: u16,
+    },
     #[error("an event of a {found} stream, not of a {expected} stream")]
     OtherAggregate { expected: String, found: String },
+}
+
+impl DecodeError {
+    /// A type or schema version this build does not know yet: written by a newer build (a
+    /// rolling upgrade), to be handled by one that knows it, not poison.
+    pub fn is_from_a_newer_build(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::UnknownType(_) | DecodeError::NewerSchemaVersion { .. }
+        )
+    }
 }
 
 /// Why an event could not be encoded. Encoding our own structs cannot fail in practice, but the
@@ -76,6 +95,13 @@ pub fn decode_payload<P: EventPayload>(
     };
     if schema_version == P::SCHEMA_VERSION {
         return rmp_serde::from_slice(bytes).map_err(failed);
+    }
+    if schema_version > P::SCHEMA_VERSION {
+        return Err(DecodeError::NewerSchemaVersion {
+            event_type: P::TYPE.to_owned(),
+            schema_version,
+            known: P::SCHEMA_VERSION,
+        });
     }
     let upcast = (1..P::SCHEMA_VERSION)
         .contains(&schema_version)

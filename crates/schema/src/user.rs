@@ -349,10 +349,17 @@ mod tests {
             decode("teleported", 1, b""),
             Err(DecodeError::UnknownType(_))
         ));
-        assert!(matches!(
-            decode("registered", 3, b""),
-            Err(DecodeError::UnsupportedSchemaVersion { .. })
-        ));
+        let newer = decode("registered", 3, b"").unwrap_err();
+        assert!(
+            matches!(newer, DecodeError::NewerSchemaVersion { known: 2, .. }),
+            "{newer:?}"
+        );
+        assert!(newer.is_from_a_newer_build());
+        assert!(
+            decode("teleported", 1, b"")
+                .unwrap_err()
+                .is_from_a_newer_build()
+        );
         assert!(matches!(
             decode("friend_added", 0, b""),
             Err(DecodeError::UnsupportedSchemaVersion { .. })

@@ -34,7 +34,7 @@ impl Handler for FriendshipPolicy {
     async fn handle(&self, stored: &StoredEvent) -> Result<(), HandlerError> {
         let event = stored
             .decode::<UserEvent>()
-            .map_err(|e| HandlerError::Poison(e.to_string()))?;
+            .map_err(HandlerError::from_decode)?;
         if friendship::friend_changed(&event).is_none() {
             return Ok(());
         }

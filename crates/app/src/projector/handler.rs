@@ -13,6 +13,21 @@ pub enum HandlerError {
     /// Will never work: the entry goes to the dead-letter stream.
     #[error("{0}")]
     Poison(String),
+    /// A type or schema version this build does not know (a newer build wrote it): the entry
+    /// stays pending, whatever its delivery count, for a build that knows it.
+    #[error("from a newer build: {0}")]
+    FromNewerBuild(String),
+}
+
+impl HandlerError {
+    /// Why a payload did not decode, as the runtime must treat it.
+    pub fn from_decode(error: esr_schema::DecodeError) -> Self {
+        if error.is_from_a_newer_build() {
+            Self::FromNewerBuild(error.to_string())
+        } else {
+            Self::Poison(error.to_string())
+        }
+    }
 }
 
 impl From<StoreError> for HandlerError {

@@ -115,9 +115,7 @@ fn plan<S: StreamSink>(
     }
     let mut decoded = Vec::with_capacity(events.len());
     for e in events {
-        let event = e
-            .decode::<S::Event>()
-            .map_err(|err| HandlerError::Poison(err.to_string()))?;
+        let event = e.decode::<S::Event>().map_err(HandlerError::from_decode)?;
         decoded.push((e, event));
     }
     Ok(Plan::Write(

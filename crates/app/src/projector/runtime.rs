@@ -6,11 +6,12 @@
 //! its effects are stored. Handlers are idempotent (version-conditioned writes, idempotency
 //! keys), so a redelivery changes nothing and any number of processes may share a group.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use esr_domain::{GroupView, MostLiked, Profile, User};
-use esr_store::{Delivery, Store, StoreError};
+use esr_store::{Delivery, EntryRef, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -54,6 +55,29 @@ pub struct GroupHealth {
     pub group: String,
     pub lag: u64,
     pub pending: u64,
+    /// Pending entries of a type or schema version this build does not know, seen lately.
+    pub from_newer_build: u64,
+}
+
+/// Entries each group left pending for a newer build, with when this process last saw each
+/// (they come back with every claim): reported while seen within a few claim rounds.
+#[derive(Default)]
+struct NewerBuildEntries {
+    seen: std::sync::Mutex<HashMap<(String, EntryRef), std::time::Instant>>,
+}
+
+impl NewerBuildEntries {
+    fn seen(&self, group: &str, entry: &EntryRef) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.insert((group.to_owned(), entry.clone()), std::time::Instant::now());
+    }
+
+    /// How many of `group`'s were seen within `window`; older ones are forgotten.
+    fn count(&self, group: &str, window: Duration) -> u64 {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, at| at.elapsed() <= window);
+        seen.keys().filter(|(g, _)| g == group).count() as u64
+    }
 }
 
 /// Every handler's runtime.
@@ -61,6 +85,7 @@ pub struct Projectors {
     store: Arc<dyn Store>,
     handlers: Vec<Arc<dyn Handler>>,
     settings: ProjectorSettings,
+    newer: NewerBuildEntries,
 }
 
 impl Projectors {
@@ -89,6 +114,7 @@ impl Projectors {
             store,
             handlers,
             settings,
+            newer: NewerBuildEntries::default(),
         }
     }
 
@@ -130,6 +156,9 @@ impl Projectors {
                 group: handler.group().to_owned(),
                 lag: stats.lag,
                 pending: stats.pending,
+                from_newer_build: self
+                    .newer
+                    .count(handler.group(), self.settings.claim_idle * 3),
             });
         }
         let dead = self.store.dead_letter_count().await?;
@@ -231,16 +260,13 @@ impl Projectors {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        // First what the runtime itself can judge: entries that are not events, or failed too
-        // often; then the handler gets the rest as one batch.
+        // First what the runtime itself can judge: entries that are not events; then the
+        // handler gets the rest as one batch.
         let mut outcomes: Vec<Option<Result<(), HandlerError>>> = Vec::with_capacity(batch.len());
         let (mut handed, mut events) = (Vec::new(), Vec::new());
         for (i, delivery) in batch.iter().enumerate() {
             let judged = match delivery.event() {
                 Err(e) => Some(Err(HandlerError::Poison(format!("not an event: {e}")))),
-                Ok(_) if delivery.deliveries > self.settings.max_deliveries => Some(Err(
-                    HandlerError::Poison(format!("failed {} deliveries", delivery.deliveries - 1)),
-                )),
                 Ok(stored) => {
                     handed.push(i);
                     events.push(stored);
@@ -255,9 +281,23 @@ impl Projectors {
         }
 
         let mut done = Vec::with_capacity(batch.len());
-        let (mut dead, mut deferred) = (0, 0);
+        let (mut dead, mut deferred, mut newer) = (0, 0, 0);
+        let max = self.settings.max_deliveries;
         for (delivery, outcome) in batch.iter().zip(outcomes) {
-            match outcome.unwrap_or_else(|| Err(HandlerError::Transient("not handled".into()))) {
+            let outcome =
+                outcome.unwrap_or_else(|| Err(HandlerError::Transient("not handled".into())));
+            // Past the delivery limit, a transient failure is given up on (the handler had one
+            // more try); an event from a newer build never is: it waits for a build that knows it.
+            let outcome = match outcome {
+                Err(HandlerError::Transient(reason)) if delivery.deliveries > max => {
+                    Err(HandlerError::Poison(format!(
+                        "failed {} deliveries: {reason}",
+                        delivery.deliveries
+                    )))
+                }
+                other => other,
+            };
+            match outcome {
                 Ok(()) => done.push(delivery.entry.clone()),
                 Err(HandlerError::Poison(reason)) => {
                     tracing::warn!(group = handler.group(), entry = %delivery.entry.id, %reason, "dead-lettering");
@@ -271,6 +311,11 @@ impl Projectors {
                     tracing::warn!(group = handler.group(), entry = %delivery.entry.id, %reason, "will retry");
                     deferred += 1;
                 }
+                Err(HandlerError::FromNewerBuild(reason)) => {
+                    tracing::warn!(group = handler.group(), entry = %delivery.entry.id, %reason, "left pending for a newer build");
+                    self.newer.seen(handler.group(), &delivery.entry);
+                    newer += 1;
+                }
             }
         }
         self.store.ack(handler.group(), &done).await?;
@@ -279,6 +324,7 @@ impl Projectors {
             applied = done.len(),
             dead_lettered = dead,
             deferred,
+            from_newer_build = newer,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "batch"
         );
