@@ -405,10 +405,7 @@ async fn an_entry_failing_more_than_max_deliveries_is_dead_lettered_with_its_cou
     );
     // That delivery was tried too (an event from a newer build must not be given up on
     // unseen), and its failure is the reason's last part.
-    assert_eq!(
-        letters[0].reason,
-        "failed 4 deliveries: downstream is down"
-    );
+    assert_eq!(letters[0].reason, "failed 4 deliveries: downstream is down");
     let stats = store
         .group_stats("always_failing", &[esr_schema::user::USER_UPDATES])
         .await

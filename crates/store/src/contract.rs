@@ -57,6 +57,7 @@ macro_rules! contract_suite {
             append_of_no_events_is_refused,
             append_writes_the_category_stream_with_readable_fields,
             envelopes_read_back_as_appended,
+            time_never_goes_back_within_a_stream,
             two_aggregate_types_with_one_id_are_separate_streams,
             read_user_pages_from_a_version,
             unknown_user_reads_empty_at_version_0,
@@ -431,6 +432,68 @@ pub async fn two_aggregate_types_with_one_id_are_separate_streams<S: ContractSto
             .map(|m| m.version),
         Some(4)
     );
+}
+
+/// An instance whose clock stepped back (or another instance's clock behind) must not write a
+/// stream's history out of time order: `?at=` folds up to the first event after a time. An
+/// event is stored at the stream's last time when its own is earlier.
+pub async fn time_never_goes_back_within_a_stream<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    let at = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let stamped = |time: &str| NewEvent {
+        occurred_at: at(time),
+        ..kick("x")
+    };
+    for (time, expected) in [
+        ("2026-11-27T10:00:00.000001Z", ExpectedVersion::NoStream),
+        ("2026-11-27T09:59:00Z", ExpectedVersion::Exactly(1)),
+        ("2026-11-27T10:00:05Z", ExpectedVersion::Exactly(2)),
+    ] {
+        store
+            .append(request(&user, expected, vec![stamped(time)]))
+            .await
+            .unwrap();
+    }
+    // In one request too: the later event of it is earlier than the first.
+    store
+        .append(request(
+            &user,
+            ExpectedVersion::Exactly(3),
+            vec![
+                stamped("2026-11-27T11:00:00Z"),
+                stamped("2026-11-27T10:30:00Z"),
+            ],
+        ))
+        .await
+        .unwrap();
+    let times: Vec<_> = store
+        .read_stream(&user, 1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.envelope.occurred_at)
+        .collect();
+    assert_eq!(
+        times,
+        [
+            at("2026-11-27T10:00:00.000001Z"),
+            at("2026-11-27T10:00:00.000001Z"),
+            at("2026-11-27T10:00:05Z"),
+            at("2026-11-27T11:00:00Z"),
+            at("2026-11-27T11:00:00Z"),
+        ]
+    );
+    // The category entries say the same times.
+    let category: Vec<_> = category_entries_of(&store, USER_ACTIVITY, &user)
+        .await
+        .iter()
+        .map(|e| e.event().unwrap().envelope.occurred_at)
+        .collect();
+    assert_eq!(category, times);
 }
 
 pub async fn envelopes_read_back_as_appended<S: ContractStore>(store: S) {

@@ -171,8 +171,17 @@ impl EventStore for MemoryStore {
                 });
             }
             let mut version = actual;
+            // Time never goes back within a stream: an event earlier than the stream's last
+            // (a clock stepped back) is stored at the last one's time.
+            let mut last_time = state
+                .streams_by_id
+                .get(&request.stream)
+                .and_then(|events| events.last())
+                .map(|e| e.envelope.occurred_at);
             for new in request.events {
                 version += 1;
+                let occurred_at = last_time.map_or(new.occurred_at, |t| t.max(new.occurred_at));
+                last_time = Some(occurred_at);
                 let event = StoredEvent {
                     envelope: EventEnvelope {
                         event_id: new.event_id,
@@ -180,7 +189,7 @@ impl EventStore for MemoryStore {
                         version,
                         event_type: new.event_type,
                         schema_version: new.schema_version,
-                        occurred_at: new.occurred_at,
+                        occurred_at,
                         correlation_id: new.correlation_id,
                         causation_id: new.causation_id,
                     },

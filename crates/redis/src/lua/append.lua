@@ -25,6 +25,8 @@
 -- written before fingerprints holds the version alone). A request's checks all come before its first write: Redis does not roll a script
 -- back. Requests are independent: one's conflict does not stop the next.
 --
+-- An event's occurred_at is never earlier than its stream's last event's.
+--
 -- The category entry carries every field, so XREAD alone shows what happened. The stream's own
 -- entry leaves out the id and version: its key names the stream, its entry id is the version.
 
@@ -53,10 +55,28 @@ local function append(k, a)
         return 0, current
     end
 
+    -- Time never goes back within a stream: an event earlier than the stream's last (a clock
+    -- stepped back) is stored at the last one's time. The times are fixed-width RFC 3339 in
+    -- UTC, so they compare as text.
+    local last_time = ''
+    local last = redis.call('XREVRANGE', stream_key, '+', '-', 'COUNT', 1)[1]
+    if last then
+        local fields = last[2]
+        for f = 1, #fields, 2 do
+            if fields[f] == 'occurred_at' then
+                last_time = fields[f + 1]
+            end
+        end
+    end
+
     local version = current
     local at = a + PER_REQUEST
     for i = 1, count do
         version = version + 1
+        if ARGV[at + 2] < last_time then
+            ARGV[at + 2] = last_time
+        end
+        last_time = ARGV[at + 2]
         redis.call('XADD', stream_key, version .. '-0',
             'type', ARGV[at],
             'event_id', ARGV[at + 1],
