@@ -5,7 +5,7 @@
 //! | key | type | written by | read by |
 //! |---|---|---|---|
 //! | `<aggregate>:{pN}:<id>` (`user:{p0}:1`, `group:{p0}:g1`) | stream, entry id `<version>-0` | append script | command side, `?at=`, history, gap filling |
-//! | `version:{pN}:<stream>` | string | append script | append script, `stream_version` |
+//! | `version:{pN}:<stream>` | string `<version>\|<last event's occurred_at>` | append script | append script, `stream_version` |
 //! | `idem:{pN}:<stream>:<key>` | string (expires) | append script | append script, command side |
 //! | `<category>:{pN}` (`user_activity:{p0}`) | stream + consumer groups | append script | projectors, `XREAD` |
 //! | `snapshot:{pN}:<stream>` | hash `version`, `state` | snapshot script | command side |

@@ -354,12 +354,19 @@ impl EventStore for RedisStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64> {
-        let version: Option<u64> = redis::cmd("GET")
+        let counter: Option<String> = redis::cmd("GET")
             .arg(self.inner.keys.version(stream))
             .query_async(&mut self.conn())
             .await
             .map_err(classify)?;
-        Ok(version.unwrap_or(0))
+        let Some(counter) = counter else {
+            return Ok(0);
+        };
+        // `<version>|<last time>`, or the version alone (written before the time was kept).
+        let version = counter.split_once('|').map_or(counter.as_str(), |(v, _)| v);
+        version
+            .parse()
+            .map_err(|_| corrupt(&format!("version of {stream}"), format!("{counter:?}")))
     }
 
     async fn idempotent_outcome(

@@ -6,7 +6,7 @@
 --
 -- ARGV[1]  number of requests
 -- Then per request, its KEYS (from the first unused one) and ARGV (likewise):
---   KEYS  the stream's version counter          version:{pN}:<stream>
+--   KEYS  the stream's version counter          version:{pN}:<stream>  (<version>|<last time>)
 --         the stream                            <aggregate>:{pN}:<id>  (entry id <version>-0)
 --         the idempotency record                idem:{pN}:<stream>:<key>
 --         the category stream of each event     user_activity:{pN}, ...
@@ -50,7 +50,14 @@ local function append(k, a)
         end
     end
 
-    local current = tonumber(redis.call('GET', version_key) or '0')
+    -- The counter holds `<version>|<last event's occurred_at>` (a counter written before it
+    -- kept the time holds the version alone).
+    local recorded = redis.call('GET', version_key) or '0'
+    local counted, last_time = string.match(recorded, '^(%d+)|(.*)$')
+    if not counted then
+        counted, last_time = recorded, ''
+    end
+    local current = tonumber(counted)
     if expected ~= 'any' and tonumber(expected) ~= current then
         return 0, current
     end
@@ -58,17 +65,6 @@ local function append(k, a)
     -- Time never goes back within a stream: an event earlier than the stream's last (a clock
     -- stepped back) is stored at the last one's time. The times are fixed-width RFC 3339 in
     -- UTC, so they compare as text.
-    local last_time = ''
-    local last = redis.call('XREVRANGE', stream_key, '+', '-', 'COUNT', 1)[1]
-    if last then
-        local fields = last[2]
-        for f = 1, #fields, 2 do
-            if fields[f] == 'occurred_at' then
-                last_time = fields[f + 1]
-            end
-        end
-    end
-
     local version = current
     local at = a + PER_REQUEST
     for i = 1, count do
@@ -98,7 +94,7 @@ local function append(k, a)
         at = at + PER_EVENT
     end
 
-    redis.call('SET', version_key, version)
+    redis.call('SET', version_key, version .. '|' .. last_time)
     if ttl > 0 then
         redis.call('SET', idempotency_key, version .. ':' .. fingerprint, 'PX', ttl)
     end
