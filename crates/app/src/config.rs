@@ -46,6 +46,15 @@ pub struct ProjectorArgs {
     /// Deliveries after which an entry is dead-lettered.
     #[arg(long, env = "PROJECTOR_MAX_DELIVERIES", default_value_t = 5)]
     pub max_deliveries: u64,
+    /// This process's consumer name, stable across its restarts (one per replica, never two
+    /// live processes with one name); a restart then resumes its pending entries at once.
+    /// Default: `<host>-<pid>-<random>`, new at every start.
+    #[arg(long, env = "PROJECTOR_CONSUMER")]
+    pub consumer: Option<String>,
+    /// Consumers idle this long (ms) with nothing pending are removed from the groups
+    /// (0: never).
+    #[arg(long, env = "PROJECTOR_PRUNE_IDLE_MS", default_value_t = 3_600_000)]
+    pub prune_idle_ms: u64,
 }
 
 impl ProjectorArgs {
@@ -55,7 +64,12 @@ impl ProjectorArgs {
             block: Duration::from_millis(self.block_ms),
             claim_idle: Duration::from_millis(self.claim_idle_ms),
             max_deliveries: self.max_deliveries.max(1),
-            ..ProjectorSettings::default()
+            prune_idle: (self.prune_idle_ms > 0).then(|| Duration::from_millis(self.prune_idle_ms)),
+            consumer: self
+                .consumer
+                .clone()
+                .filter(|name| !name.trim().is_empty())
+                .unwrap_or_else(crate::projector::unique_consumer_name),
         }
     }
 }

@@ -40,6 +40,7 @@ fn settings(consumer: &str) -> ProjectorSettings {
         block: Duration::from_millis(50),
         claim_idle: Duration::from_millis(300),
         max_deliveries: 3,
+        prune_idle: None,
     }
 }
 

@@ -158,6 +158,7 @@ fn quick_settings(consumer: &str) -> ProjectorSettings {
         block: Duration::from_millis(20),
         claim_idle: Duration::from_millis(200),
         max_deliveries: 3,
+        prune_idle: None,
     }
 }
 
@@ -229,6 +230,64 @@ async fn entries_a_dead_consumer_left_are_claimed_and_applied_exactly_once() {
         assert_eq!(profile.liked.len(), 5);
     }
     assert!(store.dead_letters(10).await.unwrap().is_empty());
+}
+
+/// A projector SIGKILLed with entries in hand and restarted under its stable consumer name
+/// takes them back at once, not after the idle time the claims wait (a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_under_a_stable_name_resumes_its_pending_entries_at_once() {
+    let store = MemoryStore::new();
+    let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
+    let service = commands(&store, 0);
+    register_with_likes(&service, &[id("1")], 3).await;
+    let profile = esr_app::projector::ViewProjection::<Profile>::new(dyn_store.clone());
+    let group = esr_app::projector::Handler::group(&profile).to_owned();
+    store
+        .create_group(&group, UserEvent::CATEGORIES)
+        .await
+        .unwrap();
+    // The first life of "replica-0": takes everything, dies before acking.
+    let taken = store
+        .read_new(
+            &group,
+            "replica-0",
+            UserEvent::CATEGORIES,
+            100,
+            Duration::from_millis(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 4);
+    let settings = ProjectorSettings {
+        claim_idle: Duration::from_secs(60),
+        ..quick_settings("replica-0")
+    };
+    let projectors = Arc::new(Projectors::new(
+        dyn_store,
+        vec![Arc::new(profile)],
+        settings,
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(projectors.run(shutdown));
+    let started = std::time::Instant::now();
+    wait_until(|| {
+        let store = store.clone();
+        async move {
+            stored_profile(&store, &id("1"))
+                .await
+                .unwrap()
+                .is_some_and(|p| p.version == 4)
+        }
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let stats = store
+        .group_stats(&group, UserEvent::CATEGORIES)
+        .await
+        .unwrap();
+    assert_eq!(stats.pending, 0);
+    let _ = stop.send(true);
+    running.await.unwrap().unwrap();
 }
 
 /// Events from a newer build (a type this build does not know, a schema version above the one

@@ -79,6 +79,7 @@ struct Inner {
     put_read_model: Script,
     save_snapshot: Script,
     tally: Script,
+    prune_consumer: Script,
     subscriptions: subscription::State,
 }
 
@@ -107,6 +108,7 @@ impl RedisStore {
                 put_read_model: Script::new(include_str!("lua/put_read_model.lua")),
                 save_snapshot: Script::new(include_str!("lua/save_snapshot.lua")),
                 tally: Script::new(include_str!("lua/tally.lua")),
+                prune_consumer: Script::new(include_str!("lua/prune_consumer.lua")),
                 subscriptions: subscription::State::default(),
             }),
         })

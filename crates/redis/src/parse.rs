@@ -127,28 +127,54 @@ pub fn autoclaim(value: Value) -> Result<(String, Vec<Entry>), String> {
 
 /// `XINFO GROUPS`: (name, pending, lag) per group; lag is `None` when Redis cannot tell.
 pub fn groups(value: &Value) -> Result<Vec<(String, u64, Option<u64>)>, String> {
-    let list = items(value).ok_or("XINFO GROUPS reply is not a list")?;
+    records(value, "XINFO GROUPS")?
+        .into_iter()
+        .map(|get| {
+            let name = get("name").and_then(text).ok_or("group without name")?;
+            let pending = get("pending").and_then(int).unwrap_or(0).max(0) as u64;
+            let lag = get("lag").and_then(int).map(|l| l.max(0) as u64);
+            Ok((name, pending, lag))
+        })
+        .collect()
+}
+
+/// `XINFO CONSUMERS`: (name, pending, idle ms) per consumer.
+pub fn consumers(value: &Value) -> Result<Vec<(String, u64, u64)>, String> {
+    records(value, "XINFO CONSUMERS")?
+        .into_iter()
+        .map(|get| {
+            let name = get("name").and_then(text).ok_or("consumer without name")?;
+            let pending = get("pending").and_then(int).unwrap_or(0).max(0) as u64;
+            let idle = get("idle").and_then(int).unwrap_or(0).max(0) as u64;
+            Ok((name, pending, idle))
+        })
+        .collect()
+}
+
+/// An `XINFO` list of records (maps in RESP3, flat name/value lists in RESP2), each as a
+/// look-up by field name.
+fn records<'a>(
+    value: &'a Value,
+    what: &str,
+) -> Result<Vec<impl Fn(&str) -> Option<&'a Value> + 'a>, String> {
+    let list = items(value).ok_or(format!("{what} reply is not a list"))?;
     list.iter()
-        .map(|group| {
-            let pairs: Vec<(&Value, &Value)> = match group {
+        .map(|record| {
+            let pairs: Vec<(&Value, &Value)> = match record {
                 Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
                 other => {
-                    let flat = items(other).ok_or("group is not a list")?;
+                    let flat = items(other).ok_or(format!("{what} record is not a list"))?;
                     flat.chunks(2)
                         .filter_map(|c| Some((c.first()?, c.get(1)?)))
                         .collect()
                 }
             };
-            let get = |name: &str| {
+            Ok(move |name: &str| {
                 pairs
                     .iter()
                     .find(|(k, _)| text(k).as_deref() == Some(name))
                     .map(|(_, v)| *v)
-            };
-            let name = get("name").and_then(text).ok_or("group without name")?;
-            let pending = get("pending").and_then(int).unwrap_or(0).max(0) as u64;
-            let lag = get("lag").and_then(int).map(|l| l.max(0) as u64);
-            Ok((name, pending, lag))
+            })
         })
         .collect()
 }

@@ -326,6 +326,104 @@ impl Subscriptions for RedisStore {
         Ok(claimed)
     }
 
+    async fn read_own_pending(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        count: usize,
+    ) -> Result<Vec<Delivery>> {
+        let mut own = Vec::new();
+        for partition in 0..self.partitions() {
+            if own.len() >= count {
+                break;
+            }
+            let streams = streams_of(categories, partition);
+            // XREADGROUP with id 0: this consumer's own pending entries (its history).
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP")
+                .arg(group)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(count - own.len())
+                .arg("STREAMS")
+                .arg(&streams);
+            for _ in &streams {
+                cmd.arg("0");
+            }
+            let reply: Value = cmd.query_async(&mut self.conn()).await.map_err(classify)?;
+            for (stream, entries) in
+                parse::streams(reply).map_err(|r| corrupt("XREADGROUP reply", r))?
+            {
+                // An entry deleted from the stream comes back without fields: nothing to do.
+                let entries: Vec<parse::Entry> =
+                    entries.into_iter().filter(|(_, f)| f.is_some()).collect();
+                if entries.is_empty() {
+                    continue;
+                }
+                let counts = self.delivery_counts(&stream, group, &entries).await?;
+                for (id, fields) in entries {
+                    own.push(Delivery {
+                        entry: EntryRef {
+                            stream: stream.clone(),
+                            id,
+                        },
+                        deliveries: counts.get(&id).copied().unwrap_or(2),
+                        fields: fields.unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        own.truncate(count);
+        Ok(own)
+    }
+
+    async fn prune_consumers(
+        &self,
+        group: &str,
+        categories: &[Category],
+        idle: Duration,
+        keep: &str,
+    ) -> Result<u64> {
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let mut removed = 0;
+        for partition in 0..self.partitions() {
+            for stream in streams_of(categories, partition) {
+                for (name, pending, idle) in self.stream_consumers(&stream, group).await? {
+                    if name == keep || pending > 0 || idle < idle_ms {
+                        continue;
+                    }
+                    let pruned: i64 = self
+                        .inner
+                        .prune_consumer
+                        .key(&stream)
+                        .arg(group)
+                        .arg(&name)
+                        .invoke_async(&mut self.conn())
+                        .await
+                        .map_err(classify)?;
+                    if pruned == 0 {
+                        continue;
+                    }
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn consumers(&self, group: &str, categories: &[Category]) -> Result<Vec<(String, u64)>> {
+        let mut held: BTreeMap<String, u64> = BTreeMap::new();
+        for partition in 0..self.partitions() {
+            for stream in streams_of(categories, partition) {
+                for (name, pending, _) in self.stream_consumers(&stream, group).await? {
+                    *held.entry(name).or_default() += pending;
+                }
+            }
+        }
+        Ok(held.into_iter().collect())
+    }
+
     async fn ack(&self, group: &str, entries: &[EntryRef]) -> Result<()> {
         let mut by_stream: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for entry in entries {
@@ -446,6 +544,21 @@ impl Subscriptions for RedisStore {
 }
 
 impl RedisStore {
+    /// `XINFO CONSUMERS`: (name, pending, idle ms); none when the stream or group is missing.
+    async fn stream_consumers(&self, stream: &str, group: &str) -> Result<Vec<(String, u64, u64)>> {
+        let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(stream)
+            .arg(group)
+            .query_async(&mut self.conn())
+            .await;
+        match reply {
+            Ok(reply) => parse::consumers(&reply).map_err(|r| corrupt("XINFO CONSUMERS reply", r)),
+            Err(e) if e.code() == Some("NOGROUP") => Ok(vec![]),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
     async fn delivery_counts(
         &self,
         stream: &str,

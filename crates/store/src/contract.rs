@@ -73,6 +73,8 @@ macro_rules! contract_suite {
             read_new_waits_for_an_append,
             read_new_respects_count_and_never_redelivers_new_entries,
             unacked_entries_are_claimed_after_idle_with_delivery_counts,
+            a_consumer_resumes_its_own_pending_entries_at_once,
+            idle_consumers_with_nothing_pending_are_pruned,
             acked_entries_are_never_claimed,
             consumers_sharing_a_group_split_entries_without_overlap,
             foreign_entries_are_delivered_as_undecodable,
@@ -948,6 +950,103 @@ pub async fn read_new_respects_count_and_never_redelivers_new_entries<S: Contrac
     let unique: BTreeSet<_> = ids.iter().cloned().collect();
     assert_eq!(unique.len(), ids.len(), "no entry handed out twice as new");
     assert!(ids.len() >= 5);
+}
+
+/// A consumer restarted under its stable name takes back what it held, without waiting for
+/// the idle time; another consumer's entries are not its own.
+pub async fn a_consumer_resumes_its_own_pending_entries_at_once<S: ContractStore>(store: S) {
+    let group = fresh_group();
+    let cats = [USER_ACTIVITY];
+    store.create_group(&group, &cats).await.unwrap();
+    drain(&store, &group, &cats).await;
+    append_n(&store, &fresh_user(), 3).await;
+    let held = store
+        .read_new(&group, "stable-1", &cats, 100, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 3);
+    append_n(&store, &fresh_user(), 2).await;
+    let others = store
+        .read_new(&group, "other", &cats, 100, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(others.len(), 2);
+    // "stable-1" restarts: its own three, at once, as their second delivery.
+    let resumed = store
+        .read_own_pending(&group, "stable-1", &cats, 100)
+        .await
+        .unwrap();
+    let ids = |ds: &[crate::Delivery]| {
+        let mut ids: Vec<_> = ds.iter().map(|d| d.entry.clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&resumed), ids(&held));
+    assert!(resumed.iter().all(|d| d.deliveries == 2), "{resumed:?}");
+    assert!(resumed.iter().all(|d| d.event().is_ok()));
+    store.ack(&group, &ids(&resumed)).await.unwrap();
+    assert!(
+        store
+            .read_own_pending(&group, "stable-1", &cats, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Consumers of processes long gone pile up; those idle long enough with nothing pending are
+/// removed, one holding entries is not, nor the one asking.
+pub async fn idle_consumers_with_nothing_pending_are_pruned<S: ContractStore>(store: S) {
+    let group = fresh_group();
+    let cats = [USER_ACTIVITY];
+    store.create_group(&group, &cats).await.unwrap();
+    drain(&store, &group, &cats).await;
+    append_n(&store, &fresh_user(), 2).await;
+    let done = store
+        .read_new(&group, "gone-done", &cats, 1, Duration::from_millis(50))
+        .await
+        .unwrap();
+    store
+        .ack(
+            &group,
+            &done.iter().map(|d| d.entry.clone()).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    let holding = store
+        .read_new(&group, "gone-holding", &cats, 1, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(holding.len(), 1);
+    let mine = store
+        .read_new(&group, "me", &cats, 1, Duration::from_millis(10))
+        .await
+        .unwrap();
+    store
+        .ack(
+            &group,
+            &mine.iter().map(|d| d.entry.clone()).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let removed = store
+        .prune_consumers(&group, &cats, Duration::from_millis(50), "me")
+        .await
+        .unwrap();
+    assert!(removed >= 1, "{removed}");
+    let names: Vec<String> = store
+        .consumers(&group, &cats)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert!(!names.contains(&"gone-done".to_owned()), "{names:?}");
+    assert!(names.contains(&"gone-holding".to_owned()), "{names:?}");
+    assert!(names.contains(&"me".to_owned()), "{names:?}");
+    // What it holds stays pending, for a claim.
+    assert_eq!(store.group_stats(&group, &cats).await.unwrap().pending, 1);
 }
 
 pub async fn unacked_entries_are_claimed_after_idle_with_delivery_counts<S: ContractStore>(

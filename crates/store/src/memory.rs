@@ -51,6 +51,8 @@ struct State {
 struct Group {
     last_delivered: EntryId,
     pending: BTreeMap<EntryId, Pending>,
+    /// Each consumer's last read or claim, as Redis keeps a consumer's idle time.
+    consumers: HashMap<String, Instant>,
 }
 
 struct Pending {
@@ -350,6 +352,7 @@ impl Subscriptions for MemoryStore {
                     "no group {group:?} on {category}"
                 )));
             };
+            g.consumers.insert(consumer.to_owned(), now);
             let idle: Vec<EntryId> = g
                 .pending
                 .iter()
@@ -376,6 +379,93 @@ impl Subscriptions for MemoryStore {
             state.groups.insert(key, g);
         }
         Ok(claimed)
+    }
+
+    async fn read_own_pending(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        count: usize,
+    ) -> Result<Vec<Delivery>> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let mut own = Vec::new();
+        for category in categories {
+            let key = (group.to_owned(), category.clone());
+            let Some(mut g) = state.groups.remove(&key) else {
+                return Err(StoreError::Invalid(format!(
+                    "no group {group:?} on {category}"
+                )));
+            };
+            g.consumers.insert(consumer.to_owned(), now);
+            let mine: Vec<EntryId> = g
+                .pending
+                .iter()
+                .filter(|(_, p)| p.consumer == consumer)
+                .map(|(id, _)| *id)
+                .take(count.saturating_sub(own.len()))
+                .collect();
+            for id in mine {
+                let Some(p) = g.pending.get_mut(&id) else {
+                    continue;
+                };
+                match state.delivery(category, id, p.deliveries + 1) {
+                    Some(delivery) => {
+                        p.delivered_at = now;
+                        p.deliveries += 1;
+                        own.push(delivery);
+                    }
+                    None => {
+                        g.pending.remove(&id);
+                    }
+                }
+            }
+            state.groups.insert(key, g);
+        }
+        Ok(own)
+    }
+
+    async fn prune_consumers(
+        &self,
+        group: &str,
+        categories: &[Category],
+        idle: Duration,
+        keep: &str,
+    ) -> Result<u64> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let mut removed = 0;
+        for category in categories {
+            let Some(g) = state.groups.get_mut(&(group.to_owned(), category.clone())) else {
+                continue;
+            };
+            let holding: std::collections::HashSet<String> =
+                g.pending.values().map(|p| p.consumer.clone()).collect();
+            let before = g.consumers.len();
+            g.consumers.retain(|name, last| {
+                name == keep || holding.contains(name) || now.duration_since(*last) < idle
+            });
+            removed += (before - g.consumers.len()) as u64;
+        }
+        Ok(removed)
+    }
+
+    async fn consumers(&self, group: &str, categories: &[Category]) -> Result<Vec<(String, u64)>> {
+        let state = self.lock();
+        let mut held: BTreeMap<String, u64> = BTreeMap::new();
+        for category in categories {
+            let Some(g) = state.groups.get(&(group.to_owned(), category.clone())) else {
+                continue;
+            };
+            for name in g.consumers.keys() {
+                held.entry(name.clone()).or_default();
+            }
+            for p in g.pending.values() {
+                *held.entry(p.consumer.clone()).or_default() += 1;
+            }
+        }
+        Ok(held.into_iter().collect())
     }
 
     async fn ack(&self, group: &str, entries: &[EntryRef]) -> Result<()> {
@@ -455,6 +545,7 @@ impl MemoryStore {
                     "no group {group:?} on {category}"
                 )));
             };
+            g.consumers.insert(consumer.to_owned(), now);
             let fresh: Vec<(EntryId, Fields)> =
                 state.streams.get(category).map_or_else(Vec::new, |s| {
                     s.range((

@@ -78,6 +78,30 @@ pub trait Subscriptions: Send + Sync {
         count: usize,
     ) -> Result<Vec<Delivery>>;
 
+    /// Up to `count` entries pending under `consumer` itself (delivered to it, never acked),
+    /// oldest first: a consumer restarted under its stable name resumes them at once instead of
+    /// waiting for the idle time after which others would claim them.
+    async fn read_own_pending(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        count: usize,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Remove the group's consumers (other than `keep`) idle at least `idle` with nothing
+    /// pending: consumers of processes long gone. Returns how many were removed.
+    async fn prune_consumers(
+        &self,
+        group: &str,
+        categories: &[Category],
+        idle: Duration,
+        keep: &str,
+    ) -> Result<u64>;
+
+    /// The group's consumers on the categories' streams, with what each holds pending.
+    async fn consumers(&self, group: &str, categories: &[Category]) -> Result<Vec<(String, u64)>>;
+
     /// Mark entries done for the group.
     async fn ack(&self, group: &str, entries: &[EntryRef]) -> Result<()>;
 

@@ -20,7 +20,8 @@ use crate::command::CommandService;
 
 #[derive(Debug, Clone)]
 pub struct ProjectorSettings {
-    /// Unique per process: pending entries are tracked per consumer.
+    /// Never shared by two live processes: pending entries are tracked per consumer. A stable
+    /// name (one per replica) lets a restarted process resume its own pending entries at once.
     pub consumer: String,
     pub batch_size: usize,
     pub block: Duration,
@@ -28,6 +29,9 @@ pub struct ProjectorSettings {
     pub claim_idle: Duration,
     /// An entry delivered more often than this is poison.
     pub max_deliveries: u64,
+    /// Consumers idle this long with nothing pending are removed from the groups (`None`:
+    /// never), so the names of processes long gone do not pile up.
+    pub prune_idle: Option<Duration>,
 }
 
 impl Default for ProjectorSettings {
@@ -38,6 +42,7 @@ impl Default for ProjectorSettings {
             block: Duration::from_millis(2000),
             claim_idle: Duration::from_secs(30),
             max_deliveries: 5,
+            prune_idle: Some(Duration::from_secs(60 * 60)),
         }
     }
 }
@@ -172,8 +177,11 @@ impl Projectors {
     ) {
         let s = &self.settings;
         let mut failures: u32 = 0;
-        // Claim first: a restarted process picks up what its predecessor left.
+        // First what this consumer itself left pending (a restart under a stable name), then
+        // claims: a restarted process picks up what its predecessors left.
+        self.resume_own_pending(handler.as_ref()).await;
         let mut next_claim = tokio::time::Instant::now();
+        let mut next_prune = tokio::time::Instant::now();
         // The next batch, read while the current one is processed: the read's round trip and
         // parsing overlap the handler's work. One read at a time per consumer, as before.
         let mut read_ahead: Option<tokio::task::JoinHandle<Result<Vec<Delivery>, StoreError>>> =
@@ -184,6 +192,12 @@ impl Projectors {
                 joined(reading.await)
             } else if claim_due {
                 next_claim = tokio::time::Instant::now() + s.claim_idle / 2;
+                if let Some(idle) = s.prune_idle
+                    && tokio::time::Instant::now() >= next_prune
+                {
+                    next_prune = tokio::time::Instant::now() + (idle / 4).max(s.claim_idle);
+                    self.prune(handler.as_ref(), idle).await;
+                }
                 self.store
                     .claim_idle(
                         handler.group(),
@@ -240,6 +254,70 @@ impl Projectors {
             }
         }
         tracing::info!(group = handler.group(), "stopped");
+    }
+
+    /// Process this consumer's own pending entries, batch by batch, until a read brings none
+    /// it has not seen (entries left pending on purpose, a retry or a newer build's, come back
+    /// from the same read), or a batch fails: the claims take over then.
+    async fn resume_own_pending(&self, handler: &dyn Handler) {
+        let s = &self.settings;
+        let mut seen = std::collections::BTreeSet::new();
+        loop {
+            let own = self
+                .store
+                .read_own_pending(
+                    handler.group(),
+                    &s.consumer,
+                    handler.categories(),
+                    s.batch_size,
+                )
+                .await;
+            let fresh: Vec<Delivery> = match own {
+                Ok(own) => own
+                    .into_iter()
+                    .filter(|d| seen.insert(d.entry.clone()))
+                    .collect(),
+                Err(error) => {
+                    tracing::warn!(group = handler.group(), error = %error_chain(&error), "own pending entries not read; claims will take them");
+                    return;
+                }
+            };
+            if fresh.is_empty() {
+                return;
+            }
+            let resumed = fresh.len();
+            if let Err(error) = self.process(handler, fresh).await {
+                tracing::warn!(group = handler.group(), error = %error_chain(&error), "resumed batch failed; claims will take it");
+                return;
+            }
+            tracing::info!(
+                group = handler.group(),
+                resumed,
+                "own pending entries resumed"
+            );
+        }
+    }
+
+    /// Remove consumers idle `idle` with nothing pending; a failure only waits for next time.
+    async fn prune(&self, handler: &dyn Handler, idle: Duration) {
+        let pruned = self
+            .store
+            .prune_consumers(
+                handler.group(),
+                handler.categories(),
+                idle,
+                &self.settings.consumer,
+            )
+            .await;
+        match pruned {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(group = handler.group(), removed, "idle consumers removed")
+            }
+            Err(error) => {
+                tracing::warn!(group = handler.group(), error = %error_chain(&error), "idle consumers not pruned")
+            }
+        }
     }
 
     async fn read_new(&self, handler: &dyn Handler) -> Result<Vec<Delivery>, StoreError> {
