@@ -964,13 +964,14 @@ pub async fn a_consumer_resumes_its_own_pending_entries_at_once<S: ContractStore
         .read_new(&group, "stable-1", &cats, 100, Duration::from_millis(50))
         .await
         .unwrap();
-    assert_eq!(held.len(), 3);
+    // Other cases may write to the category meanwhile: at least ours.
+    assert!(held.len() >= 3, "{held:?}");
     append_n(&store, &fresh_user(), 2).await;
     let others = store
         .read_new(&group, "other", &cats, 100, Duration::from_millis(50))
         .await
         .unwrap();
-    assert_eq!(others.len(), 2);
+    assert!(others.len() >= 2, "{others:?}");
     // "stable-1" restarts: its own three, at once, as their second delivery.
     let resumed = store
         .read_own_pending(&group, "stable-1", &cats, 100)
@@ -1001,7 +1002,8 @@ pub async fn idle_consumers_with_nothing_pending_are_pruned<S: ContractStore>(st
     let cats = [USER_ACTIVITY];
     store.create_group(&group, &cats).await.unwrap();
     drain(&store, &group, &cats).await;
-    append_n(&store, &fresh_user(), 2).await;
+    // Redis creates a consumer with the first entry it hands it: each of the three gets one.
+    append_n(&store, &fresh_user(), 3).await;
     let done = store
         .read_new(&group, "gone-done", &cats, 1, Duration::from_millis(50))
         .await
@@ -1019,9 +1021,10 @@ pub async fn idle_consumers_with_nothing_pending_are_pruned<S: ContractStore>(st
         .unwrap();
     assert_eq!(holding.len(), 1);
     let mine = store
-        .read_new(&group, "me", &cats, 1, Duration::from_millis(10))
+        .read_new(&group, "me", &cats, 1, Duration::from_millis(50))
         .await
         .unwrap();
+    assert_eq!(mine.len(), 1);
     store
         .ack(
             &group,
