@@ -80,6 +80,7 @@ struct Inner {
     save_snapshot: Script,
     tally: Script,
     prune_consumer: Script,
+    warnings: Vec<String>,
     subscriptions: subscription::State,
 }
 
@@ -97,6 +98,10 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         check_partitions(&mut conn, config.partitions).await?;
+        let warnings = check_server(&mut conn).await?;
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 conn,
@@ -110,8 +115,14 @@ impl RedisStore {
                 tally: Script::new(include_str!("lua/tally.lua")),
                 prune_consumer: Script::new(include_str!("lua/prune_consumer.lua")),
                 subscriptions: subscription::State::default(),
+                warnings,
             }),
         })
+    }
+
+    /// What the start found wrong with the server's setup but not fatal (see [`check_server`]).
+    pub fn warnings(&self) -> &[String] {
+        &self.inner.warnings
     }
 
     pub fn partitions(&self) -> u32 {
@@ -204,6 +215,96 @@ impl RedisStore {
             });
         }
         Ok(answered)
+    }
+}
+
+/// Refuse a server older than 7.0 (the scripts use its SET NX GET and script flags); warn of a
+/// setup that loses events: an eviction policy other than `noeviction` (a version counter or a
+/// stream can vanish under memory pressure), or no persistence at all (a restart loses
+/// everything). A server that hides its configuration (CONFIG disabled) is warned about too.
+async fn check_server(conn: &mut Conn) -> Result<Vec<String>> {
+    // On Cluster, INFO and CONFIG answer per node (a map): every node is checked.
+    let info: Value = redis::cmd("INFO")
+        .arg("server")
+        .query_async(conn)
+        .await
+        .map_err(classify)?;
+    for text in texts(&info) {
+        for version in text
+            .lines()
+            .filter_map(|l| l.strip_prefix("redis_version:"))
+        {
+            let version = version.trim();
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+            let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+            if (major, minor) < (7, 0) {
+                return Err(StoreError::Invalid(format!(
+                    "Redis {version} is too old: 7.0 or newer is needed"
+                )));
+            }
+        }
+    }
+    let mut warnings = Vec::new();
+    let mut settings = std::collections::BTreeMap::<&str, Vec<String>>::new();
+    for name in ["maxmemory-policy", "appendonly", "save"] {
+        let reply: redis::RedisResult<Value> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query_async(conn)
+            .await;
+        match reply {
+            // [name, value] per node: the values are what follows each name.
+            Ok(reply) => {
+                let all = texts(&reply);
+                let values = all
+                    .windows(2)
+                    .filter(|pair| pair[0] == name)
+                    .map(|pair| pair[1].clone())
+                    .collect();
+                settings.insert(name, values);
+            }
+            Err(error) => warnings.push(format!(
+                "cannot read the server's {name} (CONFIG GET: {error}): check it by hand"
+            )),
+        }
+    }
+    let values = |name: &str| settings.get(name).cloned().unwrap_or_default();
+    for policy in values("maxmemory-policy") {
+        if policy != "noeviction" {
+            warnings.push(format!(
+                "maxmemory-policy is {policy}: under memory pressure Redis may evict streams \
+                 and version counters; use noeviction (a full memory then refuses writes, and \
+                 the services answer 503)"
+            ));
+            break;
+        }
+    }
+    let (appendonly, save) = (values("appendonly"), values("save"));
+    let off = appendonly
+        .iter()
+        .zip(save.iter())
+        .any(|(aof, save)| aof == "no" && save.is_empty());
+    if off {
+        warnings.push(
+            "persistence is off (appendonly no, no save points): a restart loses every event; \
+             use appendonly yes"
+                .into(),
+        );
+    }
+    Ok(warnings)
+}
+
+/// Every text in a reply, in order, however nested (a Cluster answers a map per node).
+fn texts(value: &Value) -> Vec<String> {
+    match value {
+        Value::BulkString(bytes) => vec![String::from_utf8_lossy(bytes).into_owned()],
+        Value::SimpleString(text) | Value::VerbatimString { text, .. } => vec![text.clone()],
+        Value::Array(items) | Value::Set(items) => items.iter().flat_map(texts).collect(),
+        Value::Map(pairs) => pairs
+            .iter()
+            .flat_map(|(k, v)| texts(k).into_iter().chain(texts(v)))
+            .collect(),
+        _ => vec![],
     }
 }
 

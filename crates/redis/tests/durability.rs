@@ -447,3 +447,21 @@ async fn transient_server_conditions_are_unavailable_not_corrupt() {
     }
     assert_eq!(store.stream_version(&who).await.unwrap(), 3);
 }
+
+/// What the store says at start about a server set up to lose events: eviction of keys, and
+/// no persistence at all. A server set up for an event log gets no warning.
+#[tokio::test]
+async fn startup_warns_of_eviction_and_missing_persistence() {
+    let lossy = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let store = connect(&lossy).await;
+    let warnings = store.warnings().join("\n");
+    assert!(
+        warnings.contains("maxmemory-policy is allkeys-lru"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("persistence is off"), "{warnings}");
+
+    let durable = RedisServer::start_with(&["--appendonly", "yes"]);
+    let store = connect(&durable).await;
+    assert!(store.warnings().is_empty(), "{:?}", store.warnings());
+}
