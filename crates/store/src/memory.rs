@@ -342,43 +342,10 @@ impl Subscriptions for MemoryStore {
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<Delivery>> {
-        let mut state = self.lock();
         let now = Instant::now();
-        let mut claimed = Vec::new();
-        for category in categories {
-            let key = (group.to_owned(), category.clone());
-            let Some(mut g) = state.groups.remove(&key) else {
-                return Err(StoreError::Invalid(format!(
-                    "no group {group:?} on {category}"
-                )));
-            };
-            g.consumers.insert(consumer.to_owned(), now);
-            let idle: Vec<EntryId> = g
-                .pending
-                .iter()
-                .filter(|(_, p)| now.duration_since(p.delivered_at) >= min_idle)
-                .map(|(id, _)| *id)
-                .take(count.saturating_sub(claimed.len()))
-                .collect();
-            for id in idle {
-                let Some(p) = g.pending.get_mut(&id) else {
-                    continue;
-                };
-                match state.delivery(category, id, p.deliveries + 1) {
-                    Some(delivery) => {
-                        p.consumer = consumer.to_owned();
-                        p.delivered_at = now;
-                        p.deliveries += 1;
-                        claimed.push(delivery);
-                    }
-                    None => {
-                        g.pending.remove(&id);
-                    }
-                }
-            }
-            state.groups.insert(key, g);
-        }
-        Ok(claimed)
+        self.redeliver(group, consumer, categories, count, |p| {
+            now.duration_since(p.delivered_at) >= min_idle
+        })
     }
 
     async fn read_own_pending(
@@ -388,42 +355,9 @@ impl Subscriptions for MemoryStore {
         categories: &[Category],
         count: usize,
     ) -> Result<Vec<Delivery>> {
-        let mut state = self.lock();
-        let now = Instant::now();
-        let mut own = Vec::new();
-        for category in categories {
-            let key = (group.to_owned(), category.clone());
-            let Some(mut g) = state.groups.remove(&key) else {
-                return Err(StoreError::Invalid(format!(
-                    "no group {group:?} on {category}"
-                )));
-            };
-            g.consumers.insert(consumer.to_owned(), now);
-            let mine: Vec<EntryId> = g
-                .pending
-                .iter()
-                .filter(|(_, p)| p.consumer == consumer)
-                .map(|(id, _)| *id)
-                .take(count.saturating_sub(own.len()))
-                .collect();
-            for id in mine {
-                let Some(p) = g.pending.get_mut(&id) else {
-                    continue;
-                };
-                match state.delivery(category, id, p.deliveries + 1) {
-                    Some(delivery) => {
-                        p.delivered_at = now;
-                        p.deliveries += 1;
-                        own.push(delivery);
-                    }
-                    None => {
-                        g.pending.remove(&id);
-                    }
-                }
-            }
-            state.groups.insert(key, g);
-        }
-        Ok(own)
+        self.redeliver(group, consumer, categories, count, |p| {
+            p.consumer == consumer
+        })
     }
 
     async fn prune_consumers(
@@ -528,6 +462,56 @@ impl Subscriptions for MemoryStore {
 }
 
 impl MemoryStore {
+    /// Hand `consumer` up to `count` pending entries that `pick` selects (idle ones for a claim,
+    /// its own for a resume), counting the delivery; entries gone from the stream leave the
+    /// pending list instead, as XAUTOCLAIM does.
+    fn redeliver(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        count: usize,
+        pick: impl Fn(&Pending) -> bool,
+    ) -> Result<Vec<Delivery>> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let mut handed = Vec::new();
+        for category in categories {
+            let key = (group.to_owned(), category.clone());
+            let Some(mut g) = state.groups.remove(&key) else {
+                return Err(StoreError::Invalid(format!(
+                    "no group {group:?} on {category}"
+                )));
+            };
+            g.consumers.insert(consumer.to_owned(), now);
+            let picked: Vec<EntryId> = g
+                .pending
+                .iter()
+                .filter(|(_, p)| pick(p))
+                .map(|(id, _)| *id)
+                .take(count.saturating_sub(handed.len()))
+                .collect();
+            for id in picked {
+                let Some(p) = g.pending.get_mut(&id) else {
+                    continue;
+                };
+                match state.delivery(category, id, p.deliveries + 1) {
+                    Some(delivery) => {
+                        p.consumer = consumer.to_owned();
+                        p.delivered_at = now;
+                        p.deliveries += 1;
+                        handed.push(delivery);
+                    }
+                    None => {
+                        g.pending.remove(&id);
+                    }
+                }
+            }
+            state.groups.insert(key, g);
+        }
+        Ok(handed)
+    }
+
     fn take_new(
         &self,
         group: &str,
