@@ -307,20 +307,7 @@ impl Subscriptions for RedisStore {
                 let (next, entries) =
                     parse::autoclaim(reply).map_err(|r| corrupt("XAUTOCLAIM reply", r))?;
                 lock(&self.inner.subscriptions.claim_cursors).insert(cursor_key, next);
-                if entries.is_empty() {
-                    continue;
-                }
-                let counts = self.delivery_counts(&stream, group, &entries).await?;
-                for (id, fields) in entries {
-                    claimed.push(Delivery {
-                        entry: EntryRef {
-                            stream: stream.clone(),
-                            id,
-                        },
-                        deliveries: counts.get(&id).copied().unwrap_or(2),
-                        fields: fields.unwrap_or_default(),
-                    });
-                }
+                claimed.extend(self.redelivered(&stream, group, entries).await?);
             }
         }
         Ok(claimed)
@@ -358,20 +345,7 @@ impl Subscriptions for RedisStore {
                 // An entry deleted from the stream comes back without fields: nothing to do.
                 let entries: Vec<parse::Entry> =
                     entries.into_iter().filter(|(_, f)| f.is_some()).collect();
-                if entries.is_empty() {
-                    continue;
-                }
-                let counts = self.delivery_counts(&stream, group, &entries).await?;
-                for (id, fields) in entries {
-                    own.push(Delivery {
-                        entry: EntryRef {
-                            stream: stream.clone(),
-                            id,
-                        },
-                        deliveries: counts.get(&id).copied().unwrap_or(2),
-                        fields: fields.unwrap_or_default(),
-                    });
-                }
+                own.extend(self.redelivered(&stream, group, entries).await?);
             }
         }
         own.truncate(count);
@@ -557,6 +531,31 @@ impl RedisStore {
             Err(e) if e.code() == Some("NOGROUP") => Ok(vec![]),
             Err(e) => Err(classify(e)),
         }
+    }
+
+    /// Entries handed out again (claimed, or resumed by their consumer), with their delivery
+    /// counts as the group keeps them.
+    async fn redelivered(
+        &self,
+        stream: &str,
+        group: &str,
+        entries: Vec<parse::Entry>,
+    ) -> Result<Vec<Delivery>> {
+        if entries.is_empty() {
+            return Ok(vec![]);
+        }
+        let counts = self.delivery_counts(stream, group, &entries).await?;
+        Ok(entries
+            .into_iter()
+            .map(|(id, fields)| Delivery {
+                entry: EntryRef {
+                    stream: stream.to_owned(),
+                    id,
+                },
+                deliveries: counts.get(&id).copied().unwrap_or(2),
+                fields: fields.unwrap_or_default(),
+            })
+            .collect())
     }
 
     async fn delivery_counts(
