@@ -12,13 +12,14 @@ use axum::{Json, Router};
 use chrono::NaiveDate;
 use esr_domain::{Command, GroupCommand};
 use esr_kernel::Aggregate;
-use esr_schema::{Action, EntityId};
+use esr_schema::{Action, EntityId, GroupEvent};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{
     FriendPath, GroupPath, JsonBody, MemberPath, UserPath, entity_id, token_header, user_id,
 };
+use super::resource::Resource;
 use super::{ApiError, BODY_LIMIT_BYTES, health};
 use crate::command::{Accepted, CommandMeta, CommandService, Commands};
 
@@ -187,7 +188,7 @@ async fn create_group(
     JsonBody(body): JsonBody<GroupBody>,
 ) -> Result<Response, ApiError> {
     let group_id = match &body.group_id {
-        Some(raw) => entity_id("invalid_group_id", raw)?,
+        Some(raw) => entity_id(GroupEvent::INVALID_ID, raw)?,
         None => generated_id(&headers)?,
     };
     let command = GroupCommand::Create {
@@ -253,23 +254,7 @@ fn generated_id(headers: &HeaderMap) -> Result<EntityId, ApiError> {
         .map_err(|e| ApiError::invalid("invalid_field", e.to_string()))
 }
 
-/// Where each aggregate's resources live, for `Location` and the answer's id field.
-trait Resource {
-    const PATH: &'static str;
-    const ID_FIELD: &'static str;
-}
-
-impl Resource for esr_domain::User {
-    const PATH: &'static str = "/users";
-    const ID_FIELD: &'static str = "user_id";
-}
-
-impl Resource for esr_domain::Group {
-    const PATH: &'static str = "/groups";
-    const ID_FIELD: &'static str = "group_id";
-}
-
-async fn run<A: Aggregate + Resource>(
+async fn run<A: Aggregate<Event: Resource>>(
     commands: &CommandService<A>,
     headers: &HeaderMap,
     id: EntityId,
@@ -300,13 +285,13 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     })
 }
 
-fn answer<A: Resource>(
+fn answer<A: Aggregate<Event: Resource>>(
     id: &EntityId,
     accepted: Accepted,
     meta: &CommandMeta,
     status: StatusCode,
 ) -> Response {
-    let body = Json(json!({A::ID_FIELD: id, "version": accepted.version}));
+    let body = Json(json!({A::Event::id_field(): id, "version": accepted.version}));
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", accepted.version)) {
@@ -319,7 +304,7 @@ fn answer<A: Resource>(
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     if status == StatusCode::CREATED
-        && let Ok(location) = HeaderValue::from_str(&format!("{}/{id}", A::PATH))
+        && let Ok(location) = HeaderValue::from_str(&format!("{}/{id}", A::Event::PATH))
     {
         headers.insert(header::LOCATION, location);
     }

@@ -4,10 +4,11 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use esr_schema::{EntityId, UserId};
+use esr_schema::{EntityId, GroupEvent, UserEvent, UserId};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use super::resource::Resource;
 
 /// A JSON body; 400 when it is not JSON, 422 when it has the wrong shape, 413 when too big.
 pub struct JsonBody<T>(pub T);
@@ -59,7 +60,7 @@ fn query_error(rejection: &QueryRejection) -> ApiError {
 }
 
 pub fn user_id(raw: &str) -> Result<UserId, ApiError> {
-    entity_id("invalid_user_id", raw)
+    entity_id(UserEvent::INVALID_ID, raw)
 }
 
 /// An id (of a user, a group), 422 with `code` when it is not one.
@@ -84,17 +85,26 @@ pub fn token_header(
     Ok(Some(text.to_owned()))
 }
 
-/// The `{id}` of a route, validated.
+/// A route's path parameters, 400 when they do not parse.
+async fn path<T, S>(parts: &mut Parts, state: &S) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    let axum::extract::Path(raw) = axum::extract::Path::<T>::from_request_parts(parts, state)
+        .await
+        .map_err(|e| ApiError::malformed(e.body_text()))?;
+    Ok(raw)
+}
+
+/// The `{id}` of a user route, validated.
 pub struct UserPath(pub UserId);
 
 impl<S: Send + Sync> FromRequestParts<S> for UserPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::malformed(e.body_text()))?;
+        let raw: String = path(parts, state).await?;
         Ok(UserPath(user_id(&raw)?))
     }
 }
@@ -106,11 +116,8 @@ impl<S: Send + Sync> FromRequestParts<S> for FriendPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path((raw_user, raw_friend)) =
-            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::malformed(e.body_text()))?;
-        Ok(FriendPath(user_id(&raw_user)?, user_id(&raw_friend)?))
+        let (user, friend): (String, String) = path(parts, state).await?;
+        Ok(FriendPath(user_id(&user)?, user_id(&friend)?))
     }
 }
 
@@ -121,11 +128,8 @@ impl<S: Send + Sync> FromRequestParts<S> for GroupPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::malformed(e.body_text()))?;
-        Ok(GroupPath(entity_id("invalid_group_id", &raw)?))
+        let raw: String = path(parts, state).await?;
+        Ok(GroupPath(entity_id(GroupEvent::INVALID_ID, &raw)?))
     }
 }
 
@@ -136,13 +140,10 @@ impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path((raw_group, raw_user)) =
-            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::malformed(e.body_text()))?;
+        let (group, user): (String, String) = path(parts, state).await?;
         Ok(MemberPath(
-            entity_id("invalid_group_id", &raw_group)?,
-            user_id(&raw_user)?,
+            entity_id(GroupEvent::INVALID_ID, &group)?,
+            user_id(&user)?,
         ))
     }
 }

@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod health;
 mod query;
+mod resource;
 
 pub use command::router as command_router;
 pub use error::ApiError;

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{QueryParams, entity_id};
+use super::resource::Resource;
 use super::{ApiError, health};
 use crate::query::{Fresh, QueryService};
 
@@ -39,36 +40,16 @@ pub fn router(queries: Arc<QueryService>) -> Router {
         .layer(axum::middleware::from_fn(super::log_request))
 }
 
-/// What the routes of a view's resource say in errors.
-trait Resource: View {
-    /// `user`, `group`: in error codes (`unknown_user`, `invalid_group_id`) and messages.
-    const NOUN: &'static str;
-    const UNKNOWN: &'static str;
-    const INVALID_ID: &'static str;
-}
-
-impl Resource for Profile {
-    const NOUN: &'static str = "user";
-    const UNKNOWN: &'static str = "unknown_user";
-    const INVALID_ID: &'static str = "invalid_user_id";
-}
-
-impl Resource for GroupView {
-    const NOUN: &'static str = "group";
-    const UNKNOWN: &'static str = "unknown_group";
-    const INVALID_ID: &'static str = "invalid_group_id";
-}
-
-fn unknown<V: Resource>(id: &EntityId) -> ApiError {
+fn unknown<R: Resource>(id: &EntityId) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        V::UNKNOWN,
-        format!("no {} {id}", V::NOUN),
+        R::UNKNOWN,
+        format!("no {} {id}", R::noun()),
     )
 }
 
-fn path_id<V: Resource>(raw: &str) -> Result<EntityId, ApiError> {
-    entity_id(V::INVALID_ID, raw)
+fn path_id<R: Resource>(raw: &str) -> Result<EntityId, ApiError> {
+    entity_id(R::INVALID_ID, raw)
 }
 
 #[derive(Deserialize)]
@@ -78,12 +59,12 @@ struct ViewParams {
     at: Option<String>,
 }
 
-async fn view<V: Resource>(
+async fn view<V: View<Event: Resource>>(
     State(queries): State<Arc<QueryService>>,
     Path(raw): Path<String>,
     QueryParams(params): QueryParams<ViewParams>,
 ) -> Result<Response, ApiError> {
-    let id = path_id::<V>(&raw)?;
+    let id = path_id::<V::Event>(&raw)?;
     match (params.min_version, params.at) {
         (Some(_), Some(_)) => Err(ApiError::malformed("use min_version or at, not both")),
         (None, Some(at)) => {
@@ -99,22 +80,22 @@ async fn view<V: Resource>(
                 Some(view) => Ok(view_response(&view)),
                 None => Err(ApiError::new(
                     StatusCode::NOT_FOUND,
-                    V::UNKNOWN,
-                    format!("no {} {id} at {at}", V::NOUN),
+                    V::Event::UNKNOWN,
+                    format!("no {} {id} at {at}", V::Event::noun()),
                 )),
             }
         }
         (Some(min_version), None) => match queries.view_at_least::<V>(&id, min_version).await? {
             Fresh::Reached(view) => Ok(view_response(&view)),
             Fresh::TimedOut(None) if queries.stream_version::<V::Event>(&id).await? == 0 => {
-                Err(unknown::<V>(&id))
+                Err(unknown::<V::Event>(&id))
             }
             Fresh::TimedOut(stale) => Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "min_version_not_reached",
                 format!(
                     "the {} {} of {id} is at version {}, not yet {min_version}, after waiting {} ms",
-                    V::NOUN,
+                    V::Event::noun(),
                     V::NAME,
                     stale.map_or(0, |v| v.version()),
                     queries.max_wait.as_millis()
@@ -123,7 +104,7 @@ async fn view<V: Resource>(
         },
         (None, None) => match queries.view::<V>(&id).await? {
             Some(view) => Ok(view_response(&view)),
-            None => Err(unknown::<V>(&id)),
+            None => Err(unknown::<V::Event>(&id)),
         },
     }
 }
@@ -143,12 +124,12 @@ struct EventsParams {
     limit: Option<usize>,
 }
 
-async fn events<V: Resource>(
+async fn events<V: View<Event: Resource>>(
     State(queries): State<Arc<QueryService>>,
     Path(raw): Path<String>,
     QueryParams(params): QueryParams<EventsParams>,
 ) -> Result<Response, ApiError> {
-    let id = path_id::<V>(&raw)?;
+    let id = path_id::<V::Event>(&raw)?;
     let from = params.from.unwrap_or(1).max(1);
     let limit = params.limit.unwrap_or(100);
     if !(1..=MAX_EVENTS_PAGE).contains(&limit) {
@@ -159,7 +140,7 @@ async fn events<V: Resource>(
     }
     let version = queries.stream_version::<V::Event>(&id).await?;
     if version == 0 {
-        return Err(unknown::<V>(&id));
+        return Err(unknown::<V::Event>(&id));
     }
     let events = queries.events::<V::Event>(&id, from, limit).await?;
     let next_from = events
@@ -167,7 +148,7 @@ async fn events<V: Resource>(
         .map(|e| e.version + 1)
         .filter(|next| *next <= version);
     Ok(Json(json!({
-        format!("{}_id", V::NOUN): id,
+        V::Event::id_field(): id,
         "version": version,
         "events": events,
         "next_from": next_from,
