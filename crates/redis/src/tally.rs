@@ -77,17 +77,8 @@ impl Tallies for RedisStore {
 
     async fn tally_count(&self, name: &str, key: &str) -> Result<i64> {
         check_name(name)?;
-        let mut total = 0;
-        for partition in 0..self.partitions() {
-            let score: Option<f64> = redis::cmd("ZSCORE")
-                .arg(Keys::tally(name, partition))
-                .arg(key)
-                .query_async(&mut self.conn())
-                .await
-                .map_err(classify)?;
-            total += score.map_or(0, score_to_count);
-        }
-        Ok(total)
+        let totals = self.totals(name, vec![key.to_owned()]).await?;
+        Ok(totals.first().map_or(0, |(_, count)| *count))
     }
 
     async fn tally_top(&self, name: &str, limit: usize) -> Result<Vec<(String, i64)>> {
@@ -104,6 +95,7 @@ impl Tallies for RedisStore {
         let mut frontier = vec![i64::MAX; partitions as usize];
         let mut seen: BTreeSet<String> = BTreeSet::new();
         let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+        let mut fresh: Vec<String> = Vec::new();
         loop {
             for partition in 0..partitions {
                 let p = partition as usize;
@@ -124,11 +116,16 @@ impl Tallies for RedisStore {
                 } else {
                     entries.last().map_or(0, |(_, s)| score_to_count(*s))
                 };
-                for (key, _) in entries {
-                    if seen.insert(key.clone()) {
-                        totals.insert(key.clone(), self.tally_count(name, &key).await?);
-                    }
-                }
+                fresh.extend(
+                    entries
+                        .into_iter()
+                        .map(|(key, _)| key)
+                        .filter(|k| seen.insert(k.clone())),
+                );
+            }
+            // The keys first seen this round: their whole counts, one ZMSCORE per partition.
+            for (key, count) in self.totals(name, std::mem::take(&mut fresh)).await? {
+                totals.insert(key, count);
             }
             let bound: i64 = frontier.iter().sum();
             let mut ranked: Vec<(String, i64)> = totals
@@ -143,6 +140,28 @@ impl Tallies for RedisStore {
                 return Ok(ranked);
             }
         }
+    }
+}
+
+impl RedisStore {
+    /// The whole counts of `keys`: their scores summed over every partition's set.
+    async fn totals(&self, name: &str, keys: Vec<String>) -> Result<Vec<(String, i64)>> {
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut sums = vec![0i64; keys.len()];
+        for partition in 0..self.partitions() {
+            let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+                .arg(Keys::tally(name, partition))
+                .arg(&keys)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(classify)?;
+            for (sum, score) in sums.iter_mut().zip(scores) {
+                *sum += score.map_or(0, score_to_count);
+            }
+        }
+        Ok(keys.into_iter().zip(sums).collect())
     }
 }
 
