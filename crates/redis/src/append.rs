@@ -187,11 +187,12 @@ fn append_outcomes(calls: &[&AppendCall<'_>], reply: &[i64]) -> Result<Vec<Resul
     Ok(calls
         .iter()
         .zip(reply_pairs("append reply", reply, calls.len())?)
-        .map(|(call, pair)| append_outcome(call.request, pair))
+        .map(|(call, pair)| append_outcome(call, pair))
         .collect())
 }
 
-fn append_outcome(request: &AppendRequest, reply: (i64, i64)) -> Result<AppendOutcome> {
+fn append_outcome(call: &AppendCall<'_>, reply: (i64, i64)) -> Result<AppendOutcome> {
+    let request = call.request;
     let version = u64::try_from(reply.1)
         .map_err(|_| corrupt("append reply", format!("negative version {}", reply.1)))?;
     match reply.0 {
@@ -214,6 +215,25 @@ fn append_outcome(request: &AppendRequest, reply: (i64, i64)) -> Result<AppendOu
                 .map(|i| i.key.clone())
                 .unwrap_or_default(),
         }),
+        // Refused before any write: the stream and its counter still agree.
+        4 => {
+            let key = usize::try_from(reply.1)
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|n| call.keys.get(n))
+                .map_or("?", String::as_str);
+            Err(corrupt(
+                key,
+                "the key holds another type than this store writes there; nothing was appended",
+            ))
+        }
+        5 => Err(corrupt(
+            call.keys.get(1).map_or("?", String::as_str),
+            format!(
+                "the stream holds an entry past its version counter ({version}) that this \
+                 store did not write; nothing was appended"
+            ),
+        )),
         other => Err(corrupt("append reply", format!("unknown code {other}"))),
     }
 }

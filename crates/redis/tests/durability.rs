@@ -465,3 +465,84 @@ async fn startup_warns_of_eviction_and_missing_persistence() {
     let store = connect(&durable).await;
     assert!(store.warnings().is_empty(), "{:?}", store.warnings());
 }
+
+/// Keys a write would fail on (another type under a category key, an entry past the counter
+/// that this store did not write) refuse the request before its first write, naming the key;
+/// the other requests of the batch are written, and once the key is mended the stream takes
+/// appends again. A lost counter is taken up again from the stream.
+#[tokio::test]
+async fn a_request_a_write_would_fail_on_is_refused_before_its_first_write() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let category_count = || -> usize {
+        server
+            .query(redis::cmd("XLEN").arg("user_activity:{p0}"))
+            .unwrap()
+    };
+
+    // Another type under the category key: the stream is not written either.
+    let () = server
+        .query(redis::cmd("SET").arg("user_activity:{p0}").arg("x"))
+        .unwrap();
+    let first = user("wrongtype");
+    let refused = store
+        .append(append_to(&first, ExpectedVersion::NoStream))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Corrupt { what, .. } if what == "user_activity:{p0}"),
+        "{refused:?}"
+    );
+    assert_eq!(store.stream_version(&first).await.unwrap(), 0);
+    assert!(store.read_stream(&first, 1, 10).await.unwrap().is_empty());
+    let () = server
+        .query(redis::cmd("DEL").arg("user_activity:{p0}"))
+        .unwrap();
+    let mended = store
+        .append(append_to(&first, ExpectedVersion::NoStream))
+        .await
+        .unwrap();
+    assert_eq!(mended.version, 1);
+
+    // An entry someone else added to a stream: that request is refused, its batch neighbours
+    // are written once.
+    let (stray, good) = (user("stray"), user("good"));
+    let _: String = server
+        .query(
+            redis::cmd("XADD")
+                .arg("user:{p0}:stray")
+                .arg("*")
+                .arg("who")
+                .arg("me"),
+        )
+        .unwrap();
+    let before = category_count();
+    let outcomes = store
+        .append_batch(vec![
+            append_to(&good, ExpectedVersion::NoStream),
+            append_to(&stray, ExpectedVersion::NoStream),
+            append_to(&good, ExpectedVersion::Exactly(1)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].as_ref().map(|o| o.version).ok(), Some(1));
+    assert!(
+        matches!(&outcomes[1], Err(StoreError::Corrupt { what, .. }) if what == "user:{p0}:stray"),
+        "{:?}",
+        outcomes[1]
+    );
+    assert_eq!(outcomes[2].as_ref().map(|o| o.version).ok(), Some(2));
+    assert_eq!(category_count(), before + 2);
+    assert_eq!(store.stream_version(&good).await.unwrap(), 2);
+
+    // A counter lost (evicted or deleted) while its stream stays: taken up from the stream.
+    let () = server
+        .query(redis::cmd("DEL").arg("version:{p0}:good"))
+        .unwrap();
+    let resumed = store
+        .append(append_to(&good, ExpectedVersion::Exactly(2)))
+        .await
+        .unwrap();
+    assert_eq!(resumed.version, 3);
+    assert_eq!(store.read_stream(&good, 1, 10).await.unwrap().len(), 3);
+}

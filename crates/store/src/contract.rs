@@ -62,6 +62,7 @@ macro_rules! contract_suite {
             read_user_pages_from_a_version,
             unknown_user_reads_empty_at_version_0,
             idempotency_key_returns_the_first_outcome_and_appends_once,
+            an_append_delivered_twice_is_applied_once,
             idempotency_keys_are_per_user_and_recorded,
             an_idempotency_key_reused_for_another_request_is_refused,
             concurrent_appends_on_one_user_have_one_winner_per_version,
@@ -598,6 +599,51 @@ pub async fn idempotency_key_returns_the_first_outcome_and_appends_once<S: Contr
             .await
             .len(),
         1
+    );
+}
+
+/// A client library may send a call again after a dropped connection although the first one
+/// ran (the Cluster client does): the second delivery, with its events' ids unchanged, answers
+/// the first's version as a duplicate instead of a conflict or a second copy.
+pub async fn an_append_delivered_twice_is_applied_once<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    let first_call = request(
+        &user,
+        ExpectedVersion::NoStream,
+        vec![kick("one"), kick("two")],
+    );
+    let first = store.append(first_call.clone()).await.unwrap();
+    assert_eq!((first.version, first.duplicate), (2, false));
+    let again = store.append(first_call.clone()).await.unwrap();
+    assert_eq!((again.version, again.duplicate), (2, true));
+
+    let next_call = request(&user, ExpectedVersion::Exactly(2), vec![kick("three")]);
+    assert_eq!(store.append(next_call.clone()).await.unwrap().version, 3);
+    // Still recognised after later appends, and so is the later call itself.
+    let late = store.append(first_call).await.unwrap();
+    assert_eq!((late.version, late.duplicate), (2, true));
+    let late = store.append(next_call).await.unwrap();
+    assert_eq!((late.version, late.duplicate), (3, true));
+
+    // Another request with a stale expectation is still a conflict.
+    let stale = store
+        .append(request(
+            &user,
+            ExpectedVersion::Exactly(2),
+            vec![kick("four")],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(stale, StoreError::Conflict { actual: 3, .. }),
+        "{stale:?}"
+    );
+    assert_eq!(store.read_stream(&user, 1, 10).await.unwrap().len(), 3);
+    assert_eq!(
+        category_entries_of(&store, USER_ACTIVITY, &user)
+            .await
+            .len(),
+        3
     );
 }
 

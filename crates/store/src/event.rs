@@ -107,12 +107,15 @@ pub struct AppendOutcome {
 /// let request = AppendRequest {
 ///     stream: user.clone(),
 ///     expected: ExpectedVersion::NoStream,
-///     events: vec![event],
+///     events: vec![event.clone()],
 ///     idempotency: None,
 /// };
 /// assert_eq!(store.append(request.clone()).await?.version, 1);
-/// // The same expectation again is a conflict: the stream is at version 1 now.
-/// assert!(store.append(request).await.is_err());
+/// // The same call delivered again is recognised by its events' ids: applied once.
+/// assert!(store.append(request.clone()).await?.duplicate);
+/// // Another event with the same expectation is a conflict: the stream is at version 1 now.
+/// let another = NewEvent { event_id: uuid::Uuid::now_v7(), ..event };
+/// assert!(store.append(AppendRequest { events: vec![another], ..request }).await.is_err());
 /// assert_eq!(store.read_stream(&user, 1, 10).await?.len(), 1);
 /// # Ok(())
 /// # }
@@ -121,6 +124,12 @@ pub struct AppendOutcome {
 pub trait EventStore: Send + Sync {
     /// Append atomically: all events or none, only if `expected` admits the current version,
     /// and to the category stream of each event in the same step.
+    ///
+    /// A request with an expected version whose first event is already stored right after
+    /// that version is the same call delivered twice (a client library resends after a
+    /// dropped connection): it is answered as a duplicate with the version it produced. An
+    /// [`ExpectedVersion::Any`] request has no such check: give it an idempotency key if it
+    /// may be sent twice.
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome>;
 
     /// Many appends (usually to many streams) in as few round trips as the store can manage.

@@ -131,6 +131,20 @@ fn reused(key: &str, recorded: &str, asked: &str) -> Result<()> {
     }
 }
 
+/// The version a request produced when it was applied before: its first event is stored
+/// right after the version it expected (the same call delivered twice).
+fn delivered_before(state: &State, request: &AppendRequest) -> Option<u64> {
+    let expected = match request.expected {
+        ExpectedVersion::Any => return None,
+        ExpectedVersion::NoStream => 0,
+        ExpectedVersion::Exactly(v) => v,
+    };
+    let stored = state.streams_by_id.get(&request.stream)?;
+    let first = stored.get(usize::try_from(expected).ok()?)?;
+    let sent = request.events.first()?;
+    (first.envelope.event_id == sent.event_id).then(|| expected + request.events.len() as u64)
+}
+
 fn category_of(stream: &str) -> Result<Category> {
     Category::parse(stream).map_err(|_| StoreError::Invalid(format!("no stream {stream:?}")))
 }
@@ -167,6 +181,12 @@ impl EventStore for MemoryStore {
                 .get(&request.stream)
                 .map_or(0, |e| e.len() as u64);
             if !request.expected.admits(actual) {
+                if let Some(version) = delivered_before(&state, &request) {
+                    return Ok(AppendOutcome {
+                        version,
+                        duplicate: true,
+                    });
+                }
                 return Err(StoreError::Conflict {
                     expected: request.expected,
                     actual,

@@ -21,23 +21,64 @@
 -- Returns, per request, two numbers: 1, version when appended; 0, actual on a version
 -- conflict; 2, version when the idempotency key was used before (the version that first call
 -- produced); 3, that version when the key was used before for another request (both
--- fingerprints known and different). The record holds `<version>:<fingerprint>` (a record
--- written before fingerprints holds the version alone). A request's checks all come before its first write: Redis does not roll a script
--- back. Requests are independent: one's conflict does not stop the next.
+-- fingerprints known and different); 4, which key (1 counter, 2 stream, 3 idempotency record,
+-- 3 + i the i-th event's category stream) holds a type this script does not write; 5, the
+-- counter when the stream holds an entry this script did not write past it. The record holds
+-- `<version>:<fingerprint>` (a record written before fingerprints holds the version alone).
+-- A request's checks all come before its first write: Redis does not roll a script back.
+-- Requests are independent: one's conflict or refusal does not stop the next.
 --
--- An event's occurred_at is never earlier than its stream's last event's.
+-- A lost counter (evicted, deleted) is taken up again from the stream's last entry.
+--
+-- An event's occurred_at is never earlier than its stream's last event's. A request whose
+-- first event is already stored at the version after the one it expected is the same call
+-- delivered twice: code 2 with the version it produced.
 --
 -- The category entry carries every field, so XREAD alone shows what happened. The stream's own
 -- entry leaves out the id and version: its key names the stream, its entry id is the version.
 
 local PER_REQUEST, PER_EVENT = 6, 7
 
+-- Codes for a request refused before its first write (see the header).
+local UNUSABLE_KEY, STREAM_AHEAD = 4, 5
+
+local function failed(reply)
+    return type(reply) == 'table' and reply.err ~= nil
+end
+
+-- Category keys found usable in this call (a batch's requests mostly share one).
+local usable_categories = {}
+
+local function field_of(fields, name)
+    for i = 1, #fields, 2 do
+        if fields[i] == name then
+            return fields[i + 1]
+        end
+    end
+end
+
 local function append(k, a)
     local version_key, stream_key, idempotency_key = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     local expected, ttl, count = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     local id_field, id, fingerprint = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+    -- Everything that could fail a later write is checked before the first: Redis does not
+    -- roll a script back, and a stream written without its counter could never be written
+    -- again.
+    for i = 1, count do
+        local category_key = KEYS[k + 2 + i]
+        if not usable_categories[category_key] then
+            local kind = redis.call('TYPE', category_key)['ok']
+            if kind ~= 'stream' and kind ~= 'none' then
+                return UNUSABLE_KEY, 3 + i
+            end
+            usable_categories[category_key] = true
+        end
+    end
     if ttl > 0 then
-        local recorded = redis.call('GET', idempotency_key)
+        local recorded = redis.pcall('GET', idempotency_key)
+        if failed(recorded) then
+            return UNUSABLE_KEY, 3
+        end
         if recorded then
             local version, first = string.match(recorded, '^(%d+):(.*)$')
             if not version then
@@ -52,13 +93,43 @@ local function append(k, a)
 
     -- The counter holds `<version>|<last event's occurred_at>` (a counter written before it
     -- kept the time holds the version alone).
-    local recorded = redis.call('GET', version_key) or '0'
+    local recorded = redis.pcall('GET', version_key)
+    if failed(recorded) then
+        return UNUSABLE_KEY, 1
+    end
+    if not recorded then
+        -- No counter: a new stream, or a counter lost (evicted, deleted) whose stream is
+        -- still there: taken up again from the stream's last entry.
+        local last = redis.pcall('XREVRANGE', stream_key, '+', '-', 'COUNT', 1)
+        if failed(last) then
+            return UNUSABLE_KEY, 2
+        end
+        if last[1] then
+            local version = string.match(last[1][1], '^(%d+)-0$')
+            local time = field_of(last[1][2], 'occurred_at')
+            if not version or not field_of(last[1][2], 'event_id') or not time then
+                return STREAM_AHEAD, 0
+            end
+            recorded = version .. '|' .. time
+        else
+            recorded = '0'
+        end
+    end
     local counted, last_time = string.match(recorded, '^(%d+)|(.*)$')
     if not counted then
         counted, last_time = recorded, ''
     end
     local current = tonumber(counted)
     if expected ~= 'any' and tonumber(expected) ~= current then
+        -- The same call delivered again (a client resends after a dropped connection) finds
+        -- its own first event right after the version it expected: answered as a duplicate.
+        local first = tonumber(expected) + 1
+        if current >= first + count - 1 then
+            local found = redis.call('XRANGE', stream_key, first .. '-0', first .. '-0')
+            if found[1] and field_of(found[1][2], 'event_id') == ARGV[a + PER_REQUEST + 1] then
+                return 2, first + count - 1
+            end
+        end
         return 0, current
     end
 
@@ -73,7 +144,7 @@ local function append(k, a)
             ARGV[at + 2] = last_time
         end
         last_time = ARGV[at + 2]
-        redis.call('XADD', stream_key, version .. '-0',
+        local written = redis.pcall('XADD', stream_key, version .. '-0',
             'type', ARGV[at],
             'event_id', ARGV[at + 1],
             'occurred_at', ARGV[at + 2],
@@ -81,6 +152,14 @@ local function append(k, a)
             'correlation_id', ARGV[at + 4],
             'causation_id', ARGV[at + 5],
             'payload', ARGV[at + 6])
+        -- Only the first can fail (later ids are higher still), and nothing is written yet:
+        -- the key holds another type, or an entry past the counter not written here.
+        if failed(written) then
+            if redis.call('TYPE', stream_key)['ok'] ~= 'stream' then
+                return UNUSABLE_KEY, 2
+            end
+            return STREAM_AHEAD, current
+        end
         redis.call('XADD', KEYS[k + 2 + i], '*',
             'type', ARGV[at],
             id_field, id,
