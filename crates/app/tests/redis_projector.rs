@@ -195,6 +195,62 @@ async fn a_broken_entry_xadded_by_hand_is_dead_lettered_and_the_consumer_goes_on
     running.await.unwrap().unwrap();
 }
 
+/// Bytes no writer of this store produces (field names and values that are not UTF-8) in an
+/// entry between two good ones: the good ones are applied, the odd one dead-lettered alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_with_non_utf8_names_is_dead_lettered_alone() {
+    let server = RedisServer::start();
+    let store = store_on(&server, 1).await;
+    let commands = Arc::new(CommandService::<User>::new(
+        store.clone(),
+        CommandSettings::default(),
+    ));
+    register_with_likes(&commands, &[id("before")], 1).await;
+    let _: String = server
+        .query(
+            redis::cmd("XADD")
+                .arg("user_activity:{p0}")
+                .arg("*")
+                .arg(b"\xff\xfe".as_slice())
+                .arg(b"\xc0".as_slice())
+                .arg("type")
+                .arg(b"\x80acted_on".as_slice()),
+        )
+        .unwrap();
+    register_with_likes(&commands, &[id("after")], 1).await;
+    let projectors = Arc::new(Projectors::standard(
+        store.clone(),
+        commands.clone(),
+        settings("p1"),
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(projectors.clone().run(shutdown));
+    for user in ["before", "after"] {
+        eventually(&format!("{user} projected"), async || {
+            stored_profile(store.as_ref(), &id(user))
+                .await
+                .unwrap()
+                .is_some_and(|p| p.version == 2)
+        })
+        .await;
+    }
+    // Once by each group that reads user_activity, and nothing else.
+    eventually("the odd entry dead-lettered", async || {
+        store.dead_letter_count().await.unwrap() >= 2
+    })
+    .await;
+    let letters = store.dead_letters(10).await.unwrap();
+    let mut groups: Vec<&str> = letters.iter().map(|l| l.group.as_str()).collect();
+    groups.sort_unstable();
+    assert_eq!(groups, ["most_liked", "profile_projection"], "{letters:?}");
+    assert!(
+        letters.iter().all(|l| l.reason.contains("not UTF-8")),
+        "{letters:?}"
+    );
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+}
+
 /// A Redis restarted without persistence comes back without the consumer groups: reads answer
 /// NOGROUP. The projector recreates its groups and goes on, instead of failing for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

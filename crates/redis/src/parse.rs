@@ -64,9 +64,11 @@ fn fields(value: Value) -> Result<Option<Fields>, String> {
     let mut fields = Vec::with_capacity(flat.len() / 2);
     let mut flat = flat.into_iter();
     while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+        // A name that is not UTF-8 (not written by this store) is kept, lossily, so that the
+        // entry reaches the event parser and is refused alone, not the whole reply with it.
         let key = owned_bytes(k)
-            .and_then(|k| String::from_utf8(k).ok())
-            .ok_or("field name is not text")?;
+            .map(|k| String::from_utf8_lossy(&k).into_owned())
+            .ok_or("field name is not a string")?;
         let bytes = owned_bytes(v).ok_or("field value is not a string")?;
         fields.push((key, bytes));
     }
@@ -177,4 +179,51 @@ fn records<'a>(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    // Tests: a failed unwrap is a failed assertion.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    fn bulk(bytes: &[u8]) -> Value {
+        Value::BulkString(bytes.to_vec())
+    }
+
+    proptest! {
+        /// Any bytes as field names and values: every entry comes back, in order, with its
+        /// fields (names that are not UTF-8 lossily), so one odd entry never hides the others.
+        #[test]
+        fn every_entry_of_a_reply_comes_back_whatever_its_bytes(
+            entries_bytes in vec(vec((vec(any::<u8>(), 0..12), vec(any::<u8>(), 0..12)), 0..6), 1..6)
+        ) {
+            let reply = Value::Array(
+                entries_bytes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, fields)| {
+                        Value::Array(vec![
+                            bulk(format!("{}-0", i + 1).as_bytes()),
+                            Value::Array(fields.iter().flat_map(|(k, v)| [bulk(k), bulk(v)]).collect()),
+                        ])
+                    })
+                    .collect(),
+            );
+            let parsed = entries(reply).unwrap();
+            prop_assert_eq!(parsed.len(), entries_bytes.len());
+            for (i, ((id, fields), sent)) in parsed.iter().zip(&entries_bytes).enumerate() {
+                prop_assert_eq!(id.to_string(), format!("{}-0", i + 1));
+                let fields = fields.as_ref().unwrap();
+                prop_assert_eq!(fields.len(), sent.len());
+                for ((name, value), (sent_name, sent_value)) in fields.iter().zip(sent) {
+                    prop_assert_eq!(value, sent_value);
+                    prop_assert_eq!(name, &String::from_utf8_lossy(sent_name).into_owned());
+                }
+            }
+        }
+    }
 }
