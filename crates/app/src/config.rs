@@ -128,24 +128,112 @@ async fn wait_for_signal() {
     }
 }
 
-/// Serve on a bound listener until `stop` completes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// The longest a request may take, headers and body read and answer included (ms); past
+    /// it the answer is 503 `timed_out`. Keep it above QUERY_MAX_WAIT_MS.
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Requests served at once; more are answered 503 `overloaded` at once.
+    #[arg(long, env = "HTTP_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+    /// After a shutdown signal, how long requests in hand may still finish (ms).
+    #[arg(long, env = "SHUTDOWN_DEADLINE_MS", default_value_t = 10_000)]
+    pub shutdown_deadline_ms: u64,
+}
+
+impl HttpArgs {
+    pub fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
+            max_in_flight: self.max_in_flight.max(1),
+            shutdown_deadline: Duration::from_millis(self.shutdown_deadline_ms),
+        }
+    }
+}
+
+/// What every side's HTTP server bounds: a slow or stuck client, a flood, a shutdown.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    pub request_timeout: Duration,
+    pub max_in_flight: usize,
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            max_in_flight: 1024,
+            shutdown_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serve on a bound listener until `stop` completes, within `limits`: headers must arrive
+/// within the request timeout (a connection that sends them slowly is closed), a request
+/// past it or past the in-flight limit is answered 503, and after `stop` the requests in
+/// hand get the shutdown deadline to finish before their connections are dropped.
 pub async fn serve_on(
     name: &'static str,
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    limits: HttpLimits,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-    let address = listener.local_addr()?;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+
+    let address = listener
+        .local_addr()
+        .with_context(|| format!("{name}: no local address"))?;
     tracing::info!(%address, "{name} listening");
-    // Small responses should leave at once, not wait on Nagle for an ACK the client delays.
-    let listener = listener.tap_io(|tcp| {
+    let service = TowerToHyperService::new(crate::http::guarded(router, &limits));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.request_timeout);
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            // Out of file descriptors and the like: pause rather than spin.
+            Err(error) => {
+                tracing::warn!(%error, "{name}: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Small responses should leave at once, not wait on Nagle for an ACK the client delays.
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "TCP_NODELAY not set on an accepted connection");
         }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stop)
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(tcp), service.clone())
+            .into_owned();
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_deadline, connections.shutdown())
         .await
-        .with_context(|| format!("{name} server failed"))
+        .is_err()
+    {
+        tracing::warn!(
+            deadline_ms = limits.shutdown_deadline.as_millis() as u64,
+            "{name}: requests still open at the shutdown deadline are dropped"
+        );
+    }
+    Ok(())
 }

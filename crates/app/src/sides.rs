@@ -5,7 +5,7 @@ use std::sync::Arc;
 use esr_store::Store;
 use tokio::sync::watch;
 
-use crate::config::serve_on;
+use crate::config::{HttpLimits, serve_on};
 use crate::http::{self, ProjectorHealth};
 use crate::{Commands, ProjectorSettings, Projectors, QueryService};
 
@@ -13,12 +13,14 @@ use crate::{Commands, ProjectorSettings, Projectors, QueryService};
 pub async fn command_side(
     commands: Arc<Commands>,
     listener: tokio::net::TcpListener,
+    limits: HttpLimits,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     serve_on(
         "command side",
         listener,
         http::command_router(commands),
+        limits,
         stopped(shutdown),
     )
     .await
@@ -28,12 +30,14 @@ pub async fn command_side(
 pub async fn query_side(
     queries: Arc<QueryService>,
     listener: tokio::net::TcpListener,
+    limits: HttpLimits,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     serve_on(
         "query side",
         listener,
         http::query_router(queries),
+        limits,
         stopped(shutdown),
     )
     .await
@@ -47,6 +51,7 @@ pub async fn projector_side(
     commands: Arc<Commands>,
     settings: ProjectorSettings,
     listener: tokio::net::TcpListener,
+    limits: HttpLimits,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     tracing::info!(consumer = %settings.consumer, "projector starting");
@@ -62,6 +67,7 @@ pub async fn projector_side(
         "projector health",
         listener,
         router,
+        limits,
         stopped(shutdown.clone()),
     );
     // The first failure ends the side: a projector whose groups cannot be created, or whose

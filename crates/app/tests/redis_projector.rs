@@ -310,8 +310,14 @@ async fn a_projector_side_that_cannot_create_its_groups_stops_with_the_error() {
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (_stop, shutdown) = watch::channel(false);
-    let side =
-        esr_app::sides::projector_side(store, commands, settings("doomed"), listener, shutdown);
+    let side = esr_app::sides::projector_side(
+        store,
+        commands,
+        settings("doomed"),
+        listener,
+        esr_app::config::HttpLimits::default(),
+        shutdown,
+    );
     let ended = tokio::time::timeout(Duration::from_secs(10), side)
         .await
         .expect("the projector side kept running without its groups");

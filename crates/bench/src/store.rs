@@ -583,6 +583,7 @@ async fn http_noop(duration: Duration) -> anyhow::Result<(measure::Counted, Vec<
         "no-op",
         listener,
         router,
+        esr_app::config::HttpLimits::default(),
         async move {
             let mut stopped = stopped;
             let _ = stopped.wait_for(|s| *s).await;
@@ -611,6 +612,7 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     let server_task = tokio::spawn(esr_app::sides::command_side(
         commands.clone(),
         listener,
+        esr_app::config::HttpLimits::default(),
         shutdown.clone(),
     ));
     let projectors = Arc::new(Projectors::standard(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use esr_app::config::{self, CommandArgs, ProjectorArgs, QueryArgs};
+use esr_app::config::{self, CommandArgs, HttpArgs, ProjectorArgs, QueryArgs};
 use esr_app::{Commands, QueryService, sides};
 use esr_wiring::StoreArgs;
 use tokio::sync::watch;
@@ -29,6 +29,8 @@ struct Args {
     projector_listen: String,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    http: HttpArgs,
     #[command(flatten)]
     command: CommandArgs,
     #[command(flatten)]
@@ -93,17 +95,24 @@ async fn main() -> anyhow::Result<()> {
         query: format!("http://{}", query_listener.local_addr()?),
     };
 
+    let limits = args.http.limits();
     let running = tokio::spawn({
         let (store, shutdown) = (store.clone(), shutdown.clone());
         async move {
             tokio::try_join!(
-                sides::command_side(commands.clone(), command_listener, shutdown.clone()),
-                sides::query_side(queries, query_listener, shutdown.clone()),
+                sides::command_side(
+                    commands.clone(),
+                    command_listener,
+                    limits.clone(),
+                    shutdown.clone()
+                ),
+                sides::query_side(queries, query_listener, limits.clone(), shutdown.clone()),
                 sides::projector_side(
                     store,
                     commands,
                     projector_settings,
                     projector_listener,
+                    limits,
                     shutdown
                 ),
             )

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use esr_app::config::{self, CommandArgs};
+use esr_app::config::{self, CommandArgs, HttpArgs};
 use esr_app::{Commands, sides};
 use esr_wiring::StoreArgs;
 
@@ -19,6 +19,8 @@ struct Args {
     #[command(flatten)]
     store: StoreArgs,
     #[command(flatten)]
+    http: HttpArgs,
+    #[command(flatten)]
     command: CommandArgs,
 }
 
@@ -30,5 +32,11 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(?kind, "store opened");
     let commands = Arc::new(Commands::new(store, args.command.settings()));
     let listener = sides::bind("command side", &args.listen).await?;
-    sides::command_side(commands, listener, config::shutdown_signal()).await
+    sides::command_side(
+        commands,
+        listener,
+        args.http.limits(),
+        config::shutdown_signal(),
+    )
+    .await
 }

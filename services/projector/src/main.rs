@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use esr_app::config::{self, CommandArgs, ProjectorArgs};
+use esr_app::config::{self, CommandArgs, HttpArgs, ProjectorArgs};
 use esr_app::{Commands, sides};
 use esr_wiring::StoreArgs;
 
@@ -19,6 +19,8 @@ struct Args {
     listen: String,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    http: HttpArgs,
     /// The friendship policy issues commands, with these settings.
     #[command(flatten)]
     command: CommandArgs,
@@ -39,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         commands,
         args.projector.settings(),
         listener,
+        args.http.limits(),
         config::shutdown_signal(),
     )
     .await

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use esr_app::config::{self, QueryArgs};
+use esr_app::config::{self, HttpArgs, QueryArgs};
 use esr_app::{QueryService, sides};
 use esr_wiring::StoreArgs;
 
@@ -20,6 +20,8 @@ struct Args {
     #[command(flatten)]
     store: StoreArgs,
     #[command(flatten)]
+    http: HttpArgs,
+    #[command(flatten)]
     query: QueryArgs,
 }
 
@@ -32,5 +34,11 @@ async fn main() -> anyhow::Result<()> {
     let mut queries = QueryService::new(store);
     queries.max_wait = Duration::from_millis(args.query.max_wait_ms);
     let listener = sides::bind("query side", &args.listen).await?;
-    sides::query_side(Arc::new(queries), listener, config::shutdown_signal()).await
+    sides::query_side(
+        Arc::new(queries),
+        listener,
+        args.http.limits(),
+        config::shutdown_signal(),
+    )
+    .await
 }

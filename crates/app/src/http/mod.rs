@@ -16,11 +16,17 @@ pub use error::ApiError;
 pub use health::{ProjectorHealth, projector_router};
 pub use query::router as query_router;
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use crate::config::HttpLimits;
 
 /// Request bodies are small JSON documents; anything bigger is refused with 413.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
@@ -39,4 +45,49 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         "request"
     );
     response
+}
+
+/// `router` behind the in-flight limit and the request timeout of `limits`.
+pub fn guarded(router: Router, limits: &HttpLimits) -> Router {
+    let guard = Guard {
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        limits: limits.clone(),
+    };
+    router.layer(axum::middleware::from_fn_with_state(guard, admit))
+}
+
+#[derive(Clone)]
+struct Guard {
+    in_flight: Arc<Semaphore>,
+    limits: HttpLimits,
+}
+
+/// Refuse at once past the in-flight limit (queueing would only make every answer late), and
+/// answer 503 when the request, body read included, outlasts the timeout.
+async fn admit(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = guard.in_flight.clone().try_acquire_owned() else {
+        let refusal = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "{} requests are in flight already; try again shortly",
+                guard.limits.max_in_flight
+            ),
+        );
+        return ([(axum::http::header::RETRY_AFTER, "1")], refusal).into_response();
+    };
+    let timeout = guard.limits.request_timeout;
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timed_out",
+            format!(
+                "the request did not complete within {} ms; a command may have been applied: \
+                 send it again with the same Idempotency-Key",
+                timeout.as_millis()
+            ),
+        )
+        .into_response(),
+    }
 }

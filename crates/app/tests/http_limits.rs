@@ -1,0 +1,185 @@
+//! The limits every side's HTTP server keeps, over real sockets: a body or headers sent too
+//! slowly, more requests than allowed at once, and a shutdown with a request still waiting.
+
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use esr_app::config::HttpLimits;
+use esr_app::{CommandSettings, Commands, QueryService, sides};
+use esr_store::{MemoryStore, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Longer than any limit set here: an answer that takes this long never came.
+const PATIENCE: Duration = Duration::from_secs(4);
+
+struct Side {
+    address: SocketAddr,
+    stop: watch::Sender<bool>,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn command_side(limits: HttpLimits) -> Side {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let commands = Arc::new(Commands::new(store, CommandSettings::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(sides::command_side(commands, listener, limits, shutdown));
+    Side {
+        address,
+        stop,
+        running,
+    }
+}
+
+/// A query side whose `min_version` reads wait `max_wait` for a user that never comes.
+async fn query_side(limits: HttpLimits, max_wait: Duration) -> Side {
+    let mut queries = QueryService::new(Arc::new(MemoryStore::new()));
+    queries.max_wait = max_wait;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(sides::query_side(
+        Arc::new(queries),
+        listener,
+        limits,
+        shutdown,
+    ));
+    Side {
+        address,
+        stop,
+        running,
+    }
+}
+
+/// Send `text` and read until the server closes; `None` when it stays silent past PATIENCE.
+async fn exchange(address: SocketAddr, text: &str) -> Option<String> {
+    let mut tcp = TcpStream::connect(address).await.unwrap();
+    tcp.write_all(text.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    match tokio::time::timeout(PATIENCE, tcp.read_to_end(&mut answer)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&answer).into_owned()),
+        Err(_) => None,
+    }
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+}
+
+fn waiting_read() -> String {
+    get("/users/nobody?min_version=5")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_too_slowly_is_answered_503_timed_out() {
+    let side = command_side(HttpLimits {
+        request_timeout: Duration::from_millis(300),
+        ..HttpLimits::default()
+    })
+    .await;
+    let started = Instant::now();
+    // A promised body of 100 bytes of which one arrives.
+    let answer = exchange(
+        side.address,
+        "POST /users HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .expect("an answer before the client gave up");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"timed_out\""), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_sent_too_slowly_close_the_connection() {
+    let side = command_side(HttpLimits {
+        request_timeout: Duration::from_millis(300),
+        ..HttpLimits::default()
+    })
+    .await;
+    let answer = exchange(side.address, "GET /healthz HTTP/1.1\r\nHost: te").await;
+    assert!(
+        answer.is_some(),
+        "the server kept a connection whose headers never ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_in_flight_limit_are_refused_at_once() {
+    let side = query_side(
+        HttpLimits {
+            max_in_flight: 1,
+            ..HttpLimits::default()
+        },
+        Duration::from_millis(1500),
+    )
+    .await;
+    let address = side.address;
+    let waiting = tokio::spawn(async move { exchange(address, &waiting_read()).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let refused = exchange(address, &get("/healthz")).await.unwrap();
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("\"overloaded\""), "{refused}");
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after: 1"),
+        "{refused}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+
+    // The waiting read was served in full; then there is room again.
+    let first = waiting.await.unwrap().unwrap();
+    assert!(first.starts_with("HTTP/1.1 404"), "{first}");
+    let later = exchange(address, &get("/healthz")).await.unwrap();
+    assert!(later.starts_with("HTTP/1.1 200"), "{later}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_lets_requests_in_hand_finish_within_the_deadline_only() {
+    // A read that ends before the deadline is answered in full.
+    let quick = query_side(
+        HttpLimits {
+            shutdown_deadline: Duration::from_secs(3),
+            ..HttpLimits::default()
+        },
+        Duration::from_millis(500),
+    )
+    .await;
+    let address = quick.address;
+    let in_hand = tokio::spawn(async move { exchange(address, &waiting_read()).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    quick.stop.send(true).unwrap();
+    let answer = in_hand.await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    quick.running.await.unwrap().unwrap();
+
+    // One that would outlast the deadline does not hold the process up.
+    let slow = query_side(
+        HttpLimits {
+            shutdown_deadline: Duration::from_millis(300),
+            ..HttpLimits::default()
+        },
+        Duration::from_secs(8),
+    )
+    .await;
+    let address = slow.address;
+    let _in_hand = tokio::spawn(async move { exchange(address, &waiting_read()).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = Instant::now();
+    slow.stop.send(true).unwrap();
+    tokio::time::timeout(PATIENCE, slow.running)
+        .await
+        .expect("the side stopped by its deadline")
+        .unwrap()
+        .unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(2));
+}
