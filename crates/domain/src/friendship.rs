@@ -3,21 +3,19 @@
 //! The policy is a pure function from A's event, and A's state now, to B's command. It mirrors
 //! A's *current* friendship with B rather than the event alone, so events handled out of order
 //! (two projector processes sharing the group) still leave both sides agreeing with A's latest
-//! choice. The command carries an idempotency key derived from A's event id, so a redelivered
-//! event never doubles anything, and is marked `reciprocal`, so B's mirror event causes
-//! nothing further.
+//! choice. The command sets B's side to a state (adding a friend B lists already, or removing
+//! one B does not list, changes nothing), so a redelivered event never doubles anything; it is
+//! marked `reciprocal`, so B's mirror event causes nothing further.
 
 use esr_schema::{EventEnvelope, UserEvent, UserId};
 
 use crate::{Command, User};
 
-/// A command the policy wants run, and how to run it safely more than once.
+/// A command the policy wants run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyCommand {
     pub target: UserId,
     pub command: Command,
-    /// The same for every delivery of the same event.
-    pub idempotency_key: String,
     /// The event that caused the command, for the new event's causation id.
     pub causation_id: String,
 }
@@ -56,7 +54,6 @@ pub fn react(
     vec![PolicyCommand {
         target: friend.clone(),
         command,
-        idempotency_key: format!("friendship-{}", envelope.event_id),
         causation_id: envelope.event_id.to_string(),
     }]
 }

@@ -88,7 +88,7 @@ fn other_events_cause_nothing() {
 }
 
 #[test]
-fn a_redelivered_event_gives_the_same_idempotency_key() {
+fn a_redelivered_event_gives_the_same_command() {
     let event = UserEvent::FriendAdded(FriendAdded {
         friend_id: id("2"),
         reciprocal: false,

@@ -12,11 +12,49 @@ use crate::command::{CommandError, CommandMeta, CommandService};
 
 pub struct FriendshipPolicy {
     commands: Arc<CommandService<User>>,
+    interleave: Option<Arc<dyn Interleave>>,
+}
+
+/// The points where the policy reads or writes another stream: a test holds a policy there
+/// to force an interleaving with another process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Before reading the initiator's state.
+    Load,
+    /// Before running the mirror command on the friend.
+    Act,
+    /// Before reading the initiator's state again, to check it did not change meanwhile.
+    Check,
+}
+
+#[async_trait]
+pub trait Interleave: Send + Sync {
+    async fn before(&self, step: Step);
 }
 
 impl FriendshipPolicy {
     pub fn new(commands: Arc<CommandService<User>>) -> Self {
-        Self { commands }
+        Self {
+            commands,
+            interleave: None,
+        }
+    }
+
+    /// A policy that calls `interleave` before each [`Step`] (tests).
+    pub fn interleaved(
+        commands: Arc<CommandService<User>>,
+        interleave: Arc<dyn Interleave>,
+    ) -> Self {
+        Self {
+            commands,
+            interleave: Some(interleave),
+        }
+    }
+
+    async fn before(&self, step: Step) {
+        if let Some(interleave) = &self.interleave {
+            interleave.before(step).await;
+        }
     }
 }
 
@@ -31,6 +69,11 @@ impl Handler for FriendshipPolicy {
         READS
     }
 
+    /// Mirror the initiator's current friendship onto the friend, then check that the
+    /// initiator did not change while the mirror was written; if it did (another process
+    /// handled a later change of the same pair in the meantime, and its mirror may have been
+    /// overwritten by this one), mirror again from the newer state. Whichever process writes
+    /// last has checked after its write that it wrote the current state.
     async fn handle(&self, stored: &StoredEvent) -> Result<(), HandlerError> {
         let event = stored
             .decode::<UserEvent>()
@@ -38,34 +81,70 @@ impl Handler for FriendshipPolicy {
         if friendship::friend_changed(&event).is_none() {
             return Ok(());
         }
-        let (initiator_now, _) = match self.commands.load(&stored.envelope.stream.id).await {
-            Ok(loaded) => loaded,
-            Err(CommandError::Store(e)) => return Err(e.into()),
-            Err(other) => return Err(HandlerError::Poison(other.to_string())),
-        };
-        for reaction in friendship::react(&stored.envelope, &event, &initiator_now) {
-            let meta = CommandMeta {
-                if_match: None,
-                idempotency_key: Some(reaction.idempotency_key),
-                fingerprint: None,
-                correlation_id: stored.envelope.correlation_id.clone(),
-                causation_id: reaction.causation_id,
-            };
-            match self
-                .commands
-                .execute(&reaction.target, reaction.command, &meta)
-                .await
-            {
-                Ok(_) => {}
-                // A rule refused the mirror command (the friend vanished?): that is an answer,
-                // not a failure to retry.
-                Err(CommandError::Rejected(rejection)) => {
-                    tracing::warn!(target_user = %reaction.target, %rejection, "friendship mirror refused");
-                }
-                Err(CommandError::Store(e)) => return Err(e.into()),
-                Err(other) => return Err(HandlerError::Transient(other.to_string())),
+        self.before(Step::Load).await;
+        let mut reactions =
+            friendship::react(&stored.envelope, &event, &self.initiator(stored).await?);
+        for _ in 0..MAX_ROUNDS {
+            for reaction in &reactions {
+                self.before(Step::Act).await;
+                self.run(stored, reaction).await?;
             }
+            self.before(Step::Check).await;
+            let now = friendship::react(&stored.envelope, &event, &self.initiator(stored).await?);
+            if now == reactions {
+                return Ok(());
+            }
+            tracing::debug!(initiator = %stored.envelope.stream.id, "friendship changed while mirrored; mirroring again");
+            reactions = now;
         }
-        Ok(())
+        // Redelivery tries again later, when the pair has calmed down.
+        Err(HandlerError::Transient(format!(
+            "the friendship of {} kept changing while it was mirrored",
+            stored.envelope.stream.id
+        )))
+    }
+}
+
+/// Mirror rounds in one delivery before giving up to a later redelivery.
+const MAX_ROUNDS: usize = 8;
+
+impl FriendshipPolicy {
+    async fn initiator(&self, stored: &StoredEvent) -> Result<User, HandlerError> {
+        match self.commands.load(&stored.envelope.stream.id).await {
+            Ok((state, _)) => Ok(state),
+            Err(CommandError::Store(e)) => Err(e.into()),
+            Err(other) => Err(HandlerError::Poison(other.to_string())),
+        }
+    }
+
+    async fn run(
+        &self,
+        stored: &StoredEvent,
+        reaction: &friendship::PolicyCommand,
+    ) -> Result<(), HandlerError> {
+        // No idempotency key: a mirror sets the friend's side to a state, so running it again
+        // changes nothing, while a key's replay would answer an older round's result.
+        let meta = CommandMeta {
+            if_match: None,
+            idempotency_key: None,
+            fingerprint: None,
+            correlation_id: stored.envelope.correlation_id.clone(),
+            causation_id: reaction.causation_id.clone(),
+        };
+        match self
+            .commands
+            .execute(&reaction.target, reaction.command.clone(), &meta)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // A rule refused the mirror command (the friend vanished?): that is an answer,
+            // not a failure to retry.
+            Err(CommandError::Rejected(rejection)) => {
+                tracing::warn!(target_user = %reaction.target, %rejection, "friendship mirror refused");
+                Ok(())
+            }
+            Err(CommandError::Store(e)) => Err(e.into()),
+            Err(other) => Err(HandlerError::Transient(other.to_string())),
+        }
     }
 }
