@@ -91,7 +91,8 @@ impl QueryService {
         }
     }
 
-    /// The view as it was at `at`, folded from the stream (not the read model).
+    /// The view as it was at `at`: the nearest checkpoint at or before `at`, then the
+    /// stream's events after it up to `at` (not the read model).
     pub async fn view_as_of<V: View>(
         &self,
         id: &EntityId,
@@ -99,8 +100,17 @@ impl QueryService {
     ) -> Result<Option<V>, QueryError> {
         const PAGE: usize = 1000;
         let stream = StreamId::of::<V::Event>(id.clone());
-        let mut view = V::empty(id);
-        let mut from = 1;
+        // From the nearest checkpoint at or before `at` (an unreadable one is skipped: it is
+        // only a shortcut), so at most one checkpoint interval of events is folded.
+        let checkpoint = self.store.checkpoint_at(V::NAME, &stream, at).await?;
+        let (mut view, mut from) = match checkpoint.and_then(|c| {
+            V::from_fields(id, &c.fields)
+                .ok()
+                .map(|view| (view, c.version))
+        }) {
+            Some((view, version)) if view.version() == version => (view, version + 1),
+            _ => (V::empty(id), 1),
+        };
         'pages: loop {
             let page = self.store.read_stream(&stream, from, PAGE).await?;
             for stored in &page {

@@ -327,3 +327,70 @@ async fn a_projector_side_that_cannot_create_its_groups_stops_with_the_error() {
         "{error:#}"
     );
 }
+
+/// The projector keeps a checkpoint of the profile every 1000 versions, and `?at=` folds from
+/// the nearest one at or before the time asked: the same answer as folding the whole history,
+/// read without the stream's first thousand entries (deleted here to prove it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_as_of_a_time_folds_from_the_nearest_checkpoint() {
+    let server = RedisServer::start();
+    let store = store_on(&server, 1).await;
+    let commands = Arc::new(CommandService::<User>::new(
+        store.clone(),
+        CommandSettings::default(),
+    ));
+    register_with_likes(&commands, &[id("long")], 1199).await;
+    let projectors = Arc::new(Projectors::standard(
+        store.clone(),
+        commands.clone(),
+        ProjectorSettings {
+            batch_size: 200,
+            ..settings("p1")
+        },
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(projectors.clone().run(shutdown));
+    eventually("the profile projected", async || {
+        stored_profile(store.as_ref(), &id("long"))
+            .await
+            .unwrap()
+            .is_some_and(|p| p.version == 1200)
+    })
+    .await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let queries = esr_app::QueryService::new(store.clone());
+    let stream = esr_schema::StreamId::of::<UserEvent>(id("long"));
+    let mut history = store.read_stream(&stream, 1, 1000).await.unwrap();
+    history.extend(store.read_stream(&stream, 1001, 1000).await.unwrap());
+    let time_of = |version: usize| history[version - 1].envelope.occurred_at;
+    let mut expected = vec![];
+    for version in [999, 1000, 1001, 1100, 1200] {
+        let full = queries
+            .view_as_of::<Profile>(&id("long"), time_of(version))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(full.version, version as u64);
+        expected.push((version, full));
+    }
+
+    let deleted: usize = server
+        .query(
+            redis::cmd("XDEL")
+                .arg("user:{p0}:long")
+                .arg((1..=1000).map(|v| format!("{v}-0")).collect::<Vec<_>>()),
+        )
+        .unwrap();
+    assert_eq!(deleted, 1000);
+    for (version, full) in expected.into_iter().skip(1) {
+        let from_checkpoint = queries
+            .view_as_of::<Profile>(&id("long"), time_of(version))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(from_checkpoint, full, "as of version {version}");
+        assert_eq!(from_checkpoint.name, "Duffy");
+    }
+}

@@ -18,7 +18,9 @@ pub struct Profile {
     pub surname: String,
     pub birth_date: Option<NaiveDate>,
     pub friends: BTreeSet<UserId>,
-    pub liked: BTreeSet<String>,
+    /// The objects liked most recently and not disliked since, newest first, at most
+    /// [`Profile::MAX_LIKED`]: the read model is rewritten on every event, so it stays small.
+    pub liked: Vec<String>,
     pub activity_count: u64,
     pub last_activity: Option<LastActivity>,
     /// The version of the last event applied.
@@ -33,6 +35,9 @@ pub struct LastActivity {
 }
 
 impl Profile {
+    /// The most liked objects a profile lists; an older like falls off the list.
+    pub const MAX_LIKED: usize = 100;
+
     fn personal_info(&mut self) -> PersonalInfo<'_> {
         PersonalInfo {
             name: &mut self.name,
@@ -48,7 +53,7 @@ impl Profile {
             surname: String::new(),
             birth_date: None,
             friends: BTreeSet::new(),
-            liked: BTreeSet::new(),
+            liked: Vec::new(),
             activity_count: 0,
             last_activity: None,
             version: 0,
@@ -68,10 +73,12 @@ impl Profile {
                 self.activity_count += 1;
                 match e.action {
                     Action::Like => {
-                        self.liked.insert(e.object.clone());
+                        self.liked.retain(|o| *o != e.object);
+                        self.liked.insert(0, e.object.clone());
+                        self.liked.truncate(Self::MAX_LIKED);
                     }
                     Action::Dislike => {
-                        self.liked.remove(&e.object);
+                        self.liked.retain(|o| *o != e.object);
                     }
                     Action::Kick | Action::Comment | Action::Share => {}
                 }

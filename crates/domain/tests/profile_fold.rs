@@ -80,6 +80,32 @@ fn like_adds_to_liked_and_dislike_takes_it_back() {
     ]));
 }
 
+/// The liked list is bounded: the most recent likes still standing, newest first; an older
+/// like falls off once the list is full, and liking again brings an object to the front.
+#[test]
+fn liked_keeps_the_most_recent_likes_newest_first_up_to_its_bound() {
+    let bound = Profile::MAX_LIKED;
+    let mut history = vec![registered()];
+    history.extend((0..bound + 50).map(|i| acted(Action::Like, &format!("o{i}"))));
+    let profile = profile_after(&history);
+    assert_eq!(profile.liked.len(), bound);
+    assert_eq!(profile.liked[0], format!("o{}", bound + 49));
+    assert_eq!(profile.liked[bound - 1], "o50");
+    assert!(!profile.liked.contains(&"o49".to_owned()));
+    assert_eq!(profile.activity_count, bound as u64 + 50);
+
+    history.push(acted(Action::Like, "o60"));
+    history.push(acted(Action::Dislike, &format!("o{}", bound + 49)));
+    let profile = profile_after(&history);
+    assert_eq!(profile.liked[0], "o60");
+    assert_eq!(profile.liked.len(), bound - 1);
+    assert_eq!(
+        profile.liked.iter().filter(|o| *o == "o60").count(),
+        1,
+        "an object is listed once"
+    );
+}
+
 #[test]
 fn the_posts_scenario_for_user_1() {
     insta::assert_yaml_snapshot!(profile_after(&[

@@ -101,6 +101,11 @@ impl Keys {
         self.stream_key(name, stream)
     }
 
+    /// Checkpoints of a read model: a sorted set scored by time (see `read_model.rs`).
+    pub fn checkpoints(&self, name: &str, stream: &StreamId) -> String {
+        self.stream_key(&format!("checkpoint:{name}"), stream)
+    }
+
     /// A tally's counts in one partition.
     pub fn tally(name: &str, partition: u32) -> String {
         format!("tally:{}:{name}", Self::tag(partition))

@@ -4,9 +4,12 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use esr_schema::StreamId;
 use esr_store::read_model::VERSION_FIELD;
-use esr_store::{ExpectedVersion, ReadModel, ReadModelWrite, ReadModels, Result, StoreError};
+use esr_store::{
+    Checkpoint, ExpectedVersion, ReadModel, ReadModelWrite, ReadModels, Result, StoreError,
+};
 use redis::Value;
 
 use crate::partitioned::by_partition;
@@ -14,6 +17,64 @@ use crate::{RedisStore, classify, corrupt, keys, reply_pairs};
 
 #[async_trait]
 impl ReadModels for RedisStore {
+    /// One sorted set per stream, scored by the checkpoint's time in microseconds (exact in a
+    /// double until the year 2255); the member is MessagePack of (version, time, fields), so a
+    /// checkpoint saved twice is one member.
+    async fn save_checkpoints(
+        &self,
+        name: &str,
+        checkpoints: Vec<(StreamId, Checkpoint)>,
+    ) -> Result<()> {
+        check_name(name)?;
+        for (stream, checkpoint) in checkpoints {
+            let micros = checkpoint.at.timestamp_micros();
+            let member = rmp_serde::to_vec(&(checkpoint.version, micros, &checkpoint.fields))
+                .map_err(|e| StoreError::Invalid(format!("checkpoint does not encode: {e}")))?;
+            let () = redis::cmd("ZADD")
+                .arg(self.inner.keys.checkpoints(name, &stream))
+                .arg(micros)
+                .arg(member)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    async fn checkpoint_at(
+        &self,
+        name: &str,
+        stream: &StreamId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Checkpoint>> {
+        check_name(name)?;
+        let key = self.inner.keys.checkpoints(name, stream);
+        let found: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(at.timestamp_micros())
+            .arg("-inf")
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        let Some(member) = found.first() else {
+            return Ok(None);
+        };
+        let (version, micros, fields): (u64, i64, BTreeMap<String, String>) =
+            rmp_serde::from_slice(member).map_err(|e| corrupt(&key, e.to_string()))?;
+        let at = DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| corrupt(&key, format!("time {micros} out of range")))?;
+        Ok(Some(Checkpoint {
+            version,
+            at,
+            fields,
+        }))
+    }
+
     async fn get_read_model(&self, name: &str, stream: &StreamId) -> Result<Option<ReadModel>> {
         check_name(name)?;
         let reply: Value = redis::cmd("HGETALL")

@@ -12,8 +12,9 @@ pub const MAX_NAME_LEN: usize = 48;
 
 /// Words a name may not be: key kinds of the layout, and (as `<word>_id`) the entry fields
 /// that are not a stream's id.
-pub const RESERVED_NAMES: [&str; 9] = [
+pub const RESERVED_NAMES: [&str; 10] = [
     "version",
+    "checkpoint",
     "layout",
     "idem",
     "snapshot",

@@ -85,6 +85,7 @@ macro_rules! contract_suite {
             read_model_writes_only_over_the_expected_version,
             read_models_in_a_batch_answer_each_user_in_order,
             missing_read_model_is_none,
+            checkpoints_answer_the_latest_at_or_before_a_time,
             tallies_count_each_position_once_and_rank_across_partitions
         );
     };
@@ -1393,6 +1394,57 @@ pub async fn read_models_in_a_batch_answer_each_user_in_order<S: ContractStore>(
             "user {user}"
         );
     }
+}
+
+pub async fn checkpoints_answer_the_latest_at_or_before_a_time<S: ContractStore>(store: S) {
+    let (user, other) = (fresh_user(), fresh_user());
+    let start = chrono::DateTime::from_timestamp_micros(1_790_000_000_000_001).unwrap();
+    let checkpoint = |version: u64| crate::Checkpoint {
+        version,
+        at: start + chrono::Duration::seconds(i64::try_from(version).unwrap()),
+        fields: std::collections::BTreeMap::from([
+            ("name".to_owned(), format!("Dafé {version}")),
+            ("liked".to_owned(), String::new()),
+        ]),
+    };
+    store
+        .save_checkpoints(
+            "profile",
+            vec![
+                (user.clone(), checkpoint(100)),
+                (user.clone(), checkpoint(200)),
+                (other.clone(), checkpoint(150)),
+            ],
+        )
+        .await
+        .unwrap();
+    // Saving one again changes nothing.
+    store
+        .save_checkpoints("profile", vec![(user.clone(), checkpoint(100))])
+        .await
+        .unwrap();
+    let at = |seconds: i64| start + chrono::Duration::seconds(seconds);
+    let found = |seconds| {
+        let (store, user) = (store.clone(), user.clone());
+        async move {
+            store
+                .checkpoint_at("profile", &user, at(seconds))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(found(99).await, None);
+    assert_eq!(found(100).await, Some(checkpoint(100)));
+    assert_eq!(found(199).await, Some(checkpoint(100)));
+    assert_eq!(found(200).await, Some(checkpoint(200)));
+    assert_eq!(found(1_000_000).await, Some(checkpoint(200)));
+    assert_eq!(
+        store
+            .checkpoint_at("group_view", &user, at(1_000))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 pub async fn missing_read_model_is_none<S: ContractStore>(store: S) {

@@ -13,9 +13,9 @@ use esr_schema::{Category, EventEnvelope, StoredEvent, StreamId};
 use tokio::sync::Notify;
 
 use crate::{
-    AppendOutcome, AppendRequest, CategoryEntry, CategoryLog, DeadLetter, Delivery, EntryId,
-    EntryRef, EventStore, ExpectedVersion, GroupStats, ReadModel, ReadModels, Result, Snapshot,
-    SnapshotStore, StoreError, Subscriptions, Tallies, TallyWrite,
+    AppendOutcome, AppendRequest, CategoryEntry, CategoryLog, Checkpoint, DeadLetter, Delivery,
+    EntryId, EntryRef, EventStore, ExpectedVersion, GroupStats, ReadModel, ReadModels, Result,
+    Snapshot, SnapshotStore, StoreError, Subscriptions, Tallies, TallyWrite,
 };
 
 /// The dead-letter stream's name, the same as on Redis.
@@ -42,6 +42,8 @@ struct State {
     idempotency: HashMap<(StreamId, String), (AppendOutcome, String, Instant)>,
     snapshots: HashMap<StreamId, Snapshot>,
     read_models: HashMap<(String, StreamId), ReadModel>,
+    /// By version.
+    checkpoints: HashMap<(String, StreamId), BTreeMap<u64, Checkpoint>>,
     tally_positions: HashMap<(String, StreamId), u64>,
     tallies: HashMap<String, HashMap<String, i64>>,
     dead_letters: Vec<DeadLetter>,
@@ -606,6 +608,36 @@ impl SnapshotStore for MemoryStore {
 
 #[async_trait]
 impl ReadModels for MemoryStore {
+    async fn save_checkpoints(
+        &self,
+        name: &str,
+        checkpoints: Vec<(StreamId, Checkpoint)>,
+    ) -> Result<()> {
+        let mut state = self.lock();
+        for (stream, checkpoint) in checkpoints {
+            state
+                .checkpoints
+                .entry((name.to_owned(), stream))
+                .or_default()
+                .insert(checkpoint.version, checkpoint);
+        }
+        Ok(())
+    }
+
+    async fn checkpoint_at(
+        &self,
+        name: &str,
+        stream: &StreamId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Checkpoint>> {
+        let state = self.lock();
+        Ok(state
+            .checkpoints
+            .get(&(name.to_owned(), stream.clone()))
+            .and_then(|by_version| by_version.values().rev().find(|c| c.at <= at))
+            .cloned())
+    }
+
     async fn get_read_model(&self, name: &str, stream: &StreamId) -> Result<Option<ReadModel>> {
         Ok(self
             .lock()

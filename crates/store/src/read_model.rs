@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use esr_schema::StreamId;
 
 use crate::Result;
@@ -26,6 +27,17 @@ pub struct ReadModelWrite {
     pub model: ReadModel,
 }
 
+/// A read model as it stood at one version of its stream, kept so that the view as of a past
+/// time is folded from the nearest checkpoint instead of from the stream's first event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub version: u64,
+    /// When the event at `version` happened (times never go back within a stream, so a later
+    /// version never has an earlier time).
+    pub at: DateTime<Utc>,
+    pub fields: BTreeMap<String, String>,
+}
+
 /// The field holding a read model's version.
 pub const VERSION_FIELD: &str = "version";
 
@@ -43,6 +55,22 @@ pub trait ReadModels: Send + Sync {
         expected: u64,
         model: &ReadModel,
     ) -> Result<()>;
+
+    /// Keep checkpoints of read model `name`. A checkpoint is the fold of its stream up to
+    /// its version, so saving one twice changes nothing.
+    async fn save_checkpoints(
+        &self,
+        name: &str,
+        checkpoints: Vec<(StreamId, Checkpoint)>,
+    ) -> Result<()>;
+
+    /// The checkpoint of `stream` with the latest time at or before `at`, if any.
+    async fn checkpoint_at(
+        &self,
+        name: &str,
+        stream: &StreamId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Checkpoint>>;
 
     /// The read models of several streams, in their order. By default one at a time; an adapter
     /// that can pipeline (Redis) answers in one round trip.
