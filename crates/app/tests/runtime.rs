@@ -472,6 +472,69 @@ async fn an_entry_failing_more_than_max_deliveries_is_dead_lettered_with_its_cou
     assert_eq!(stats.pending, 0, "the dead letter was acked");
 }
 
+/// A handler whose store refuses writes (memory full, no replica): not the entry's fault.
+struct StoreRefusing;
+
+#[async_trait::async_trait]
+impl esr_app::projector::Handler for StoreRefusing {
+    fn group(&self) -> &str {
+        "store_refusing"
+    }
+
+    fn categories(&self) -> &[Category] {
+        const READS: &[Category] = &[esr_schema::user::USER_UPDATES];
+        READS
+    }
+
+    async fn handle(
+        &self,
+        _: &esr_schema::StoredEvent,
+    ) -> Result<(), esr_app::projector::HandlerError> {
+        Err(
+            esr_store::StoreError::Unavailable(Box::new(std::io::Error::other(
+                "OOM command not allowed when used memory > 'maxmemory'",
+            )))
+            .into(),
+        )
+    }
+}
+
+/// However many deliveries a store outage costs, the entry stays pending for when the store
+/// is back: an outage says nothing about the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_failing_because_the_store_is_unavailable_is_never_dead_lettered() {
+    let store = MemoryStore::new();
+    commands(&store, 0)
+        .execute(&id("1"), register(), &CommandMeta::new(None))
+        .await
+        .unwrap();
+    let settings = ProjectorSettings {
+        claim_idle: Duration::from_millis(20),
+        max_deliveries: 2,
+        ..quick_settings("a")
+    };
+    let projectors = Arc::new(Projectors::new(
+        Arc::new(store.clone()),
+        vec![Arc::new(StoreRefusing)],
+        settings,
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(projectors.run(shutdown));
+    let (group, reads) = ("store_refusing", [esr_schema::user::USER_UPDATES]);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    assert!(store.dead_letters(10).await.unwrap().is_empty());
+    // Still pending, and delivered past the limit of 2 (a slow machine that got no further
+    // fails here rather than passing unseen).
+    let pending = store
+        .claim_idle(group, "probe", &reads, Duration::ZERO, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1, "left pending for when the store is back");
+    assert!(pending[0].deliveries > 4, "{:?}", pending[0].deliveries);
+}
+
 #[tokio::test]
 async fn two_instances_with_stale_caches_still_decide_on_the_current_state() {
     let store = MemoryStore::new();

@@ -189,6 +189,11 @@ impl Subscriptions for RedisStore {
                     Ok(()) => {}
                     // The group exists: matched by the error code, not its text.
                     Err(e) if e.code() == Some("BUSYGROUP") => {}
+                    // A full memory refuses XGROUP CREATE before it looks: a group that is
+                    // there already needs nothing, so a projector restarted then still runs.
+                    Err(e) if self.group_exists(&stream, group).await => {
+                        tracing::debug!(%stream, group, error = %e, "group exists; not created");
+                    }
                     Err(e) => return Err(classify(e)),
                 }
             }
@@ -518,6 +523,19 @@ impl Subscriptions for RedisStore {
 }
 
 impl RedisStore {
+    /// Whether `stream` has `group` (false when that cannot be read either).
+    async fn group_exists(&self, stream: &str, group: &str) -> bool {
+        let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async(&mut self.conn())
+            .await;
+        reply
+            .ok()
+            .and_then(|reply| parse::groups(&reply).ok())
+            .is_some_and(|groups| groups.iter().any(|(name, _, _)| name == group))
+    }
+
     /// `XINFO CONSUMERS`: (name, pending, idle ms); none when the stream or group is missing.
     async fn stream_consumers(&self, stream: &str, group: &str) -> Result<Vec<(String, u64, u64)>> {
         let reply: redis::RedisResult<Value> = redis::cmd("XINFO")

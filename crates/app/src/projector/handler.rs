@@ -7,9 +7,14 @@ use esr_store::StoreError;
 /// Why a handler could not apply an event.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HandlerError {
-    /// Worth retrying later (the store was unavailable): the entry stays pending.
+    /// Worth retrying later (a version race, a downstream system down): the entry stays
+    /// pending, up to the delivery limit.
     #[error("transient: {0}")]
     Transient(String),
+    /// The store did not answer or refused the write (memory full, no replica): the entry
+    /// stays pending whatever its delivery count, since an outage says nothing about it.
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
     /// Will never work: the entry goes to the dead-letter stream.
     #[error("{0}")]
     Poison(String),
@@ -33,9 +38,8 @@ impl HandlerError {
 impl From<StoreError> for HandlerError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) | StoreError::Conflict { .. } => {
-                Self::Transient(e.to_string())
-            }
+            StoreError::Unavailable(_) => Self::StoreUnavailable(e.to_string()),
+            StoreError::Conflict { .. } => Self::Transient(e.to_string()),
             StoreError::Corrupt { .. } | StoreError::Invalid(_) | StoreError::KeyReused { .. } => {
                 Self::Poison(e.to_string())
             }

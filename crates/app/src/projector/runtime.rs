@@ -136,9 +136,35 @@ impl Projectors {
         Ok(())
     }
 
+    /// Create the groups, waiting out a store that is unavailable (starting, memory full):
+    /// false when `shutdown` came first. Any other failure (a key of another type where a
+    /// stream belongs) is returned: it will not mend itself.
+    async fn create_groups_once_available(
+        &self,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<bool, StoreError> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.create_groups().await {
+                Ok(()) => return Ok(true),
+                Err(StoreError::Unavailable(error)) => {
+                    tracing::warn!(error = %error_chain(error.as_ref()), "store unavailable: groups not created yet, retrying");
+                }
+                Err(other) => return Err(other),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(false),
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
     /// Run every handler until `shutdown` turns true; each finishes and acks its batch in hand.
     pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        self.create_groups().await?;
+        if !self.create_groups_once_available(shutdown.clone()).await? {
+            return Ok(());
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for handler in self.handlers.clone() {
             let (this, shutdown) = (self.clone(), shutdown.clone());
@@ -384,8 +410,9 @@ impl Projectors {
                         .await?;
                     dead += 1;
                 }
-                // Left pending: claimed again after the idle time, up to `max_deliveries`.
-                Err(HandlerError::Transient(reason)) => {
+                // Left pending: claimed again after the idle time, up to `max_deliveries`
+                // (a store outage without limit).
+                Err(HandlerError::Transient(reason) | HandlerError::StoreUnavailable(reason)) => {
                     tracing::warn!(group = handler.group(), entry = %delivery.entry.id, %reason, "will retry");
                     deferred += 1;
                 }
