@@ -10,7 +10,9 @@ use redis::aio::{
 };
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{
+    AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, TlsCertificates, Value,
+};
 
 /// Where the data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,15 +65,26 @@ impl ConnectionLike for Conn {
 pub struct Connector {
     single: Option<redis::Client>,
     cluster_nodes: Vec<String>,
+    tls_ca_pem: Option<Vec<u8>>,
     response_timeout: Duration,
     idle_blocking: Mutex<Vec<Conn>>,
 }
 
 impl Connector {
-    pub fn new(topology: &Topology, response_timeout: Duration) -> RedisResult<Self> {
+    pub fn new(
+        topology: &Topology,
+        response_timeout: Duration,
+        tls_ca_pem: Option<Vec<u8>>,
+    ) -> RedisResult<Self> {
         install_tls_provider();
         let (single, cluster_nodes) = match topology {
-            Topology::Single(url) => (Some(redis::Client::open(url.as_str())?), Vec::new()),
+            Topology::Single(url) => {
+                let client = match &tls_ca_pem {
+                    Some(pem) => redis::Client::build_with_tls(url.as_str(), certificates(pem))?,
+                    None => redis::Client::open(url.as_str())?,
+                };
+                (Some(client), Vec::new())
+            }
             Topology::Cluster(nodes) => {
                 // Checked now, so a bad URL fails at startup rather than at first use.
                 ClusterClient::new(nodes.clone())?;
@@ -81,6 +94,7 @@ impl Connector {
         Ok(Self {
             single,
             cluster_nodes,
+            tls_ca_pem,
             response_timeout,
             idle_blocking: Mutex::new(Vec::new()),
         })
@@ -145,13 +159,22 @@ impl Connector {
     }
 
     async fn cluster(&self, response_timeout: Duration) -> RedisResult<ClusterConnection> {
-        ClusterClient::builder(self.cluster_nodes.clone())
+        let mut builder = ClusterClient::builder(self.cluster_nodes.clone())
             .response_timeout(response_timeout)
             .connection_timeout(self.response_timeout)
-            .retries(3)
-            .build()?
-            .get_async_connection()
-            .await
+            .retries(3);
+        if let Some(pem) = &self.tls_ca_pem {
+            builder = builder.certs(certificates(pem));
+        }
+        builder.build()?.get_async_connection().await
+    }
+}
+
+/// Trust `ca_pem` instead of the system's roots; no client certificate.
+fn certificates(ca_pem: &[u8]) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca_pem.to_vec()),
     }
 }
 

@@ -49,6 +49,9 @@ pub struct RedisConfig {
     pub partitions: u32,
     /// Response timeout of the shared connection (not of blocking reads).
     pub response_timeout: Duration,
+    /// For `rediss://`: the PEM of the CA that signed the servers' certificates, trusted
+    /// instead of the system's roots (a private CA).
+    pub tls_ca_pem: Option<Vec<u8>>,
 }
 
 impl RedisConfig {
@@ -61,6 +64,7 @@ impl RedisConfig {
             topology,
             partitions,
             response_timeout: Duration::from_secs(2),
+            tls_ca_pem: None,
         }
     }
 }
@@ -90,8 +94,12 @@ impl RedisStore {
         if config.partitions == 0 {
             return Err(StoreError::Invalid("partitions must be at least 1".into()));
         }
-        let connector =
-            Connector::new(&config.topology, config.response_timeout).map_err(unavailable)?;
+        let connector = Connector::new(
+            &config.topology,
+            config.response_timeout,
+            config.tls_ca_pem.clone(),
+        )
+        .map_err(unavailable)?;
         let mut conn = connector.shared().await.map_err(unavailable)?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn)

@@ -20,6 +20,10 @@ pub struct StoreArgs {
     /// of a deployment: every process must use the same value.
     #[arg(long, env = "REDIS_PARTITIONS")]
     pub redis_partitions: Option<u32>,
+    /// For `rediss://`: a PEM file with the CA that signed the servers' certificates, trusted
+    /// instead of the system's roots.
+    #[arg(long, env = "REDIS_TLS_CA_FILE")]
+    pub redis_tls_ca_file: Option<std::path::PathBuf>,
 }
 
 /// The store that was opened, for the startup log line.
@@ -61,6 +65,12 @@ impl StoreArgs {
         if let Some(partitions) = self.redis_partitions {
             config.partitions = partitions;
         }
+        if let Some(path) = &self.redis_tls_ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("cannot read REDIS_TLS_CA_FILE {}: {e}", path.display())
+            })?;
+            config.tls_ca_pem = Some(pem);
+        }
         let partitions = config.partitions;
         // Errors name the variable, never the URL: it may hold a password.
         let variable = if cluster {
@@ -81,5 +91,26 @@ impl StoreArgs {
         };
         tracing::info!(?kind, "connected to Redis");
         Ok((Arc::new(store), kind))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreadable_ca_file_is_named_in_the_error() {
+        let args = StoreArgs {
+            redis_url: Some("rediss://127.0.0.1:1/".into()),
+            redis_cluster_nodes: None,
+            redis_partitions: None,
+            redis_tls_ca_file: Some("/nonexistent/esr-ca.pem".into()),
+        };
+        let error = args.open().await.err().map(|e| e.to_string());
+        let error = error.unwrap_or_default();
+        assert!(
+            error.contains("REDIS_TLS_CA_FILE /nonexistent/esr-ca.pem"),
+            "{error}"
+        );
     }
 }
