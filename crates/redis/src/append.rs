@@ -19,8 +19,19 @@ pub(crate) struct AppendCall<'a> {
 
 pub async fn append(store: &RedisStore, request: &AppendRequest) -> Result<AppendOutcome> {
     let call = append_call(store, request)?;
-    let reply = query_append(store, &append_evalsha(store, &[&call])).await?;
-    append_outcomes(&[&call], &reply)?
+    let cmd = append_evalsha(store, &[&call]);
+    let (mut replies, shortfall) = match store.inner.wait_for_replicas {
+        None => (vec![query_append(store, &cmd).await], None),
+        Some(wait) => {
+            store
+                .script_pipeline(&store.inner.append, std::slice::from_ref(&cmd), Some(wait))
+                .await?
+        }
+    };
+    let reply = replies
+        .pop()
+        .unwrap_or_else(|| Err(corrupt("append reply", "no reply")))?;
+    append_outcomes(&[&call], &reply, shortfall.as_deref())?
         .pop()
         .unwrap_or_else(|| Err(corrupt("append reply", "no outcome")))
 }
@@ -77,12 +88,16 @@ async fn append_pipeline(
             append_evalsha(store, &calls)
         })
         .collect();
-    let replies = store
-        .script_pipeline(&store.inner.append, &script_calls)
+    let (replies, shortfall) = store
+        .script_pipeline(
+            &store.inner.append,
+            &script_calls,
+            store.inner.wait_for_replicas,
+        )
         .await?;
     for (chunk, reply) in chunks.iter().zip(replies) {
         let calls: Vec<&AppendCall> = chunk.iter().map(|(_, c)| c).collect();
-        match reply.and_then(|reply| append_outcomes(&calls, &reply)) {
+        match reply.and_then(|reply| append_outcomes(&calls, &reply, shortfall.as_deref())) {
             Ok(chunk_outcomes) => {
                 for ((position, _), outcome) in chunk.iter().zip(chunk_outcomes) {
                     outcomes[*position] = Some(outcome);
@@ -182,12 +197,24 @@ pub(crate) async fn query_append(store: &RedisStore, cmd: &redis::Cmd) -> Result
     store.query_script(&store.inner.append, cmd).await
 }
 
-/// The append script's reply for `calls`.
-fn append_outcomes(calls: &[&AppendCall<'_>], reply: &[i64]) -> Result<Vec<Result<AppendOutcome>>> {
+/// The append script's reply for `calls`. With a replication `shortfall`, what was written
+/// (or found written) is not answered as done: it could be lost in a failover.
+fn append_outcomes(
+    calls: &[&AppendCall<'_>],
+    reply: &[i64],
+    shortfall: Option<&str>,
+) -> Result<Vec<Result<AppendOutcome>>> {
     Ok(calls
         .iter()
         .zip(reply_pairs("append reply", reply, calls.len())?)
-        .map(|(call, pair)| append_outcome(call, pair))
+        .map(
+            |(call, pair)| match (append_outcome(call, pair), shortfall) {
+                (Ok(_), Some(shortfall)) => Err(StoreError::Unavailable(Box::new(
+                    std::io::Error::other(shortfall.to_owned()),
+                ))),
+                (outcome, _) => outcome,
+            },
+        )
         .collect())
 }
 

@@ -52,6 +52,17 @@ pub struct RedisConfig {
     /// For `rediss://`: the PEM of the CA that signed the servers' certificates, trusted
     /// instead of the system's roots (a private CA).
     pub tls_ca_pem: Option<Vec<u8>>,
+    /// Answer an append only once this many replicas acknowledged it (`WAIT`).
+    pub wait_for_replicas: Option<WaitForReplicas>,
+}
+
+/// Each append waits for `replicas` replicas to acknowledge it, at most `timeout`; fewer in
+/// time and the append is answered as unavailable (it is on the primary, and a failover now
+/// could lose it: send it again with the same idempotency key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitForReplicas {
+    pub replicas: u32,
+    pub timeout: Duration,
 }
 
 impl RedisConfig {
@@ -65,6 +76,7 @@ impl RedisConfig {
             partitions,
             response_timeout: Duration::from_secs(2),
             tls_ca_pem: None,
+            wait_for_replicas: None,
         }
     }
 }
@@ -86,6 +98,7 @@ struct Inner {
     prune_consumer: Script,
     warnings: Vec<String>,
     subscriptions: subscription::State,
+    wait_for_replicas: Option<WaitForReplicas>,
 }
 
 impl RedisStore {
@@ -124,6 +137,7 @@ impl RedisStore {
                 prune_consumer: Script::new(include_str!("lua/prune_consumer.lua")),
                 subscriptions: subscription::State::default(),
                 warnings,
+                wait_for_replicas: config.wait_for_replicas,
             }),
         })
     }
@@ -191,38 +205,88 @@ impl RedisStore {
     }
 
     /// Send `calls` (EVALSHAs of `script`, all in one slot) in one pipeline, one reply each in
-    /// order. A call that met NOSCRIPT (a restart emptied the script cache) is sent again
-    /// alone, loading the script first; any other failure is that call's reply.
+    /// order. Calls that met NOSCRIPT (a restart emptied the script cache) are sent again
+    /// after loading the script; any other failure is that call's reply. With `wait`, the
+    /// pipeline ends with `WAIT` (on Cluster it goes with the calls, to their slot's primary,
+    /// on the connection that wrote): the second value says, when fewer replicas than asked
+    /// acknowledged the calls' writes in time, how many did.
     async fn script_pipeline(
         &self,
         script: &Script,
         calls: &[redis::Cmd],
-    ) -> Result<Vec<Result<Vec<i64>>>> {
-        if calls.is_empty() {
-            return Ok(vec![]);
+        wait: Option<WaitForReplicas>,
+    ) -> Result<(Vec<Result<Vec<i64>>>, Option<String>)> {
+        let mut answered: Vec<Option<Result<Vec<i64>>>> = calls.iter().map(|_| None).collect();
+        let mut shortfall = None;
+        let mut to_send: Vec<usize> = (0..calls.len()).collect();
+        let mut conn = self.conn();
+        for attempt in 0..2 {
+            if to_send.is_empty() {
+                break;
+            }
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for &i in &to_send {
+                pipe.add_command(calls[i].clone());
+            }
+            if let Some(wait) = wait {
+                pipe.cmd("WAIT")
+                    .arg(wait.replicas)
+                    .arg(u64::try_from(wait.timeout.as_millis()).unwrap_or(u64::MAX));
+            }
+            let mut replies: Vec<redis::RedisResult<Value>> =
+                pipe.query_async(&mut conn).await.map_err(classify)?;
+            let expected = to_send.len() + usize::from(wait.is_some());
+            if replies.len() != expected {
+                return Err(corrupt(
+                    "script pipeline",
+                    format!("{} replies for {expected} commands", replies.len()),
+                ));
+            }
+            if let Some(wait) = wait {
+                // The last WAIT covers every write this connection made before it.
+                let acknowledged = replies
+                    .pop()
+                    .and_then(|r| r.ok())
+                    .as_ref()
+                    .and_then(parse::int);
+                shortfall = acknowledged.is_none_or(|n| n < i64::from(wait.replicas)).then(|| {
+                    format!(
+                        "written on the primary but acknowledged by {} of {} replicas within {} ms: \
+                         a failover now could lose it; send it again with the same Idempotency-Key",
+                        acknowledged.map_or("no".to_owned(), |n| n.to_string()),
+                        wait.replicas,
+                        wait.timeout.as_millis()
+                    )
+                });
+            }
+            let mut missing_script = vec![];
+            for (&i, reply) in to_send.iter().zip(replies) {
+                match reply {
+                    Err(e) if is_noscript(&e) && attempt == 0 => missing_script.push(i),
+                    Err(e) => answered[i] = Some(Err(classify(e))),
+                    Ok(value) => {
+                        answered[i] = Some(
+                            redis::from_redis_value::<Vec<i64>>(value)
+                                .map_err(|e| corrupt("script reply", e.to_string())),
+                        );
+                    }
+                }
+            }
+            if !missing_script.is_empty() {
+                script
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(classify)?;
+            }
+            to_send = missing_script;
         }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for call in calls {
-            pipe.add_command(call.clone());
-        }
-        let replies: Vec<redis::RedisResult<Vec<i64>>> =
-            pipe.query_async(&mut self.conn()).await.map_err(classify)?;
-        if replies.len() != calls.len() {
-            return Err(corrupt(
-                "script pipeline",
-                format!("{} replies for {} calls", replies.len(), calls.len()),
-            ));
-        }
-        let mut answered = Vec::with_capacity(calls.len());
-        for (call, reply) in calls.iter().zip(replies) {
-            answered.push(match reply {
-                Ok(reply) => Ok(reply),
-                Err(e) if is_noscript(&e) => self.query_script(script, call).await,
-                Err(e) => Err(classify(e)),
-            });
-        }
-        Ok(answered)
+        let answered = answered
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(corrupt("script pipeline", "no reply"))))
+            .collect();
+        Ok((answered, shortfall))
     }
 }
 

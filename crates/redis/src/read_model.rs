@@ -174,8 +174,9 @@ async fn put_pipeline(
         .map(|chunk| put_call(store, name, chunk))
         .collect();
     let replies = store
-        .script_pipeline(&store.inner.put_read_model, &calls)
-        .await?;
+        .script_pipeline(&store.inner.put_read_model, &calls, None)
+        .await?
+        .0;
     let mut outcomes = Vec::with_capacity(writes.len());
     for (chunk, reply) in chunks.into_iter().zip(replies) {
         outcomes.extend(put_outcomes(chunk, &reply?)?);

@@ -546,3 +546,47 @@ async fn a_request_a_write_would_fail_on_is_refused_before_its_first_write() {
     assert_eq!(resumed.version, 3);
     assert_eq!(store.read_stream(&good, 1, 10).await.unwrap().len(), 3);
 }
+
+/// With `WAIT 1`, an append no replica acknowledged in time is answered unavailable (it is on
+/// the primary only); sent again once a replica is in sync, it is answered as the duplicate it
+/// is, and later appends go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_no_replica_acknowledged_is_unavailable_until_one_does() {
+    // A replica that attaches is synced at once, not after the default 5 s delay.
+    let primary = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+    let mut config = RedisConfig::new(Topology::Single(primary.url()));
+    config.wait_for_replicas = Some(esr_redis::WaitForReplicas {
+        replicas: 1,
+        timeout: Duration::from_millis(100),
+    });
+    let store = RedisStore::connect(config).await.unwrap();
+    let (alone, batched) = (user("w1"), user("w2"));
+    let first = append_to(&alone, ExpectedVersion::NoStream);
+    let refused = store.append(first.clone()).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
+    assert!(
+        refused
+            .to_string()
+            .contains("acknowledged by 0 of 1 replicas"),
+        "{refused}"
+    );
+    let outcomes = store
+        .append_batch(vec![append_to(&batched, ExpectedVersion::NoStream)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcomes[0], Err(StoreError::Unavailable(_))),
+        "{outcomes:?}"
+    );
+
+    let _replica =
+        RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
+    primary.wait_for_replicas(1);
+    let again = store.append(first).await.unwrap();
+    assert_eq!((again.version, again.duplicate), (1, true));
+    let next = store
+        .append(append_to(&alone, ExpectedVersion::Exactly(1)))
+        .await
+        .unwrap();
+    assert_eq!((next.version, next.duplicate), (2, false));
+}

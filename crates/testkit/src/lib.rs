@@ -80,6 +80,39 @@ impl RedisServer {
         cmd.query(&mut connection)
     }
 
+    /// Wait until at least `replicas` replicas are attached and in sync (`INFO replication`).
+    pub fn wait_for_replicas(&self, replicas: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let info: String = self
+                .query(redis::cmd("INFO").arg("replication"))
+                .unwrap_or_default();
+            let online = info
+                .lines()
+                .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+                .count();
+            if online >= replicas {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "redis-server on port {} has no {replicas} replicas in sync after 30 s",
+            self.port
+        );
+    }
+
+    /// The port of the primary this server replicates, if it is a replica.
+    pub fn primary_port(&self) -> Option<u16> {
+        let info: String = self.query(redis::cmd("INFO").arg("replication")).ok()?;
+        if !info.contains("role:slave") {
+            return None;
+        }
+        info.lines()
+            .find_map(|l| l.strip_prefix("master_port:"))
+            .and_then(|p| p.trim().parse().ok())
+    }
+
     fn spawn(&mut self) {
         let dir = self.dir.path();
         let mut command = Command::new("redis-server");
@@ -134,7 +167,12 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start(masters: usize) -> Self {
-        let nodes: Vec<RedisServer> = (0..masters)
+        Self::start_with_replicas(masters, 0)
+    }
+
+    /// `masters` masters with `replicas` replicas each, all in sync when this returns.
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
@@ -153,7 +191,7 @@ impl RedisCluster {
         let output = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output();
         match output {
             Ok(out) if out.status.success() => {}
@@ -167,7 +205,22 @@ impl RedisCluster {
         }
         let cluster = Self { nodes };
         cluster.wait_ok();
+        if replicas > 0 {
+            for node in &cluster.nodes {
+                if node.primary_port().is_none() {
+                    node.wait_for_replicas(replicas);
+                }
+            }
+        }
         cluster
+    }
+
+    /// The replica of the node at `primary`, by index into `nodes`.
+    pub fn replica_of(&self, primary: usize) -> Option<usize> {
+        let port = self.nodes.get(primary)?.port;
+        self.nodes
+            .iter()
+            .position(|n| n.primary_port() == Some(port))
     }
 
     pub fn urls(&self) -> Vec<String> {
@@ -203,10 +256,11 @@ impl RedisCluster {
         None
     }
 
-    fn wait_ok(&self) {
+    /// Wait until every node that is up says `cluster_state:ok`.
+    pub fn wait_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            let all_ok = self.nodes.iter().all(|node| {
+            let all_ok = self.nodes.iter().filter(|n| n.child.is_some()).all(|node| {
                 node.query::<String>(redis::cmd("CLUSTER").arg("INFO"))
                     .is_ok_and(|info| info.contains("cluster_state:ok"))
             });
@@ -237,4 +291,73 @@ fn free_port_pair() -> u16 {
         }
     }
     panic!("no free port pair found");
+}
+
+/// A TCP proxy on a free port that forwards to a target port, which can be switched: what a
+/// virtual IP or a DNS name does when a replica is promoted. Switching drops the connections
+/// open to the old target, so clients reconnect to the new one.
+pub struct TcpProxy {
+    port: u16,
+    shared: std::sync::Arc<ProxyShared>,
+}
+
+struct ProxyShared {
+    target: std::sync::atomic::AtomicU16,
+    open: std::sync::Mutex<Vec<std::net::TcpStream>>,
+}
+
+impl TcpProxy {
+    pub fn start(target: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("proxy: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("proxy: {e}"))
+            .port();
+        let shared = std::sync::Arc::new(ProxyShared {
+            target: std::sync::atomic::AtomicU16::new(target),
+            open: std::sync::Mutex::new(Vec::new()),
+        });
+        let accepting = shared.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let target = accepting.target.load(std::sync::atomic::Ordering::SeqCst);
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let pairs = [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ];
+                if let Ok(mut open) = accepting.open.lock() {
+                    open.extend([client, server]);
+                }
+                for pair in pairs {
+                    if let (Ok(mut from), Ok(mut to)) = pair {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                            let _ = from.shutdown(std::net::Shutdown::Both);
+                        });
+                    }
+                }
+            }
+        });
+        Self { port, shared }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Forward new connections to `target`, and drop the open ones.
+    pub fn switch_to(&self, target: u16) {
+        self.shared
+            .target
+            .store(target, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut open) = self.shared.open.lock() {
+            for stream in open.drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
 }

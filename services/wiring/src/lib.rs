@@ -24,6 +24,12 @@ pub struct StoreArgs {
     /// instead of the system's roots.
     #[arg(long, env = "REDIS_TLS_CA_FILE")]
     pub redis_tls_ca_file: Option<std::path::PathBuf>,
+    /// Answer an append only once this many replicas acknowledged it (WAIT; 0: do not wait).
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+    /// How long an append waits for those replicas (ms); fewer in time answers 503.
+    #[arg(long, env = "REDIS_WAIT_TIMEOUT_MS", default_value_t = 1000)]
+    pub redis_wait_timeout_ms: u64,
 }
 
 /// The store that was opened, for the startup log line.
@@ -71,6 +77,15 @@ impl StoreArgs {
             })?;
             config.tls_ca_pem = Some(pem);
         }
+        if self.redis_wait_replicas > 0 {
+            let timeout = std::time::Duration::from_millis(self.redis_wait_timeout_ms.max(1));
+            // The shared connection must outlast the WAIT it carries.
+            config.response_timeout = config.response_timeout.max(timeout * 2);
+            config.wait_for_replicas = Some(esr_redis::WaitForReplicas {
+                replicas: self.redis_wait_replicas,
+                timeout,
+            });
+        }
         let partitions = config.partitions;
         // Errors name the variable, never the URL: it may hold a password.
         let variable = if cluster {
@@ -105,6 +120,8 @@ mod tests {
             redis_cluster_nodes: None,
             redis_partitions: None,
             redis_tls_ca_file: Some("/nonexistent/esr-ca.pem".into()),
+            redis_wait_replicas: 0,
+            redis_wait_timeout_ms: 1000,
         };
         let error = args.open().await.err().map(|e| e.to_string());
         let error = error.unwrap_or_default();
