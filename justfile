@@ -32,3 +32,9 @@ query:
 # redis-server processes). `just bench --quick` runs each measurement briefly.
 bench *ARGS:
     cargo run --release --quiet -p esr-bench -- {{ARGS}}
+
+# Minutes of commands under faults (projectors SIGKILLed and paused, Redis crashed with
+# appendfsync always), then every read model checked against its history (release build;
+# starts its own redis-server). `just soak --seconds 20` for a short run.
+soak *ARGS:
+    cargo run --release --quiet -p esr-e2e --bin soak -- {{ARGS}}

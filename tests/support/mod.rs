@@ -22,20 +22,27 @@ fn build_binaries() -> Result<PathBuf, String> {
         .parent()
         .map(PathBuf::from)
         .ok_or("no workspace directory")?;
+    // The same profile as the caller (a release soak run needs release services).
+    let mut args = vec!["build", "--quiet", "--bins"];
+    if !cfg!(debug_assertions) {
+        args.push("--release");
+    }
     let status = Command::new(env!("CARGO"))
         .current_dir(&workspace)
-        .args(["build", "--quiet", "--bins"])
+        .args(&args)
         .status()
         .map_err(|e| format!("cargo did not start: {e}"))?;
     if !status.success() {
         return Err(format!("cargo build failed: {status}"));
     }
-    // The test executable lives in <target>/<profile>/deps; binaries one level up.
+    // A test executable lives in <target>/<profile>/deps, a binary in <target>/<profile>.
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .map(PathBuf::from)
-        .ok_or_else(|| "no target directory".into())
+    let dir = exe.parent().ok_or("no target directory")?;
+    Ok(if dir.ends_with("deps") {
+        dir.parent().map_or_else(|| dir.to_owned(), PathBuf::from)
+    } else {
+        dir.to_owned()
+    })
 }
 
 /// A port nobody listens on right now.
