@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use esr_redis::{RedisConfig, RedisStore, Topology};
-use esr_schema::{ActedOn, Action, EntityId, StreamId, UserEvent, codec};
+use esr_schema::{EntityId, StreamId};
 
 fn user(id: &str) -> StreamId {
     StreamId::new(esr_schema::user::USER, EntityId::parse(id).unwrap())
@@ -21,22 +21,7 @@ use esr_testkit::RedisServer;
 use uuid::Uuid;
 
 fn kick() -> NewEvent {
-    let encoded = codec::encode(&UserEvent::ActedOn(ActedOn {
-        action: Action::Kick,
-        object: "Bugs".into(),
-        text: None,
-    }))
-    .unwrap();
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: encoded.event_type.into(),
-        schema_version: encoded.schema_version,
-        category: encoded.category,
-        occurred_at: chrono::Utc::now(),
-        correlation_id: "durability".into(),
-        causation_id: "durability".into(),
-        payload: encoded.payload,
-    }
+    esr_store::contract::kick("Bugs")
 }
 
 fn append_to(user: &StreamId, expected: ExpectedVersion) -> AppendRequest {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use esr_redis::{RedisConfig, RedisStore, Topology, WaitForReplicas};
-use esr_schema::{ActedOn, Action, EntityId, StreamId, UserEvent, codec};
+use esr_schema::{EntityId, StreamId};
 use esr_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
 use esr_testkit::{RedisCluster, RedisServer, TcpProxy};
 use uuid::Uuid;
@@ -21,22 +21,7 @@ use uuid::Uuid;
 const WRITERS: usize = 8;
 
 fn kick() -> NewEvent {
-    let encoded = codec::encode(&UserEvent::ActedOn(ActedOn {
-        action: Action::Kick,
-        object: "Bugs".into(),
-        text: None,
-    }))
-    .unwrap();
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: encoded.event_type.into(),
-        schema_version: encoded.schema_version,
-        category: encoded.category,
-        occurred_at: chrono::Utc::now(),
-        correlation_id: "failover".into(),
-        causation_id: "failover".into(),
-        payload: encoded.payload,
-    }
+    esr_store::contract::kick("Bugs")
 }
 
 fn waiting(mut config: RedisConfig) -> RedisConfig {

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use esr_redis::{RedisConfig, RedisStore, Topology};
-use esr_schema::{ActedOn, Action, EntityId, StreamId, UserEvent, codec};
+use esr_schema::{EntityId, StreamId};
 use esr_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 use esr_testkit::RedisServer;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -70,22 +70,7 @@ fn config(tls_port: u16, ca_pem: Option<String>) -> RedisConfig {
 }
 
 fn kick() -> NewEvent {
-    let encoded = codec::encode(&UserEvent::ActedOn(ActedOn {
-        action: Action::Kick,
-        object: "Bugs".into(),
-        text: None,
-    }))
-    .unwrap();
-    NewEvent {
-        event_id: uuid::Uuid::now_v7(),
-        event_type: encoded.event_type.into(),
-        schema_version: encoded.schema_version,
-        category: encoded.category,
-        occurred_at: chrono::Utc::now(),
-        correlation_id: "tls".into(),
-        causation_id: "tls".into(),
-        payload: encoded.payload,
-    }
+    esr_store::contract::kick("Bugs")
 }
 
 #[tokio::test]
@@ -121,7 +106,7 @@ async fn rediss_with_a_wrong_ca_or_none_is_refused_with_a_clear_error() {
             .await
             .err()
             .expect("connected although the server's certificate is not trusted");
-        let message = esr_store_error_chain(&refused);
+        let message = refused.to_string();
         assert!(
             message.to_lowercase().contains("certificate"),
             "with {}: {message}",
@@ -132,15 +117,4 @@ async fn rediss_with_a_wrong_ca_or_none_is_refused_with_a_clear_error() {
             }
         );
     }
-}
-
-fn esr_store_error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -112,7 +112,8 @@ fn fresh_group() -> String {
     format!("contract-{}", Uuid::new_v4().simple())
 }
 
-fn kick(object: &str) -> NewEvent {
+/// A user's `kick` of `object`, as a new event: what adapters' own tests append too.
+pub fn kick(object: &str) -> NewEvent {
     let encoded = codec::encode(&UserEvent::ActedOn(ActedOn {
         action: Action::Kick,
         object: object.to_owned(),
