@@ -127,15 +127,30 @@ pub fn autoclaim(value: Value) -> Result<(String, Vec<Entry>), String> {
     Ok((cursor, claimed))
 }
 
-/// `XINFO GROUPS`: (name, pending, lag) per group; lag is `None` when Redis cannot tell.
-pub fn groups(value: &Value) -> Result<Vec<(String, u64, Option<u64>)>, String> {
+/// One group of `XINFO GROUPS`.
+pub struct GroupInfo {
+    pub name: String,
+    pub pending: u64,
+    /// Redis's own count: `None` when it cannot tell (after a restart, say).
+    pub lag: Option<u64>,
+    pub last_delivered: Option<EntryId>,
+}
+
+/// `XINFO GROUPS`: each group.
+pub fn groups(value: &Value) -> Result<Vec<GroupInfo>, String> {
     records(value, "XINFO GROUPS")?
         .into_iter()
         .map(|get| {
             let name = get("name").and_then(text).ok_or("group without name")?;
             let pending = get("pending").and_then(int).unwrap_or(0).max(0) as u64;
             let lag = get("lag").and_then(int).map(|l| l.max(0) as u64);
-            Ok((name, pending, lag))
+            let last_delivered = get("last-delivered-id").and_then(|v| entry_id(v).ok());
+            Ok(GroupInfo {
+                name,
+                pending,
+                lag,
+                last_delivered,
+            })
         })
         .collect()
 }

@@ -507,22 +507,59 @@ impl Subscriptions for RedisStore {
                     Err(e) => return Err(classify(e)),
                 };
                 let groups = parse::groups(&reply).map_err(|r| corrupt("XINFO GROUPS reply", r))?;
-                let Some((_, pending, lag)) = groups.into_iter().find(|(name, _, _)| name == group)
-                else {
+                let Some(info) = groups.into_iter().find(|g| g.name == group) else {
                     return Err(StoreError::Invalid(format!(
                         "no group {group:?} on {stream}"
                     )));
                 };
-                stats.pending += pending;
-                // Redis leaves lag unknown only after deletions inside the unread range.
-                stats.lag += lag.unwrap_or(0);
+                stats.pending += info.pending;
+                stats.lag += self.lag(&stream, &info).await?;
             }
         }
         Ok(stats)
     }
 }
 
+/// Entries counted one by one when Redis cannot say a group's lag: more reads as this many.
+const LAG_COUNTED_UP_TO: usize = 1000;
+
 impl RedisStore {
+    /// How many entries of `stream` the group has not been handed. Redis's own count is
+    /// unknown after a restart from its append-only file and can drift after that, so the
+    /// entry ids decide: none when the group was handed the stream's last entry; else Redis's
+    /// count when it has one, or the entries after the last one handed, counted.
+    async fn lag(&self, stream: &str, group: &parse::GroupInfo) -> Result<u64> {
+        let last = self.xrevrange_last(stream).await?;
+        let delivered = group.last_delivered.unwrap_or(EntryId::ZERO);
+        match last {
+            None => Ok(0),
+            Some(last) if last <= delivered => Ok(0),
+            Some(_) => match group.lag {
+                Some(lag) if lag > 0 => Ok(lag),
+                _ => {
+                    let after = format!("({delivered}");
+                    let unread = self.xrange(stream, &after, LAG_COUNTED_UP_TO).await?;
+                    Ok(unread.len().max(1) as u64)
+                }
+            },
+        }
+    }
+
+    /// The id of the stream's last entry, if any.
+    async fn xrevrange_last(&self, stream: &str) -> Result<Option<EntryId>> {
+        let reply: Value = redis::cmd("XREVRANGE")
+            .arg(stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        let entries = parse::entries(reply).map_err(|reason| corrupt(stream, reason))?;
+        Ok(entries.first().map(|(id, _)| *id))
+    }
+
     /// Whether `stream` has `group` (false when that cannot be read either).
     async fn group_exists(&self, stream: &str, group: &str) -> bool {
         let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
@@ -533,7 +570,7 @@ impl RedisStore {
         reply
             .ok()
             .and_then(|reply| parse::groups(&reply).ok())
-            .is_some_and(|groups| groups.iter().any(|(name, _, _)| name == group))
+            .is_some_and(|groups| groups.iter().any(|g| g.name == group))
     }
 
     /// `XINFO CONSUMERS`: (name, pending, idle ms); none when the stream or group is missing.
