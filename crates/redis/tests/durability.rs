@@ -542,7 +542,7 @@ async fn an_append_no_replica_acknowledged_is_unavailable_until_one_does() {
     let mut config = RedisConfig::new(Topology::Single(primary.url()));
     config.wait_for_replicas = Some(esr_redis::WaitForReplicas {
         replicas: 1,
-        timeout: Duration::from_millis(100),
+        timeout: Duration::from_millis(500),
     });
     let store = RedisStore::connect(config).await.unwrap();
     let (alone, batched) = (user("w1"), user("w2"));

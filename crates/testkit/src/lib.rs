@@ -80,24 +80,31 @@ impl RedisServer {
         cmd.query(&mut connection)
     }
 
-    /// Wait until at least `replicas` replicas are attached and in sync (`INFO replication`).
+    /// Wait until at least `replicas` replicas acknowledge writes: a `PUBLISH` (replicated,
+    /// yet it leaves no key behind) followed by `WAIT` on the same connection. A replica just
+    /// synced acknowledges only after up to a second; until then `WAIT` cannot count it.
     pub fn wait_for_replicas(&self, replicas: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            let info: String = self
-                .query(redis::cmd("INFO").arg("replication"))
-                .unwrap_or_default();
-            let online = info
-                .lines()
-                .filter(|l| l.starts_with("slave") && l.contains("state=online"))
-                .count();
-            if online >= replicas {
+            let acknowledged = redis::Client::open(self.url())
+                .and_then(|client| client.get_connection())
+                .and_then(|mut connection| {
+                    redis::cmd("PUBLISH")
+                        .arg("testkit:replication-probe")
+                        .arg("ping")
+                        .exec(&mut connection)?;
+                    redis::cmd("WAIT")
+                        .arg(replicas)
+                        .arg(1000)
+                        .query::<usize>(&mut connection)
+                });
+            if acknowledged.is_ok_and(|n| n >= replicas) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!(
-            "redis-server on port {} has no {replicas} replicas in sync after 30 s",
+            "redis-server on port {} has no {replicas} replicas acknowledging after 30 s",
             self.port
         );
     }
