@@ -5,7 +5,9 @@
 //! stream: versions contiguous, profile equal to the fold, friendships mutual, nothing pending,
 //! no dead letters. Exits non-zero on any failure.
 //!
-//! `soak [--seconds N] [--clients N] [--users N] [--seed N]` (defaults 180, 16, 200, time).
+//! `soak [--seconds N] [--clients N] [--users N] [--seed N]` (defaults 180, 16, 200, time);
+//! `SOAK_LOG` is the services' `RUST_LOG` (default `warn`); their logs are kept when a run
+//! fails.
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
@@ -110,7 +112,10 @@ impl Process {
         let mut command = Command::new(binary(&self.program));
         command
             .env_remove("REDIS_CLUSTER_NODES")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("SOAK_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
         for (key, value) in &self.env {
@@ -376,7 +381,9 @@ async fn main() -> anyhow::Result<()> {
         if left < behind {
             (behind, progressed) = (left, Instant::now());
         } else if progressed.elapsed() > Duration::from_secs(60) {
-            failures.push(format!("the projectors made no progress for 60 s: {groups:?}"));
+            failures.push(format!(
+                "the projectors made no progress for 60 s: {groups:?}"
+            ));
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
