@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use esr_domain::{User, friendship};
+use esr_kernel::Aggregate as _;
 use esr_schema::user::USER_FRIENDS;
 use esr_schema::{Category, StoredEvent, UserEvent};
 
@@ -82,15 +83,25 @@ impl Handler for FriendshipPolicy {
             return Ok(());
         }
         self.before(Step::Load).await;
-        let mut reactions =
-            friendship::react(&stored.envelope, &event, &self.initiator(stored).await?);
+        let mut initiator = self.initiator(stored).await?;
+        let mut reactions = friendship::react(&stored.envelope, &event, &initiator);
         for _ in 0..MAX_ROUNDS {
             for reaction in &reactions {
                 self.before(Step::Act).await;
                 self.run(stored, reaction).await?;
             }
             self.before(Step::Check).await;
-            let now = friendship::react(&stored.envelope, &event, &self.initiator(stored).await?);
+            // The version first (one GET): the whole stream is read again only if it moved.
+            let version = self
+                .commands
+                .store()
+                .stream_version(&stored.envelope.stream)
+                .await?;
+            if version == initiator.version() {
+                return Ok(());
+            }
+            initiator = self.initiator(stored).await?;
+            let now = friendship::react(&stored.envelope, &event, &initiator);
             if now == reactions {
                 return Ok(());
             }
