@@ -131,6 +131,37 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Writers on `store` until 200 appends are acknowledged, then `fail_over`, then on until every
+/// writer has had 20 more acknowledged (within `recover_within`): what they were told, and
+/// when the fault began.
+async fn through_a_failover(
+    store: &RedisStore,
+    recover_within: Duration,
+    fail_over: impl AsyncFnOnce(),
+) -> (Acknowledged, Instant) {
+    let (acknowledged, stop) = (
+        Arc::<Mutex<Acknowledged>>::default(),
+        Arc::<AtomicBool>::default(),
+    );
+    let writers = start_writers(store, &users(), &acknowledged, &stop);
+    wait_for("200 appends", Duration::from_secs(30), || {
+        acknowledged.lock().unwrap().total() >= 200
+    })
+    .await;
+    let killed = Instant::now();
+    fail_over().await;
+    wait_for("every writer acknowledged again", recover_within, || {
+        acknowledged.lock().unwrap().each_since(killed, 20)
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
+    (acknowledged, killed)
+}
+
 /// Every acknowledged append is in the promoted store at its version, and each user's
 /// versions run 1, 2, 3, ... without a gap.
 async fn assert_nothing_acknowledged_was_lost(store: &RedisStore, acknowledged: &Acknowledged) {
@@ -177,40 +208,20 @@ async fn a_primary_killed_under_load_loses_no_acknowledged_event() {
         .await
         .unwrap();
 
-    let (acknowledged, stop) = (
-        Arc::<Mutex<Acknowledged>>::default(),
-        Arc::<AtomicBool>::default(),
-    );
-    let writers = start_writers(&store, &users(), &acknowledged, &stop);
-    wait_for("200 appends", Duration::from_secs(30), || {
-        acknowledged.lock().unwrap().total() >= 200
+    let (acknowledged, killed) = through_a_failover(&store, Duration::from_secs(30), async || {
+        // The primary dies; 300 ms later (detection) the replica is promoted, the other replica
+        // follows it, and the address moves to it.
+        primary.kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let () = replica
+            .query(redis::cmd("REPLICAOF").arg("NO").arg("ONE"))
+            .unwrap();
+        let () = spare
+            .query(redis::cmd("REPLICAOF").arg("127.0.0.1").arg(replica.port()))
+            .unwrap();
+        address.switch_to(replica.port());
     })
     .await;
-
-    // The primary dies; 300 ms later (detection) the replica is promoted, the other replica
-    // follows it, and the address moves to it.
-    let killed = Instant::now();
-    primary.kill();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let () = replica
-        .query(redis::cmd("REPLICAOF").arg("NO").arg("ONE"))
-        .unwrap();
-    let () = spare
-        .query(redis::cmd("REPLICAOF").arg("127.0.0.1").arg(replica.port()))
-        .unwrap();
-    address.switch_to(replica.port());
-
-    wait_for(
-        "every writer acknowledged again",
-        Duration::from_secs(30),
-        || acknowledged.lock().unwrap().each_since(killed, 20),
-    )
-    .await;
-    stop.store(true, Ordering::SeqCst);
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
     eprintln!(
         "one server: {} appends acknowledged; writes refused for at most {} ms across the \
          failover (primary killed, replica promoted 300 ms later)",
@@ -241,46 +252,25 @@ async fn a_cluster_master_killed_under_load_loses_no_acknowledged_event() {
     let store = RedisStore::connect(waiting(RedisConfig::new(Topology::Cluster(cluster.urls()))))
         .await
         .unwrap();
-    let (acknowledged, stop) = (
-        Arc::<Mutex<Acknowledged>>::default(),
-        Arc::<AtomicBool>::default(),
-    );
-    let writers = start_writers(&store, &users(), &acknowledged, &stop);
-    wait_for("200 appends", Duration::from_secs(30), || {
-        acknowledged.lock().unwrap().total() >= 200
-    })
-    .await;
-
-    // A master dies; 300 ms later its replica takes over, and the old master comes back as a
-    // replica of it (so that WAIT 1 can be met on that shard again).
     // The master of the first user's partition, so that some writers lose their primary.
-    let users = users();
     let partitions = RedisConfig::new(Topology::Cluster(vec![])).partitions;
-    let tag = esr_redis::keys::Keys::tag(esr_redis::keys::partition_of(&users[0].id, partitions));
+    let tag = esr_redis::keys::Keys::tag(esr_redis::keys::partition_of(&users()[0].id, partitions));
     let slot: u16 = cluster.nodes[0]
         .query(redis::cmd("CLUSTER").arg("KEYSLOT").arg(&tag))
         .unwrap();
     let victim = cluster.node_of_slot(slot).unwrap();
     let heir = cluster.replica_of(victim).unwrap();
-    let killed = Instant::now();
-    cluster.nodes[victim].kill();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let () = cluster.nodes[heir]
-        .query(redis::cmd("CLUSTER").arg("FAILOVER").arg("TAKEOVER"))
-        .unwrap();
-    cluster.nodes[victim].restart();
-
-    wait_for(
-        "every writer acknowledged again",
-        Duration::from_secs(60),
-        || acknowledged.lock().unwrap().each_since(killed, 20),
-    )
+    let (acknowledged, killed) = through_a_failover(&store, Duration::from_secs(60), async || {
+        // The master dies; 300 ms later its replica takes over, and the old master comes
+        // back as a replica of it (so that WAIT 1 can be met on that shard again).
+        cluster.nodes[victim].kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let () = cluster.nodes[heir]
+            .query(redis::cmd("CLUSTER").arg("FAILOVER").arg("TAKEOVER"))
+            .unwrap();
+        cluster.nodes[victim].restart();
+    })
     .await;
-    stop.store(true, Ordering::SeqCst);
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
     eprintln!(
         "Cluster: {} appends acknowledged; writes refused for at most {} ms across the \
          failover (master killed, its replica took over 300 ms later)",
