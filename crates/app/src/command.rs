@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use esr_kernel::{Aggregate, Context};
-use esr_schema::{EntityId, StreamId, codec};
+use esr_schema::{DomainEvent, EntityId, StreamId, codec};
 use esr_store::{
     AppendRequest, ExpectedVersion, Idempotency, NewEvent, Snapshot, Store, StoreError,
 };
 use tokio::sync::Mutex;
 use uuid::Uuid;
+
+use crate::metrics;
 
 #[derive(Debug, Clone)]
 pub struct CommandSettings {
@@ -181,6 +183,7 @@ impl<A: Aggregate> CommandService<A> {
                 .idempotent_outcome(&stream, key, fingerprint)
                 .await?
         {
+            metrics::replay(&aggregate_name::<A>());
             return Ok(replay(first.version));
         }
         let context = self.context(id, &command).await?;
@@ -240,9 +243,13 @@ impl<A: Aggregate> CommandService<A> {
                     fingerprint: fingerprint.to_owned(),
                 }),
             };
-            match self.store.append(request).await {
+            let appending = std::time::Instant::now();
+            let appended = self.store.append(request).await;
+            metrics::append(&aggregate_name::<A>(), appending.elapsed());
+            match appended {
                 Ok(outcome) if outcome.duplicate => {
                     self.forget(id);
+                    metrics::replay(&aggregate_name::<A>());
                     return Ok(replay(outcome.version));
                 }
                 Ok(outcome) => {
@@ -261,6 +268,7 @@ impl<A: Aggregate> CommandService<A> {
                 }
                 Err(StoreError::Conflict { actual, .. }) => {
                     self.forget(id);
+                    metrics::conflict(&aggregate_name::<A>());
                     if from_cache {
                         continue;
                     }
@@ -274,6 +282,7 @@ impl<A: Aggregate> CommandService<A> {
                             actual,
                         });
                     }
+                    metrics::retry(&aggregate_name::<A>());
                     tracing::debug!(%stream, attempt, actual, "version conflict, reloading");
                 }
                 Err(other) => {
@@ -432,4 +441,9 @@ fn replay(version: u64) -> Accepted {
         appended: 0,
         replayed: true,
     }
+}
+
+/// The aggregate's name, as metrics label it.
+fn aggregate_name<A: Aggregate>() -> String {
+    <A::Event as DomainEvent>::AGGREGATE.to_string()
 }

@@ -174,8 +174,9 @@ impl Default for HttpLimits {
 /// within the request timeout (a connection that sends them slowly is closed), a request
 /// past it or past the in-flight limit is answered 503, and after `stop` the requests in
 /// hand get the shutdown deadline to finish before their connections are dropped.
+/// `side` names it in logs and labels its metrics.
 pub async fn serve_on(
-    name: &'static str,
+    side: &'static str,
     listener: tokio::net::TcpListener,
     router: axum::Router,
     limits: HttpLimits,
@@ -187,9 +188,13 @@ pub async fn serve_on(
 
     let address = listener
         .local_addr()
-        .with_context(|| format!("{name}: no local address"))?;
-    tracing::info!(%address, "{name} listening");
-    let service = TowerToHyperService::new(crate::http::guarded(router, &limits));
+        .with_context(|| format!("{side} side: no local address"))?;
+    tracing::info!(%address, "{side} side listening");
+    crate::metrics::install();
+    let service = TowerToHyperService::new(crate::http::observed(
+        side,
+        crate::http::guarded(router, &limits),
+    ));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -206,7 +211,7 @@ pub async fn serve_on(
             Ok((tcp, _)) => tcp,
             // Out of file descriptors and the like: pause rather than spin.
             Err(error) => {
-                tracing::warn!(%error, "{name}: accept failed");
+                tracing::warn!(%error, "{side} side: accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -232,7 +237,7 @@ pub async fn serve_on(
     {
         tracing::warn!(
             deadline_ms = limits.shutdown_deadline.as_millis() as u64,
-            "{name}: requests still open at the shutdown deadline are dropped"
+            "{side} side: requests still open at the shutdown deadline are dropped"
         );
     }
     Ok(())

@@ -8,11 +8,13 @@
 //! - [`query`]: views, time travel, event history, tallies.
 //! - [`http`]: the axum routers and the JSON error contract.
 //! - [`sides`]: the command, query and projector sides as runnable units.
+//! - [`metrics`]: the Prometheus series, named in one place.
 //! - [`config`]: flags and environment variables, and opening the configured store.
 
 pub mod command;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod projector;
 pub mod query;
 pub mod sides;

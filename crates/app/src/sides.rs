@@ -1,13 +1,15 @@
 //! The three sides as runnable units: each binary runs one, the all-in-one runs all three.
+//! Each serves its own API plus `/healthz`, `/livez`, `/readyz` and `/metrics`.
 
 use std::sync::Arc;
 
 use esr_store::Store;
 use tokio::sync::watch;
 
+use crate::command::CommandService;
 use crate::config::{HttpLimits, serve_on};
-use crate::http::{self, ProjectorHealth};
-use crate::{Commands, ProjectorSettings, Projectors, QueryService};
+use crate::http::{self, Ops, ProjectorHealth};
+use crate::{CommandSettings, Commands, ProjectorSettings, Projectors, QueryService};
 
 /// The command side's HTTP API on `listener`.
 pub async fn command_side(
@@ -16,14 +18,11 @@ pub async fn command_side(
     limits: HttpLimits,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    serve_on(
-        "command side",
-        listener,
-        http::command_router(commands),
-        limits,
-        stopped(shutdown),
-    )
-    .await
+    let store = commands.store().clone();
+    let handlers = Projectors::standard_handlers(&store, commands.users.clone());
+    let ops = Ops::new(store, &handlers, shutdown.clone());
+    let router = http::command_router(commands).merge(http::ops_router(ops));
+    serve_on("command", listener, router, limits, stopped(shutdown)).await
 }
 
 /// The query side's HTTP API on `listener`.
@@ -33,14 +32,16 @@ pub async fn query_side(
     limits: HttpLimits,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    serve_on(
-        "query side",
-        listener,
-        http::query_router(queries),
-        limits,
-        stopped(shutdown),
-    )
-    .await
+    let store = queries.store().clone();
+    // Only for the names of the groups whose read models this side serves.
+    let users = Arc::new(CommandService::new(
+        store.clone(),
+        CommandSettings::default(),
+    ));
+    let handlers = Projectors::standard_handlers(&store, users);
+    let ops = Ops::new(store, &handlers, shutdown.clone());
+    let router = http::query_router(queries).merge(http::ops_router(ops));
+    serve_on("query", listener, router, limits, stopped(shutdown)).await
 }
 
 /// The projections and policies, plus `/healthz` on `listener`. Returns once every handler
@@ -55,16 +56,21 @@ pub async fn projector_side(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     tracing::info!(consumer = %settings.consumer, "projector starting");
+    // Before the first batch, so its series are recorded.
+    crate::metrics::install();
     let projectors = Arc::new(Projectors::standard(
-        store,
+        store.clone(),
         commands.users.clone(),
         settings,
     ));
+    let ops = Ops::new(store, projectors.handlers(), shutdown.clone())
+        .with_projectors(projectors.clone());
     let router = http::projector_router(ProjectorHealth {
         projectors: projectors.clone(),
-    });
+    })
+    .merge(http::ops_router(ops));
     let server = serve_on(
-        "projector health",
+        "projector",
         listener,
         router,
         limits,

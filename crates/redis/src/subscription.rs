@@ -486,8 +486,52 @@ impl Subscriptions for RedisStore {
     }
 
     async fn group_stats(&self, group: &str, categories: &[Category]) -> Result<GroupStats> {
-        let mut stats = GroupStats::default();
+        let mut total = GroupStats::default();
+        for stats in self.partition_stats(group, categories).await? {
+            total.lag += stats.lag;
+            total.pending += stats.pending;
+            total.lag_is_lower_bound |= stats.lag_is_lower_bound;
+        }
+        Ok(total)
+    }
+
+    async fn group_present(&self, group: &str, categories: &[Category]) -> Result<bool> {
         for partition in 0..self.partitions() {
+            for stream in streams_of(categories, partition) {
+                let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(&stream)
+                    .query_async(&mut self.conn())
+                    .await;
+                let groups = match reply {
+                    Ok(reply) => {
+                        parse::groups(&reply).map_err(|r| corrupt("XINFO GROUPS reply", r))?
+                    }
+                    // No such stream: no group on it either.
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+                    {
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(classify(e)),
+                };
+                if !groups.iter().any(|g| g.name == group) {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    async fn partition_stats(
+        &self,
+        group: &str,
+        categories: &[Category],
+    ) -> Result<Vec<GroupStats>> {
+        let mut all = Vec::with_capacity(self.partitions() as usize);
+        for partition in 0..self.partitions() {
+            let mut stats = GroupStats::default();
             for stream in streams_of(categories, partition) {
                 let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
                     .arg("GROUPS")
@@ -513,33 +557,39 @@ impl Subscriptions for RedisStore {
                     )));
                 };
                 stats.pending += info.pending;
-                stats.lag += self.lag(&stream, &info).await?;
+                let (lag, lower_bound) = self.lag(&stream, &info).await?;
+                stats.lag += lag;
+                stats.lag_is_lower_bound |= lower_bound;
             }
+            all.push(stats);
         }
-        Ok(stats)
+        Ok(all)
     }
 }
 
-/// Entries counted one by one when Redis cannot say a group's lag: more reads as this many.
+/// Entries counted one by one when Redis cannot say a group's lag: more reads as this many,
+/// reported as a lower bound.
 const LAG_COUNTED_UP_TO: usize = 1000;
 
 impl RedisStore {
     /// How many entries of `stream` the group has not been handed. Redis's own count is
     /// unknown after a restart from its append-only file and can drift after that, so the
     /// entry ids decide: none when the group was handed the stream's last entry; else Redis's
-    /// count when it has one, or the entries after the last one handed, counted.
-    async fn lag(&self, stream: &str, group: &parse::GroupInfo) -> Result<u64> {
+    /// count when it has one, or the entries after the last one handed, counted up to
+    /// [`LAG_COUNTED_UP_TO`]. True beside the count when there may be more.
+    async fn lag(&self, stream: &str, group: &parse::GroupInfo) -> Result<(u64, bool)> {
         let last = self.xrevrange_last(stream).await?;
         let delivered = group.last_delivered.unwrap_or(EntryId::ZERO);
         match last {
-            None => Ok(0),
-            Some(last) if last <= delivered => Ok(0),
+            None => Ok((0, false)),
+            Some(last) if last <= delivered => Ok((0, false)),
             Some(_) => match group.lag {
-                Some(lag) if lag > 0 => Ok(lag),
+                Some(lag) if lag > 0 => Ok((lag, false)),
                 _ => {
                     let after = format!("({delivered}");
                     let unread = self.xrange(stream, &after, LAG_COUNTED_UP_TO).await?;
-                    Ok(unread.len().max(1) as u64)
+                    let counted = unread.len().max(1) as u64;
+                    Ok((counted, unread.len() >= LAG_COUNTED_UP_TO))
                 }
             },
         }

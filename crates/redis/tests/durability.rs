@@ -618,6 +618,7 @@ async fn a_groups_lag_survives_a_restart() {
     }
     let stats = stats.unwrap();
     assert_eq!((stats.lag, stats.pending), (6, 0));
+    assert!(!stats.lag_is_lower_bound, "6 entries are counted exactly");
     let rest = store
         .read_new("lagging", "c1", &activity, 100, Duration::from_millis(10))
         .await
@@ -632,4 +633,61 @@ async fn a_groups_lag_survives_a_restart() {
         .unwrap();
     let stats = store.group_stats("lagging", &activity).await.unwrap();
     assert_eq!((stats.lag, stats.pending), (0, 0));
+}
+
+/// Past what the store counts one by one after such a restart, the lag it reports is marked a
+/// lower bound (it read as an exact 1000 while tens of thousands were unread, and the soak
+/// took a group catching up for a stalled one), until the group has caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lag_too_long_to_count_after_a_restart_is_a_lower_bound() {
+    use esr_store::Subscriptions;
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let store = connect(&server).await;
+    let activity = [esr_schema::user::USER_ACTIVITY];
+    store.create_group("behind", &activity).await.unwrap();
+    let who = user("behind");
+    for _ in 0..1_200 {
+        store
+            .append(append_to(&who, ExpectedVersion::Any))
+            .await
+            .unwrap();
+    }
+    let first = store
+        .read_new("behind", "c1", &activity, 10, Duration::from_millis(10))
+        .await
+        .unwrap();
+    let entries: Vec<_> = first.iter().map(|d| d.entry.clone()).collect();
+    store.ack("behind", &entries).await.unwrap();
+    let stats = store.group_stats("behind", &activity).await.unwrap();
+    assert_eq!((stats.lag, stats.lag_is_lower_bound), (1_190, false));
+
+    server.crash_and_restart();
+    let mut stats = store.group_stats("behind", &activity).await;
+    for _ in 0..50 {
+        if stats.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stats = store.group_stats("behind", &activity).await;
+    }
+    let stats = stats.unwrap();
+    assert!(stats.lag >= 1_000, "{stats:?}");
+    assert!(stats.lag_is_lower_bound, "{stats:?}");
+
+    let mut read = first.len();
+    while read < 1_200 {
+        let batch = store
+            .read_new("behind", "c1", &activity, 500, Duration::from_millis(10))
+            .await
+            .unwrap();
+        assert!(!batch.is_empty(), "only {read} of 1200 delivered");
+        read += batch.len();
+        let entries: Vec<_> = batch.iter().map(|d| d.entry.clone()).collect();
+        store.ack("behind", &entries).await.unwrap();
+    }
+    let stats = store.group_stats("behind", &activity).await.unwrap();
+    assert_eq!(
+        (stats.lag, stats.pending, stats.lag_is_lower_bound),
+        (0, 0, false)
+    );
 }

@@ -49,6 +49,9 @@ pub struct GroupStats {
     pub lag: u64,
     /// Entries delivered but not yet acked.
     pub pending: u64,
+    /// `lag` is a lower bound: the store could count only this many (Redis after a restart
+    /// from its append-only file knows no count until the group has caught up once).
+    pub lag_is_lower_bound: bool,
 }
 
 #[async_trait]
@@ -118,4 +121,24 @@ pub trait Subscriptions: Send + Sync {
     }
 
     async fn group_stats(&self, group: &str, categories: &[Category]) -> Result<GroupStats>;
+
+    /// Whether the group exists on every stream of the categories (readiness). By default
+    /// from `group_stats`, which refuses a missing group as invalid.
+    async fn group_present(&self, group: &str, categories: &[Category]) -> Result<bool> {
+        match self.group_stats(group, categories).await {
+            Ok(_) => Ok(true),
+            Err(crate::StoreError::Invalid(_)) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The group's stats for each partition, in partition order (what `group_stats` sums).
+    /// By default the whole as one partition.
+    async fn partition_stats(
+        &self,
+        group: &str,
+        categories: &[Category],
+    ) -> Result<Vec<GroupStats>> {
+        Ok(vec![self.group_stats(group, categories).await?])
+    }
 }

@@ -38,7 +38,6 @@ pub fn router(commands: Arc<Commands>) -> Router {
         .merge(health::store_health_router(store))
         .fallback(health::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(axum::middleware::from_fn(super::log_request))
 }
 
 #[derive(Deserialize)]

@@ -57,7 +57,6 @@ pub fn projector_router(health: ProjectorHealth) -> Router {
         .route("/healthz", get(projector_health))
         .with_state(health)
         .fallback(not_found)
-        .layer(axum::middleware::from_fn(super::log_request))
 }
 
 async fn projector_health(State(health): State<ProjectorHealth>) -> Response {

@@ -8,16 +8,17 @@ mod command;
 mod error;
 mod extract;
 mod health;
+mod ops;
 mod query;
 mod resource;
 
 pub use command::router as command_router;
 pub use error::ApiError;
 pub use health::{ProjectorHealth, projector_router};
+pub use ops::{Ops, router as ops_router};
 pub use query::router as query_router;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -31,20 +32,9 @@ use crate::config::HttpLimits;
 /// Request bodies are small JSON documents; anything bigger is refused with 413.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
-/// One log line per request: method, path, status, time.
-pub async fn log_request(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    tracing::info!(
-        %method,
-        %path,
-        status = response.status().as_u16(),
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    response
+/// `router` with each request counted, timed and logged (outermost: refusals count too).
+pub fn observed(side: &'static str, router: Router) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(side, ops::observe))
 }
 
 /// `router` behind the in-flight limit and the request timeout of `limits`.

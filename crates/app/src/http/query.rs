@@ -37,7 +37,6 @@ pub fn router(queries: Arc<QueryService>) -> Router {
         .with_state(queries)
         .merge(health::store_health_router(store))
         .fallback(health::not_found)
-        .layer(axum::middleware::from_fn(super::log_request))
 }
 
 fn unknown<R: Resource>(id: &EntityId) -> ApiError {

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::{FriendshipPolicy, Handler, HandlerError, TallyProjection, ViewProjection};
 use crate::command::CommandService;
+use crate::metrics;
 
 #[derive(Debug, Clone)]
 pub struct ProjectorSettings {
@@ -59,6 +60,8 @@ pub fn unique_consumer_name() -> String {
 pub struct GroupHealth {
     pub group: String,
     pub lag: u64,
+    /// `lag` is only a lower bound (the store could not count further).
+    pub lag_is_lower_bound: bool,
     pub pending: u64,
     /// Pending entries of a type or schema version this build does not know, seen lately.
     pub from_newer_build: u64,
@@ -94,19 +97,27 @@ pub struct Projectors {
 }
 
 impl Projectors {
-    /// Every projection and policy of the domain: one line each.
+    /// Every projection and policy of the domain.
     pub fn standard(
         store: Arc<dyn Store>,
         users: Arc<CommandService<User>>,
         settings: ProjectorSettings,
     ) -> Self {
-        let handlers: Vec<Arc<dyn Handler>> = vec![
+        let handlers = Self::standard_handlers(&store, users);
+        Self::new(store, handlers, settings)
+    }
+
+    /// The domain's projections and policies: one line each.
+    pub fn standard_handlers(
+        store: &Arc<dyn Store>,
+        users: Arc<CommandService<User>>,
+    ) -> Vec<Arc<dyn Handler>> {
+        vec![
             Arc::new(ViewProjection::<Profile>::new(store.clone())),
             Arc::new(ViewProjection::<GroupView>::new(store.clone())),
             Arc::new(TallyProjection::<MostLiked>::new(store.clone())),
             Arc::new(FriendshipPolicy::new(users)),
-        ];
-        Self::new(store, handlers, settings)
+        ]
     }
 
     /// Any set of handlers, each with its own group.
@@ -186,6 +197,7 @@ impl Projectors {
             groups.push(GroupHealth {
                 group: handler.group().to_owned(),
                 lag: stats.lag,
+                lag_is_lower_bound: stats.lag_is_lower_bound,
                 pending: stats.pending,
                 from_newer_build: self
                     .newer
@@ -194,6 +206,27 @@ impl Projectors {
         }
         let dead = self.store.dead_letter_count().await?;
         Ok((groups, dead))
+    }
+
+    /// Set the lag and pending gauges of every group and partition, and the dead-letter
+    /// count, from the store (at each scrape of `/metrics`).
+    pub async fn record_metrics(&self) -> Result<(), StoreError> {
+        for handler in &self.handlers {
+            let partitions = self
+                .store
+                .partition_stats(handler.group(), handler.categories())
+                .await?;
+            for (partition, stats) in partitions.iter().enumerate() {
+                metrics::group_partition(
+                    handler.group(),
+                    partition as u32,
+                    stats.lag,
+                    stats.pending,
+                );
+            }
+        }
+        metrics::dead_letters(self.store.dead_letter_count().await?);
+        Ok(())
     }
 
     async fn run_handler(
@@ -233,6 +266,7 @@ impl Projectors {
                         s.batch_size,
                     )
                     .await
+                    .inspect(|claimed| metrics::claimed(handler.group(), claimed.len()))
             } else {
                 self.read_new(handler.as_ref()).await
             };
@@ -424,6 +458,14 @@ impl Projectors {
             }
         }
         self.store.ack(handler.group(), &done).await?;
+        metrics::batch(&metrics::Batch {
+            group: handler.group(),
+            size: batch.len(),
+            took: started.elapsed(),
+            applied: done.len(),
+            deferred: deferred + newer,
+            dead_lettered: dead,
+        });
         tracing::info!(
             group = handler.group(),
             applied = done.len(),

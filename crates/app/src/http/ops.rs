@@ -1,0 +1,140 @@
+//! What every side serves its operators: `/livez` (the process answers), `/readyz` (it can do
+//! its work: the store answers, the consumer groups exist, it is not shutting down) and
+//! `/metrics` (Prometheus text); and the middleware that counts, times and logs each request.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use esr_schema::Category;
+use esr_store::Store;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::metrics;
+use crate::projector::{Handler, Projectors, error_chain};
+
+/// What `/readyz` checks and `/metrics` reads.
+#[derive(Clone)]
+pub struct Ops {
+    store: Arc<dyn Store>,
+    groups: Arc<Vec<(String, Vec<Category>)>>,
+    shutdown: watch::Receiver<bool>,
+    projectors: Option<Arc<Projectors>>,
+}
+
+impl Ops {
+    /// Ready when `store` answers, the groups of `handlers` exist and `shutdown` is false.
+    pub fn new(
+        store: Arc<dyn Store>,
+        handlers: &[Arc<dyn Handler>],
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let groups = handlers
+            .iter()
+            .map(|h| (h.group().to_owned(), h.categories().to_vec()))
+            .collect();
+        Self {
+            store,
+            groups: Arc::new(groups),
+            shutdown,
+            projectors: None,
+        }
+    }
+
+    /// The projector side's: `/metrics` also reads each group's lag and pending entries.
+    pub fn with_projectors(mut self, projectors: Arc<Projectors>) -> Self {
+        self.projectors = Some(projectors);
+        self
+    }
+}
+
+pub fn router(ops: Ops) -> Router {
+    Router::new()
+        .route("/livez", get(live))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(scrape))
+        .with_state(ops)
+}
+
+async fn live() -> Response {
+    Json(json!({"status": "live"})).into_response()
+}
+
+async fn ready(State(ops): State<Ops>) -> Response {
+    if *ops.shutdown.borrow() {
+        return not_ready(
+            "shutting_down",
+            "shutting down: send requests elsewhere".into(),
+        );
+    }
+    let mut missing = Vec::new();
+    for (group, categories) in ops.groups.iter() {
+        match ops.store.group_present(group, categories).await {
+            Ok(true) => {}
+            Ok(false) => missing.push(group.as_str()),
+            Err(error) => return not_ready("store_unavailable", error_chain(&error)),
+        }
+    }
+    if !missing.is_empty() {
+        return not_ready(
+            "groups_missing",
+            format!(
+                "consumer groups not created yet (a projector creates them when it starts): {}",
+                missing.join(", ")
+            ),
+        );
+    }
+    Json(json!({"status": "ready"})).into_response()
+}
+
+fn not_ready(code: &'static str, message: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "not_ready", "error": code, "message": message})),
+    )
+        .into_response()
+}
+
+async fn scrape(State(ops): State<Ops>) -> Response {
+    if let Some(projectors) = &ops.projectors
+        && let Err(error) = projectors.record_metrics().await
+    {
+        // The counters are still worth having: the gauges keep their last values.
+        tracing::warn!(error = %error_chain(&error), "lag and pending not read for /metrics");
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(),
+    )
+        .into_response()
+}
+
+/// Count, time and log every request, labelled by the route's pattern (`/users/{id}`), so the
+/// series stay few whatever the paths.
+pub async fn observe(State(side): State<&'static str>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    metrics::http_request(side, route, method.to_string(), status, took);
+    tracing::info!(
+        %method,
+        %path,
+        status,
+        elapsed_us = took.as_micros() as u64,
+        "request"
+    );
+    response
+}

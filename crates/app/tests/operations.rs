@@ -1,0 +1,409 @@
+//! What operators read from every side over HTTP: liveness, readiness and Prometheus metrics.
+
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use esr_app::config::HttpLimits;
+use esr_app::{CommandSettings, Commands, ProjectorSettings, QueryService, sides};
+use esr_redis::{RedisConfig, RedisStore, Topology};
+use esr_store::{MemoryStore, Store};
+use esr_testkit::RedisServer;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+struct Sides {
+    command: SocketAddr,
+    query: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+async fn listener() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    (listener, address)
+}
+
+/// The command and query sides on `store` (no projector).
+async fn command_and_query(store: Arc<dyn Store>) -> Sides {
+    let (stop, shutdown) = watch::channel(false);
+    let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
+    let (command_listener, command) = listener().await;
+    tokio::spawn(sides::command_side(
+        commands,
+        command_listener,
+        HttpLimits::default(),
+        shutdown.clone(),
+    ));
+    let (query_listener, query) = listener().await;
+    tokio::spawn(sides::query_side(
+        Arc::new(QueryService::new(store)),
+        query_listener,
+        HttpLimits::default(),
+        shutdown,
+    ));
+    Sides {
+        command,
+        query,
+        stop,
+    }
+}
+
+/// A projector side on `store`; its address, and the sender that stops it.
+async fn projector(store: Arc<dyn Store>) -> (SocketAddr, watch::Sender<bool>) {
+    let (stop, shutdown) = watch::channel(false);
+    let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
+    let (projector_listener, address) = listener().await;
+    let settings = ProjectorSettings {
+        consumer: format!("ops-{}", address.port()),
+        block: Duration::from_millis(50),
+        ..ProjectorSettings::default()
+    };
+    tokio::spawn(sides::projector_side(
+        store,
+        commands,
+        settings,
+        projector_listener,
+        HttpLimits::default(),
+        shutdown,
+    ));
+    (address, stop)
+}
+
+async fn get(address: SocketAddr, path: &str) -> (u16, String) {
+    let response = reqwest::get(format!("http://{address}{path}"))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+async fn get_json(address: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, body) = get(address, path).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+async fn post(address: SocketAddr, path: &str, body: Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!("http://{address}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Poll `path` until it answers `status`, for up to 10 s; the last answer.
+async fn until(address: SocketAddr, path: &str, status: u16) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = get_json(address, path).await;
+        if answer.0 == status || Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_groups_the_store_and_shutdown() {
+    let server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(RedisConfig::new(Topology::Single(server.url())))
+            .await
+            .unwrap(),
+    );
+    let sides = command_and_query(store.clone()).await;
+    for side in [sides.command, sides.query] {
+        assert_eq!(
+            get_json(side, "/livez").await,
+            (200, json!({"status": "live"}))
+        );
+        let (status, body) = get_json(side, "/readyz").await;
+        assert_eq!(
+            (status, &body["error"]),
+            (503, &json!("groups_missing")),
+            "{body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("profile_projection"),
+            "{body}"
+        );
+    }
+
+    // A projector creates the groups: every side is ready.
+    let (projector, stop_projector) = projector(store.clone()).await;
+    for side in [projector, sides.command, sides.query] {
+        let (status, body) = until(side, "/readyz", 200).await;
+        assert_eq!((status, body), (200, json!({"status": "ready"})));
+    }
+
+    // Redis gone: not ready, yet alive.
+    let mut server = server;
+    server.kill();
+    for side in [projector, sides.command, sides.query] {
+        let (status, body) = until(side, "/readyz", 503).await;
+        assert_eq!(
+            (status, &body["error"]),
+            (503, &json!("store_unavailable")),
+            "{body}"
+        );
+        assert_eq!(get(side, "/livez").await.0, 200);
+    }
+    let _ = stop_projector.send(true);
+    let _ = sides.stop.send(true);
+}
+
+/// Shutting down is not ready, while requests in hand still finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_shutting_down_is_not_ready() {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
+    let projectors = esr_app::Projectors::standard(
+        store.clone(),
+        commands.users.clone(),
+        ProjectorSettings::default(),
+    );
+    projectors.create_groups().await.unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let router = esr_app::http::ops_router(esr_app::http::Ops::new(
+        store,
+        projectors.handlers(),
+        shutdown,
+    ));
+    let ready = || async {
+        let request = axum::http::Request::get("/readyz")
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice::<Value>(&body).unwrap())
+    };
+    assert_eq!(ready().await.0, 200);
+    stop.send(true).unwrap();
+    let (status, body) = ready().await;
+    assert_eq!((status, &body["error"]), (503, &json!("shutting_down")));
+}
+
+/// The sum of the samples of `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, l)) => (n, l),
+                None => (series, ""),
+            };
+            let wanted = series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")));
+            wanted.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+fn has_series(text: &str, name: &str, labels: &[(&str, &str)]) -> bool {
+    text.lines().any(|line| {
+        line.starts_with(&format!("{name}{{"))
+            && labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_series_move_under_traffic() {
+    let store = Arc::new(MemoryStore::new());
+    let shared: Arc<dyn Store> = store.clone();
+    let sides = command_and_query(shared.clone()).await;
+    // A second command side on the same store: its stale cache and concurrent writes to one
+    // user make version conflicts.
+    let other = command_and_query(shared.clone()).await;
+    let (projector, stop_projector) = projector(shared.clone()).await;
+    until(projector, "/readyz", 200).await;
+
+    let before = get(sides.command, "/metrics").await.1;
+    let activity = [
+        ("side", "command"),
+        ("route", "/users/{id}/activity"),
+        ("method", "POST"),
+        ("status", "200"),
+    ];
+    let activity_before = sample(&before, "esr_http_requests_total", &activity);
+
+    assert_eq!(
+        post(
+            sides.command,
+            "/users",
+            json!({"user_id": "ops1", "name": "A", "surname": "B"})
+        )
+        .await,
+        201
+    );
+    let mut writes = Vec::new();
+    for i in 0..40 {
+        let side = if i % 2 == 0 {
+            sides.command
+        } else {
+            other.command
+        };
+        writes.push(tokio::spawn(post(
+            side,
+            "/users/ops1/activity",
+            json!({"action": "like", "object": format!("o{i}")}),
+        )));
+    }
+    for write in writes {
+        assert_eq!(write.await.unwrap(), 200);
+    }
+    // The same command sent again with its Idempotency-Key is a replay.
+    for _ in 0..2 {
+        let status = reqwest::Client::new()
+            .post(format!("http://{}/users/ops1/activity", sides.command))
+            .header("Idempotency-Key", "ops-replay")
+            .json(&json!({"action": "like", "object": "again"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    // An entry that is not an event: dead-lettered by every group that reads its category.
+    store.append_foreign(
+        &esr_schema::user::USER_ACTIVITY,
+        vec![("junk".to_owned(), b"1".to_vec())],
+    );
+    assert_eq!(get(sides.query, "/users/ops1?min_version=42").await.0, 200);
+
+    let after = get(sides.command, "/metrics").await.1;
+    // Requests by route pattern (never the raw path) and status, with a latency histogram.
+    assert!(
+        sample(&after, "esr_http_requests_total", &activity) >= activity_before + 21.0,
+        "{after}"
+    );
+    assert!(
+        !after.contains("/users/ops1/activity"),
+        "raw paths are no labels"
+    );
+    assert!(
+        sample(
+            &after,
+            "esr_http_request_duration_seconds_count",
+            &[("side", "command"), ("route", "/users/{id}/activity")]
+        ) >= 21.0
+    );
+    assert!(
+        sample(
+            &after,
+            "esr_http_request_duration_seconds_bucket",
+            &[("route", "/users/{id}/activity"), ("le", "+Inf")]
+        ) >= 21.0
+    );
+    // The command runtime: appends timed, conflicts, replays. (Retries after a fresh load are
+    // counted too, but two processes cannot be made to race into one here.)
+    assert!(
+        sample(
+            &after,
+            "esr_append_duration_seconds_count",
+            &[("aggregate", "user")]
+        ) >= 41.0,
+        "{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            "esr_command_conflicts_total",
+            &[("aggregate", "user")]
+        ) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            "esr_command_replays_total",
+            &[("aggregate", "user")]
+        ) >= 1.0,
+        "{after}"
+    );
+
+    // The projector's: batches, events applied, claims, dead letters, lag and pending.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let scraped = loop {
+        let (_, text) = get(projector, "/metrics").await;
+        let done = sample(
+            &text,
+            "esr_projector_dead_lettered_total",
+            &[("group", "profile_projection")],
+        ) >= 1.0
+            && sample(
+                &text,
+                "esr_projector_lag",
+                &[("group", "profile_projection")],
+            ) == 0.0;
+        if done || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let profile = [("group", "profile_projection")];
+    assert!(
+        sample(&scraped, "esr_projector_events_applied_total", &profile) >= 42.0,
+        "{scraped}"
+    );
+    assert!(
+        sample(&scraped, "esr_projector_batch_size_count", &profile) >= 1.0,
+        "{scraped}"
+    );
+    assert!(
+        sample(
+            &scraped,
+            "esr_projector_batch_duration_seconds_count",
+            &profile
+        ) >= 1.0
+    );
+    assert!(
+        sample(&scraped, "esr_projector_dead_lettered_total", &profile) >= 1.0,
+        "{scraped}"
+    );
+    assert!(
+        has_series(&scraped, "esr_projector_claimed_total", &profile),
+        "{scraped}"
+    );
+    assert!(
+        has_series(
+            &scraped,
+            "esr_projector_lag",
+            &[("group", "friendship_policy"), ("partition", "0")]
+        ),
+        "{scraped}"
+    );
+    assert!(
+        has_series(
+            &scraped,
+            "esr_projector_pending",
+            &[("group", "most_liked"), ("partition", "0")]
+        ),
+        "{scraped}"
+    );
+    assert!(
+        sample(&scraped, "esr_dead_letters", &[]) >= 1.0,
+        "{scraped}"
+    );
+    let _ = stop_projector.send(true);
+    let _ = sides.stop.send(true);
+    let _ = other.stop.send(true);
+}
