@@ -210,3 +210,77 @@ fn an_unreachable_redis_is_reported_without_echoing_the_password() {
         "the password leaked: {stderr}"
     );
 }
+
+#[test]
+fn every_binary_says_its_version() {
+    for name in ["all-in-one", "command", "query", "projector"] {
+        let output = Command::new(binary(name))
+            .arg("--version")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{name} --version failed");
+        assert_eq!(
+            stdout.trim(),
+            format!("{name} {}", env!("CARGO_PKG_VERSION")),
+            "{name}"
+        );
+    }
+}
+
+/// `LOG_FORMAT=json`: one JSON object per line, and each line a request writes carries the
+/// request's correlation id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_each_requests_correlation_id() {
+    use std::io::{BufRead, BufReader};
+    let port = free_port();
+    let mut child = Command::new(binary("command"))
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER_NODES")
+        .env("COMMAND_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&format!("{base}/livez")).await;
+    let client = reqwest::Client::new();
+    let registered = client
+        .post(format!("{base}/users"))
+        .header("X-Correlation-Id", "log-me-7")
+        .json(&json!({"user_id": "j1", "name": "A", "surname": "B"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let refused = client
+        .post(format!("{base}/users"))
+        .header("X-Correlation-Id", "log-me-8")
+        .json(&json!({"user_id": "j1", "name": "A", "surname": "B"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let stderr = child.stderr.take().unwrap();
+    let lines: Vec<Value> = BufReader::new(stderr)
+        .lines()
+        .map(|line| {
+            let line = line.unwrap();
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+        })
+        .collect();
+    let _ = child.wait();
+    for (id, status) in [("log-me-7", 201), ("log-me-8", 409)] {
+        let logged = lines
+            .iter()
+            .find(|line| line["span"]["correlation_id"] == id)
+            .unwrap_or_else(|| panic!("no line with correlation id {id} in {lines:#?}"));
+        assert_eq!(logged["fields"]["status"], status, "{logged}");
+        assert_eq!(logged["span"]["route"], "/users", "{logged}");
+    }
+}

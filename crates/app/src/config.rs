@@ -81,17 +81,27 @@ pub struct QueryArgs {
     pub max_wait_ms: u64,
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
+/// Logs to stderr; `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` writes one JSON
+/// object per line (with the request's span, correlation id included), for log collectors.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: log files and collectors get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match std::env::var("LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().with_current_span(true).init(),
+        other => {
+            if let Ok(unknown) = other
+                && unknown != "text"
+            {
+                eprintln!("LOG_FORMAT={unknown:?} is neither \"text\" nor \"json\": text it is");
+            }
+            // Colours only on a terminal: log files and collectors get plain text.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            builder.with_ansi(ansi).init();
+        }
+    }
 }
 
 /// A flag that turns true on SIGTERM or Ctrl-C.

@@ -407,3 +407,71 @@ async fn named_series_move_under_traffic() {
     let _ = sides.stop.send(true);
     let _ = other.stop.send(true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_its_correlation_id() {
+    let sides = command_and_query(Arc::new(MemoryStore::new())).await;
+    let client = reqwest::Client::new();
+    let correlation = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("x-correlation-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    // Given by the client: answered back, on success and on errors alike.
+    for (method, path, status) in [
+        (reqwest::Method::POST, "/users", 201),
+        (reqwest::Method::GET, "/users/nobody", 404),
+        (reqwest::Method::GET, "/no/such/route", 404),
+    ] {
+        let address = if method == reqwest::Method::POST {
+            sides.command
+        } else {
+            sides.query
+        };
+        let response = client
+            .request(method, format!("http://{address}{path}"))
+            .header("X-Correlation-Id", "trace-me-42")
+            .json(&json!({"name": "A", "surname": "B"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        assert_eq!(
+            correlation(&response).as_deref(),
+            Some("trace-me-42"),
+            "{path}"
+        );
+    }
+    // Not given: a new one each time.
+    let first = client
+        .get(format!("http://{}/livez", sides.query))
+        .send()
+        .await
+        .unwrap();
+    let second = client
+        .get(format!("http://{}/livez", sides.query))
+        .send()
+        .await
+        .unwrap();
+    let (first, second) = (correlation(&first).unwrap(), correlation(&second).unwrap());
+    assert_ne!(first, second);
+    assert!(uuid::Uuid::parse_str(&first).is_ok(), "{first}");
+    let _ = sides.stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_a_route_does_not_serve_is_a_json_405_with_allow() {
+    let sides = command_and_query(Arc::new(MemoryStore::new())).await;
+    let response = reqwest::Client::new()
+        .delete(format!("http://{}/users", sides.command))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    assert!(response.headers().contains_key("x-correlation-id"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed", "{body}");
+    let _ = sides.stop.send(true);
+}

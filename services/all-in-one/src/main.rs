@@ -17,7 +17,11 @@ use tokio::sync::watch;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(about = "Command, query and projector sides in one process")]
+#[command(
+    name = "all-in-one",
+    version,
+    about = "Command, query and projector sides in one process"
+)]
 struct Args {
     #[command(subcommand)]
     mode: Option<Mode>,

@@ -12,7 +12,11 @@ use esr_wiring::StoreArgs;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(about = "Command side: accepts commands over HTTP and appends events")]
+#[command(
+    name = "command",
+    version,
+    about = "Command side: accepts commands over HTTP and appends events"
+)]
 struct Args {
     #[arg(long, env = "COMMAND_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,

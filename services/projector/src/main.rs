@@ -13,7 +13,11 @@ use esr_wiring::StoreArgs;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(about = "Projector side: folds events into read models and runs policies")]
+#[command(
+    name = "projector",
+    version,
+    about = "Projector side: folds events into read models and runs policies"
+)]
 struct Args {
     #[arg(long, env = "PROJECTOR_LISTEN", default_value = "127.0.0.1:8082")]
     listen: String,

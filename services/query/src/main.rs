@@ -13,7 +13,11 @@ use esr_wiring::StoreArgs;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(about = "Query side: serves profiles and event history over HTTP")]
+#[command(
+    name = "query",
+    version,
+    about = "Query side: serves profiles and event history over HTTP"
+)]
 struct Args {
     #[arg(long, env = "QUERY_LISTEN", default_value = "127.0.0.1:8081")]
     listen: String,

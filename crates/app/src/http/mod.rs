@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
@@ -32,9 +32,20 @@ use crate::config::HttpLimits;
 /// Request bodies are small JSON documents; anything bigger is refused with 413.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
-/// `router` with each request counted, timed and logged (outermost: refusals count too).
+/// The header that ties a request's answer, log lines and events together.
+pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// `router` with every request given a correlation id (the client's `X-Correlation-Id`, or a
+/// new UUID), answered with it, logged within a span that carries it, counted and timed.
+/// Outermost, so that refusals (overload, timeout) are counted and carry it too.
 pub fn observed(side: &'static str, router: Router) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(side, ops::observe))
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::trace::TraceLayer;
+    router
+        .layer(axum::middleware::from_fn_with_state(side, ops::observe))
+        .layer(TraceLayer::new_for_http().make_span_with(ops::request_span))
+        .layer(PropagateRequestIdLayer::new(CORRELATION_ID))
+        .layer(SetRequestIdLayer::new(CORRELATION_ID, MakeRequestUuid))
 }
 
 /// `router` behind the in-flight limit and the request timeout of `limits`.

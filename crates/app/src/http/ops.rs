@@ -126,6 +126,11 @@ pub async fn observe(State(side): State<&'static str>, request: Request, next: N
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let response = next.run(request).await;
+    let response = if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        method_not_allowed(response, &method)
+    } else {
+        response
+    };
     let took = started.elapsed();
     let status = response.status().as_u16();
     metrics::http_request(side, route, method.to_string(), status, took);
@@ -137,4 +142,35 @@ pub async fn observe(State(side): State<&'static str>, request: Request, next: N
         "request"
     );
     response
+}
+
+/// The span every log line of a request is written in: method, route and correlation id.
+pub fn request_span(request: &Request) -> tracing::Span {
+    let correlation_id = request
+        .headers()
+        .get(&super::CORRELATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!("request", method = %request.method(), route, correlation_id)
+}
+
+/// axum answers a known path with an unsupported method by 405, an `Allow` header (added
+/// outside this middleware) and no body: the body becomes the JSON error every other refusal
+/// has.
+fn method_not_allowed(response: Response, method: &axum::http::Method) -> Response {
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let (body_parts, body) = super::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not served on this path: the Allow header lists what is"),
+    )
+    .into_response()
+    .into_parts();
+    parts.headers.extend(body_parts.headers);
+    Response::from_parts(parts, body)
 }
