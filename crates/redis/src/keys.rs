@@ -13,6 +13,7 @@
 //! | `tally:{pN}:<tally>` | sorted set: member, minus its count | tally script | query side |
 //! | `tally:{pN}:<tally>:<stream>` | string: the stream's last version counted | tally script | projectors |
 //! | `dead_letters:{pN}` | stream | projectors | operators |
+//! | `redriven:{pN}` | stream: dead letters handed back to their group | `esr dead-letters redrive` | operators |
 //! | `layout:partitions` | string: the partition count the store was created with | first start | every start |
 //!
 //! `<stream>` is `<aggregate>:<id>`, except for `user`, whose keys keep the names they had
@@ -63,6 +64,10 @@ impl Keys {
 
     pub fn dead_letters(partition: u32) -> String {
         format!("dead_letters:{}", Self::tag(partition))
+    }
+
+    pub fn redriven(partition: u32) -> String {
+        format!("redriven:{}", Self::tag(partition))
     }
 
     /// `<kind>:{pN}:<stream>`, the stream named as the module doc says.

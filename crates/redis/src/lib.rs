@@ -10,6 +10,7 @@
 //! - Blocking reads use dedicated connections ([`conn`]); the shared connection keeps a short
 //!   response timeout and reconnects by itself.
 
+pub mod admin;
 mod append;
 pub mod conn;
 pub mod keys;
@@ -367,7 +368,7 @@ async fn check_server(conn: &mut Conn) -> Result<Vec<String>> {
 }
 
 /// Every text in a reply, in order, however nested (a Cluster answers a map per node).
-fn texts(value: &Value) -> Vec<String> {
+pub(crate) fn texts(value: &Value) -> Vec<String> {
     match value {
         Value::BulkString(bytes) => vec![String::from_utf8_lossy(bytes).into_owned()],
         Value::SimpleString(text) | Value::VerbatimString { text, .. } => vec![text.clone()],

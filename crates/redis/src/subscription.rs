@@ -577,7 +577,7 @@ impl RedisStore {
     /// entry ids decide: none when the group was handed the stream's last entry; else Redis's
     /// count when it has one, or the entries after the last one handed, counted up to
     /// [`LAG_COUNTED_UP_TO`]. True beside the count when there may be more.
-    async fn lag(&self, stream: &str, group: &parse::GroupInfo) -> Result<(u64, bool)> {
+    pub(crate) async fn lag(&self, stream: &str, group: &parse::GroupInfo) -> Result<(u64, bool)> {
         let last = self.xrevrange_last(stream).await?;
         let delivered = group.last_delivered.unwrap_or(EntryId::ZERO);
         match last {
@@ -624,7 +624,11 @@ impl RedisStore {
     }
 
     /// `XINFO CONSUMERS`: (name, pending, idle ms); none when the stream or group is missing.
-    async fn stream_consumers(&self, stream: &str, group: &str) -> Result<Vec<(String, u64, u64)>> {
+    pub(crate) async fn stream_consumers(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> Result<Vec<(String, u64, u64)>> {
         let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
             .arg("CONSUMERS")
             .arg(stream)
@@ -694,7 +698,7 @@ impl RedisStore {
     }
 }
 
-fn dead_letter(key: &str, fields: esr_schema::entry::Fields) -> Result<DeadLetter> {
+pub(crate) fn dead_letter(key: &str, fields: esr_schema::entry::Fields) -> Result<DeadLetter> {
     let get = |name: &str| {
         fields
             .iter()

@@ -41,7 +41,30 @@ pub enum StoreKind {
 }
 
 impl StoreArgs {
+    /// The store the variables name: Redis when one is set, else the in-memory store.
     pub async fn open(&self) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
+        match self.redis().await? {
+            Some((store, kind)) => Ok((Arc::new(store), kind)),
+            None => {
+                tracing::warn!(
+                    "no REDIS_URL or REDIS_CLUSTER_NODES: running on the in-memory store, private \
+                     to this process and lost when it exits"
+                );
+                Ok((Arc::new(MemoryStore::new()), StoreKind::Memory))
+            }
+        }
+    }
+
+    /// The Redis the variables name; an error when neither is set (the admin tool has
+    /// nothing to inspect then).
+    pub async fn open_redis(&self) -> anyhow::Result<RedisStore> {
+        match self.redis().await? {
+            Some((store, _)) => Ok(store),
+            None => anyhow::bail!("set REDIS_URL or REDIS_CLUSTER_NODES: which Redis?"),
+        }
+    }
+
+    async fn redis(&self) -> anyhow::Result<Option<(RedisStore, StoreKind)>> {
         let present = |v: &Option<String>| {
             v.as_deref()
                 .map(str::trim)
@@ -49,22 +72,15 @@ impl StoreArgs {
                 .map(str::to_owned)
         };
         let topology = match (present(&self.redis_cluster_nodes), present(&self.redis_url)) {
-            (Some(nodes), _) => Some(Topology::Cluster(
+            (Some(nodes), _) => Topology::Cluster(
                 nodes
                     .split(',')
                     .map(|n| n.trim().to_owned())
                     .filter(|n| !n.is_empty())
                     .collect(),
-            )),
-            (None, Some(url)) => Some(Topology::Single(url)),
-            (None, None) => None,
-        };
-        let Some(topology) = topology else {
-            tracing::warn!(
-                "no REDIS_URL or REDIS_CLUSTER_NODES: running on the in-memory store, private to \
-                 this process and lost when it exits"
-            );
-            return Ok((Arc::new(MemoryStore::new()), StoreKind::Memory));
+            ),
+            (None, Some(url)) => Topology::Single(url),
+            (None, None) => return Ok(None),
         };
         let cluster = matches!(topology, Topology::Cluster(_));
         let mut config = RedisConfig::new(topology);
@@ -105,7 +121,7 @@ impl StoreArgs {
             StoreKind::Redis { partitions }
         };
         tracing::info!(?kind, "connected to Redis");
-        Ok((Arc::new(store), kind))
+        Ok(Some((store, kind)))
     }
 }
 

@@ -1,0 +1,283 @@
+//! What the `esr` admin tool reads and changes that the port does not cover: the server's
+//! setup, every consumer group with its consumers, and the dead letters by id (shown, handed
+//! back to their group, purged).
+
+use esr_schema::Category;
+use esr_store::{DeadLetter, EntryId, Result, StoreError};
+use redis::Value;
+
+use crate::keys::{self, Keys};
+use crate::subscription::dead_letter;
+use crate::{RedisStore, classify, corrupt, parse};
+
+/// The consumer that redriven entries are parked under until a projector claims them.
+pub const REDRIVE_CONSUMER: &str = "esr-redrive";
+
+/// The server's version and the settings an event store depends on, per node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFacts {
+    pub versions: Vec<String>,
+    /// The partition count stored when the store was created (`None`: never started).
+    pub stored_partitions: Option<String>,
+}
+
+/// One group on one partition of one category.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRow {
+    pub group: String,
+    pub category: String,
+    pub partition: u32,
+    pub lag: u64,
+    pub lag_is_lower_bound: bool,
+    pub pending: u64,
+    /// Name, entries pending, idle milliseconds.
+    pub consumers: Vec<(String, u64, u64)>,
+}
+
+/// A dead letter's address: its partition and its id in that partition's dead-letter stream,
+/// written `<partition>/<id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeadLetterId {
+    pub partition: u32,
+    pub id: EntryId,
+}
+
+impl std::fmt::Display for DeadLetterId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.partition, self.id)
+    }
+}
+
+impl std::str::FromStr for DeadLetterId {
+    type Err = StoreError;
+    fn from_str(text: &str) -> Result<Self> {
+        let invalid = || {
+            StoreError::Invalid(format!(
+                "{text:?} is not a dead letter id (<partition>/<entry id>, as listed)"
+            ))
+        };
+        let (partition, id) = text.split_once('/').ok_or_else(invalid)?;
+        Ok(Self {
+            partition: partition.parse().map_err(|_| invalid())?,
+            id: id.parse().map_err(|_| invalid())?,
+        })
+    }
+}
+
+impl RedisStore {
+    pub async fn server_facts(&self) -> Result<ServerFacts> {
+        let info: Value = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        let versions = crate::texts(&info)
+            .iter()
+            .flat_map(|text| {
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("redis_version:"))
+                    .map(|v| v.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let stored_partitions: Option<String> = redis::cmd("GET")
+            .arg(keys::PARTITIONS)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        Ok(ServerFacts {
+            versions,
+            stored_partitions,
+        })
+    }
+
+    /// Every group on every partition of `categories`, with its consumers.
+    pub async fn group_rows(&self, categories: &[Category]) -> Result<Vec<GroupRow>> {
+        let mut rows = Vec::new();
+        for category in categories {
+            for partition in 0..self.partitions() {
+                let stream = Keys::category_stream(category, partition);
+                let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(&stream)
+                    .query_async(&mut self.conn())
+                    .await;
+                let groups = match reply {
+                    Ok(reply) => {
+                        parse::groups(&reply).map_err(|r| corrupt("XINFO GROUPS reply", r))?
+                    }
+                    // No stream yet: no groups on it.
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => return Err(classify(e)),
+                };
+                for info in groups {
+                    let (lag, lag_is_lower_bound) = self.lag(&stream, &info).await?;
+                    rows.push(GroupRow {
+                        consumers: self.stream_consumers(&stream, &info.name).await?,
+                        group: info.name,
+                        category: category.to_string(),
+                        partition,
+                        lag,
+                        lag_is_lower_bound,
+                        pending: info.pending,
+                    });
+                }
+            }
+        }
+        rows.sort_by(|a, b| {
+            (&a.group, &a.category, a.partition).cmp(&(&b.group, &b.category, b.partition))
+        });
+        Ok(rows)
+    }
+
+    /// Every dead letter with its id, oldest first, up to `limit`.
+    pub async fn dead_letters_with_ids(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(DeadLetterId, DeadLetter)>> {
+        let mut letters = Vec::new();
+        for partition in 0..self.partitions() {
+            let key = Keys::dead_letters(partition);
+            for (id, fields) in self.xrange(&key, "-", limit).await? {
+                letters.push((
+                    DeadLetterId { partition, id },
+                    dead_letter(&key, fields.unwrap_or_default())?,
+                ));
+            }
+        }
+        letters.sort_by_key(|(id, _)| (id.id, id.partition));
+        letters.truncate(limit);
+        Ok(letters)
+    }
+
+    pub async fn dead_letter_by_id(&self, id: DeadLetterId) -> Result<Option<DeadLetter>> {
+        let key = Keys::dead_letters(id.partition);
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg(id.id.to_string())
+            .arg(id.id.to_string())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        let entries = parse::entries(reply).map_err(|r| corrupt(&key, r))?;
+        entries
+            .into_iter()
+            .next()
+            .map(|(_, fields)| dead_letter(&key, fields.unwrap_or_default()))
+            .transpose()
+    }
+
+    /// Hand a dead letter back to its group: its entry goes back on the group's pending list
+    /// (under [`REDRIVE_CONSUMER`], idle long enough that the next claim of any projector takes
+    /// it, its delivery count reset), the dead letter leaves the dead-letter stream, and a
+    /// record of the redrive is added to `redriven:{pN}`, all in one transaction (one slot).
+    /// An entry no longer in its stream cannot be redriven: refused, nothing changed.
+    pub async fn redrive(&self, id: DeadLetterId) -> Result<DeadLetter> {
+        let letter = self
+            .dead_letter_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::Invalid(format!("no dead letter {id}")))?;
+        let entry = letter.entry.id.to_string();
+        let still_there: Value = redis::cmd("XRANGE")
+            .arg(&letter.entry.stream)
+            .arg(&entry)
+            .arg(&entry)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        if parse::entries(still_there)
+            .map_err(|r| corrupt(&letter.entry.stream, r))?
+            .is_empty()
+        {
+            return Err(StoreError::Invalid(format!(
+                "dead letter {id}: entry {entry} is no longer in {}; it cannot be redriven (purge \
+                 it instead)",
+                letter.entry.stream
+            )));
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        redis::pipe()
+            .atomic()
+            .cmd("XCLAIM")
+            .arg(&letter.entry.stream)
+            .arg(&letter.group)
+            .arg(REDRIVE_CONSUMER)
+            .arg(0)
+            .arg(&entry)
+            // Idle since the epoch: older than any claim's minimum idle time.
+            .arg("TIME")
+            .arg(1)
+            .arg("RETRYCOUNT")
+            .arg(0)
+            .arg("FORCE")
+            .arg("JUSTID")
+            .ignore()
+            .cmd("XADD")
+            .arg(Keys::redriven(id.partition))
+            .arg("*")
+            .arg("dead_letter")
+            .arg(id.to_string())
+            .arg("group")
+            .arg(&letter.group)
+            .arg("stream")
+            .arg(&letter.entry.stream)
+            .arg("entry_id")
+            .arg(&entry)
+            .arg("reason")
+            .arg(&letter.reason)
+            .arg("redriven_at_ms")
+            .arg(now_ms)
+            .ignore()
+            .cmd("XDEL")
+            .arg(Keys::dead_letters(id.partition))
+            .arg(id.id.to_string())
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        Ok(letter)
+    }
+
+    /// Delete every dead letter; how many there were.
+    pub async fn purge_dead_letters(&self) -> Result<u64> {
+        let mut purged = 0;
+        for partition in 0..self.partitions() {
+            let key = Keys::dead_letters(partition);
+            let (count, _): (u64, u64) = redis::pipe()
+                .atomic()
+                .cmd("XLEN")
+                .arg(&key)
+                .cmd("DEL")
+                .arg(&key)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(classify)?;
+            purged += count;
+        }
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_ids_read_back_as_written() {
+        let id: DeadLetterId = "3/1795755764271-1"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(id.partition, 3);
+        assert_eq!(id.to_string(), "3/1795755764271-1");
+        for bad in ["", "3", "x/1-1", "3/x", "3/1-1/2"] {
+            assert!(bad.parse::<DeadLetterId>().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! `esr groups` and `esr consumers prune`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use esr_redis::RedisStore;
+use esr_schema::{Category, DomainEvent, GroupEvent, UserEvent};
+use esr_store::Subscriptions as _;
+use serde_json::json;
+
+fn categories() -> Vec<Category> {
+    UserEvent::CATEGORIES
+        .iter()
+        .chain(GroupEvent::CATEGORIES)
+        .cloned()
+        .collect()
+}
+
+pub async fn list(store: &RedisStore, json: bool) -> anyhow::Result<()> {
+    let rows = store.group_rows(&categories()).await?;
+    let mut dead: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, letter) in store.dead_letters_with_ids(usize::MAX).await? {
+        *dead.entry(letter.group).or_default() += 1;
+    }
+    if json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "group": r.group,
+                    "category": r.category,
+                    "partition": r.partition,
+                    "lag": r.lag,
+                    "lag_is_lower_bound": r.lag_is_lower_bound,
+                    "pending": r.pending,
+                    "consumers": r.consumers.iter().map(|(name, pending, idle_ms)| {
+                        json!({"name": name, "pending": pending, "idle_ms": idle_ms})
+                    }).collect::<Vec<_>>(),
+                    "dead_letters": dead.get(&r.group).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no consumer groups yet: a projector creates them when it starts");
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let consumers: Vec<String> = r
+                .consumers
+                .iter()
+                .map(|(name, pending, idle_ms)| {
+                    format!("{name} ({pending} pending, idle {})", idle(*idle_ms))
+                })
+                .collect();
+            vec![
+                r.group.clone(),
+                r.category.clone(),
+                r.partition.to_string(),
+                if r.lag_is_lower_bound {
+                    format!(">={}", r.lag)
+                } else {
+                    r.lag.to_string()
+                },
+                r.pending.to_string(),
+                dead.get(&r.group).copied().unwrap_or(0).to_string(),
+                consumers.join(", "),
+            ]
+        })
+        .collect();
+    crate::table(
+        &[
+            "GROUP",
+            "CATEGORY",
+            "PARTITION",
+            "LAG",
+            "PENDING",
+            "DEAD",
+            "CONSUMERS",
+        ],
+        &table,
+    );
+    Ok(())
+}
+
+fn idle(ms: u64) -> String {
+    match ms {
+        ms if ms < 10_000 => format!("{ms} ms"),
+        ms if ms < 7_200_000 => format!("{} s", ms / 1000),
+        ms => format!("{} h", ms / 3_600_000),
+    }
+}
+
+/// Remove, from every group, consumers idle `idle` or longer with nothing pending.
+pub async fn prune(store: &RedisStore, idle: Duration, json: bool) -> anyhow::Result<()> {
+    let mut categories_of: BTreeMap<String, Vec<Category>> = BTreeMap::new();
+    for row in store.group_rows(&categories()).await? {
+        let category = Category::parse(&row.category).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let categories = categories_of.entry(row.group).or_default();
+        if !categories.contains(&category) {
+            categories.push(category);
+        }
+    }
+    let mut removed = BTreeMap::new();
+    for (group, categories) in &categories_of {
+        // No consumer to keep: this process is none of theirs.
+        let n = store.prune_consumers(group, categories, idle, "").await?;
+        removed.insert(group.clone(), n);
+    }
+    if json {
+        println!("{}", json!({"removed": removed}));
+    } else {
+        for (group, n) in &removed {
+            println!("{group}: {n} consumer(s) removed");
+        }
+    }
+    Ok(())
+}

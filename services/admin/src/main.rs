@@ -1,0 +1,173 @@
+//! `esr`: the operators' tool. Each subcommand is a module; listings print a table, or JSON
+//! with `--json`. Exit status 0 on success, 1 on a failure or a problem found, 2 on bad usage.
+
+mod check;
+mod dead_letters;
+mod groups;
+mod streams;
+
+use clap::{Parser, Subcommand};
+use esr_wiring::StoreArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "esr",
+    version,
+    about = "Operate an event store on Redis: check it, read streams, inspect consumer groups, handle dead letters"
+)]
+struct Args {
+    /// Print listings as JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Server version, persistence, eviction policy, partition count, groups: one line per
+    /// problem, exit status 1 if any.
+    Check,
+    /// A stream's history, decoded.
+    Events {
+        /// `user` or `group`.
+        aggregate: String,
+        id: String,
+        /// The first version shown.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+    },
+    /// Follow a category live, decoded, until Ctrl-C.
+    Tail {
+        /// `user_updates`, `user_activity`, `user_friends` or `group_membership`.
+        category: String,
+        /// Start after this entry id (`0` for the whole history; default: now).
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// Every group of every category and partition: lag, pending, consumers, dead letters.
+    Groups,
+    /// Consumers of the groups.
+    Consumers {
+        #[command(subcommand)]
+        command: ConsumersCommand,
+    },
+    /// Entries the projectors gave up on.
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsumersCommand {
+    /// Remove consumers idle this long with nothing pending (processes long gone).
+    Prune {
+        /// Idle seconds.
+        #[arg(long, default_value_t = 3600)]
+        idle: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLettersCommand {
+    /// Every dead letter, oldest first.
+    List {
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// One dead letter, its event decoded when it is one.
+    Show { id: String },
+    /// Hand entries back to their group to be handled once more (recorded in `redriven:{pN}`).
+    Redrive {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete every dead letter.
+    Purge {
+        /// Required: purging cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    // Logs only when asked for: the output is the tool's answer.
+    if std::env::var_os("RUST_LOG").is_some() {
+        esr_app::config::init_tracing();
+    }
+    match run(args).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("esr: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    let Args {
+        json,
+        store,
+        command,
+    } = args;
+    let command = match command {
+        // Check reports a connection that fails as one of its problems.
+        Command::Check => return check::run(&store, json).await,
+        Command::DeadLetters {
+            command: DeadLettersCommand::Purge { yes: false },
+        } => {
+            eprintln!("esr: purging deletes every dead letter for good: add --yes");
+            return Ok(ExitCode::from(2));
+        }
+        other => other,
+    };
+    let store = store.open_redis().await?;
+    match command {
+        Command::Check => return check::run_on(&store, json).await,
+        Command::Events {
+            aggregate,
+            id,
+            from,
+        } => streams::events(store, &aggregate, &id, from, json).await?,
+        Command::Tail { category, from } => streams::tail(store, &category, from, json).await?,
+        Command::Groups => groups::list(&store, json).await?,
+        Command::Consumers {
+            command: ConsumersCommand::Prune { idle },
+        } => groups::prune(&store, std::time::Duration::from_secs(idle), json).await?,
+        Command::DeadLetters { command } => match command {
+            DeadLettersCommand::List { limit } => dead_letters::list(&store, limit, json).await?,
+            DeadLettersCommand::Show { id } => dead_letters::show(&store, &id, json).await?,
+            DeadLettersCommand::Redrive { ids } => dead_letters::redrive(&store, &ids).await?,
+            DeadLettersCommand::Purge { .. } => dead_letters::purge(&store).await?,
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print `rows` as a table under `header`, columns as wide as their widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}

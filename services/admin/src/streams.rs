@@ -1,0 +1,154 @@
+//! `esr events` (a stream's history) and `esr tail` (a category, live): events decoded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use esr_app::QueryService;
+use esr_redis::RedisStore;
+use esr_schema::{Category, DomainEvent, EntityId, GroupEvent, StoredEvent, UserEvent};
+use esr_store::{CategoryLog as _, EntryId, Store};
+use serde_json::{Value, json};
+
+const PAGE: usize = 1000;
+
+pub async fn events(
+    store: RedisStore,
+    aggregate: &str,
+    id: &str,
+    from: u64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let id = EntityId::parse(id).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let queries = QueryService::new(Arc::new(store) as Arc<dyn Store>);
+    let mut all = Vec::new();
+    let mut next = from.max(1);
+    loop {
+        let page = match aggregate {
+            "user" => queries.events::<UserEvent>(&id, next, PAGE).await?,
+            "group" => queries.events::<GroupEvent>(&id, next, PAGE).await?,
+            other => anyhow::bail!("no aggregate {other:?}: user or group"),
+        };
+        let full = page.len() == PAGE;
+        next += page.len() as u64;
+        all.extend(page);
+        if !full {
+            break;
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    if all.is_empty() {
+        println!("no events in {aggregate} {id} from version {from}");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|e| {
+            vec![
+                e.version.to_string(),
+                e.occurred_at.to_rfc3339(),
+                e.event_type.clone(),
+                e.data.to_string(),
+            ]
+        })
+        .collect();
+    crate::table(&["VERSION", "OCCURRED_AT", "TYPE", "DATA"], &rows);
+    Ok(())
+}
+
+/// Print each new entry of `category` as it arrives, until Ctrl-C.
+pub async fn tail(
+    store: RedisStore,
+    category: &str,
+    from: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let known: Vec<Category> = UserEvent::CATEGORIES
+        .iter()
+        .chain(GroupEvent::CATEGORIES)
+        .cloned()
+        .collect();
+    let Some(category) = known.iter().find(|c| c.as_str() == category).cloned() else {
+        let names: Vec<&str> = known.iter().map(Category::as_str).collect();
+        anyhow::bail!("no category {category:?}: one of {}", names.join(", "));
+    };
+    let mut after = match from.as_deref() {
+        None => now_as_entry_id(),
+        Some("0") => EntryId::ZERO,
+        Some(id) => id
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{id:?} is not an entry id (<ms>-<seq>, or 0)"))?,
+    };
+    if !json {
+        eprintln!("following {category} after {after}; Ctrl-C to stop");
+    }
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        let page = tokio::select! {
+            page = store.read_category(&category, after, 100) => page?,
+            _ = &mut stop => return Ok(()),
+        };
+        for entry in &page {
+            after = after.max(entry.id);
+            let line = match entry.event() {
+                Ok(stored) => describe(&stored),
+                Err(error) => json!({"not_an_event": error.to_string()}),
+            };
+            if json {
+                println!(
+                    "{}",
+                    json!({"entry_id": entry.id.to_string(), "event": line})
+                );
+            } else {
+                println!("{}  {}", entry.id, line);
+            }
+        }
+        if page.is_empty() {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = &mut stop => return Ok(()),
+            }
+        }
+    }
+}
+
+/// An event as one JSON value: stream, version, type, and its data decoded when this build
+/// knows it.
+pub fn describe(stored: &StoredEvent) -> Value {
+    let e = &stored.envelope;
+    let data = match e.stream.aggregate.to_string().as_str() {
+        "user" => stored
+            .decode::<UserEvent>()
+            .map(|d| serde_json::to_value(d).ok()),
+        "group" => stored
+            .decode::<GroupEvent>()
+            .map(|d| serde_json::to_value(d).ok()),
+        _ => Ok(None),
+    };
+    let data = match data {
+        Ok(Some(data)) => data,
+        Ok(None) => Value::Null,
+        Err(error) => json!({"undecodable": error.to_string()}),
+    };
+    json!({
+        "stream": e.stream.to_string(),
+        "version": e.version,
+        "type": e.event_type,
+        "data": data,
+    })
+}
+
+/// Entry ids start with their time in ms: just before every entry written from this
+/// millisecond on (one written in this very millisecond included).
+fn now_as_entry_id() -> EntryId {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    EntryId {
+        ms: ms.saturating_sub(1),
+        seq: u64::MAX,
+    }
+}

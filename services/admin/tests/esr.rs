@@ -1,0 +1,430 @@
+//! `esr` against a real redis-server: each subcommand as an operator runs it.
+
+// Tests: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use esr_app::command::CommandMeta;
+use esr_app::{CommandSettings, Commands, ProjectorSettings, Projectors};
+use esr_domain::Command as UserCommand;
+use esr_redis::{RedisConfig, RedisStore, Topology};
+use esr_schema::{Action, DomainEvent as _, UserId};
+use esr_store::{Store, Subscriptions};
+use esr_testkit::RedisServer;
+use serde_json::Value;
+use tokio::sync::watch;
+
+fn esr(server: &RedisServer, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_esr"))
+        .args(args)
+        .env("REDIS_URL", server.url())
+        .env_remove("REDIS_CLUSTER_NODES")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+async fn connect(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(RedisConfig::new(Topology::Single(server.url())))
+        .await
+        .unwrap()
+}
+
+fn user(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
+}
+
+/// Users `a` and `b`, friends, `a` liking three objects.
+async fn some_history(store: &Arc<dyn Store>) -> Arc<Commands> {
+    let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
+    let meta = CommandMeta::new(None);
+    for id in ["a", "b"] {
+        let register = UserCommand::Register {
+            name: "Duffy".into(),
+            surname: "Duck".into(),
+            birth_date: None,
+        };
+        commands
+            .users
+            .execute(&user(id), register, &meta)
+            .await
+            .unwrap();
+    }
+    for object in ["o1", "o2", "o3"] {
+        let like = UserCommand::Act {
+            action: Action::Like,
+            object: object.into(),
+            text: None,
+        };
+        commands
+            .users
+            .execute(&user("a"), like, &meta)
+            .await
+            .unwrap();
+    }
+    let friend = UserCommand::AddFriend {
+        friend_id: user("b"),
+        reciprocal: false,
+    };
+    commands
+        .users
+        .execute(&user("a"), friend, &meta)
+        .await
+        .unwrap();
+    commands
+}
+
+/// The standard projectors under `consumer`, until the returned sender says stop.
+fn run_projectors(
+    store: &Arc<dyn Store>,
+    commands: &Commands,
+    consumer: &str,
+) -> watch::Sender<bool> {
+    let settings = ProjectorSettings {
+        consumer: consumer.into(),
+        block: Duration::from_millis(50),
+        claim_idle: Duration::from_millis(200),
+        max_deliveries: 1,
+        ..ProjectorSettings::default()
+    };
+    let projectors = Arc::new(Projectors::standard(
+        store.clone(),
+        commands.users.clone(),
+        settings,
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(projectors.run(shutdown));
+    stop
+}
+
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_each_problem_and_passes_a_sound_setup() {
+    // No persistence (the test server saves nothing), no groups yet: two kinds of problem.
+    let bare = RedisServer::start();
+    let output = esr(&bare, &["check"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(text.contains("ok       Redis 7."), "{text}");
+    assert!(
+        text.contains("ok       partitions: 1 stored, 1 configured"),
+        "{text}"
+    );
+    let problems: Vec<&str> = text.lines().filter(|l| l.starts_with("problem")).collect();
+    assert!(problems.iter().any(|l| l.contains("persist")), "{text}");
+    assert!(
+        problems
+            .iter()
+            .any(|l| l.contains("group profile_projection missing")),
+        "{text}"
+    );
+
+    // Persistence on, groups created: nothing to report.
+    let sound = RedisServer::start_with(&["--appendonly", "yes"]);
+    let store: Arc<dyn Store> = Arc::new(connect(&sound).await);
+    let commands = Commands::new(store.clone(), CommandSettings::default());
+    Projectors::standard(store, commands.users.clone(), ProjectorSettings::default())
+        .create_groups()
+        .await
+        .unwrap();
+    let output = esr(&sound, &["check", "--json"]);
+    let report = json(&output);
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    assert_eq!(report["healthy"], true);
+
+    // Another partition count than the store was created with: refused, said why.
+    let output = Command::new(env!("CARGO_BIN_EXE_esr"))
+        .args(["check"])
+        .env("REDIS_URL", sound.url())
+        .env("REDIS_PARTITIONS", "4")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).contains("problem  cannot use the Redis given by REDIS_URL"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stdout(&output).contains("created with 1 partition"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_prints_a_streams_history_decoded() {
+    let server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(connect(&server).await);
+    some_history(&store).await;
+
+    let text = stdout(&esr(&server, &["events", "user", "a"]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("VERSION"), "{text}");
+    assert_eq!(lines.len(), 1 + 5, "{text}");
+    assert!(
+        lines[1].starts_with("1 ") && lines[1].contains("registered"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("acted_on") && lines[2].contains("o1"),
+        "{text}"
+    );
+    assert!(lines[5].contains("friend_added"), "{text}");
+
+    let events = json(&esr(
+        &server,
+        &["events", "user", "a", "--from", "4", "--json"],
+    ));
+    let versions: Vec<u64> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [4, 5]);
+    assert_eq!(events[1]["type"], "friend_added");
+
+    let unknown = esr(&server, &["events", "planet", "a"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no aggregate \"planet\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follows_a_category_live() {
+    let server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(connect(&server).await);
+    let commands = some_history(&store).await;
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_esr"))
+        .args(["tail", "user_activity"])
+        .env("REDIS_URL", server.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Following starts now: the history before is not shown.
+    let mut said = String::new();
+    let mut stderr = BufReader::new(tail.stderr.take().unwrap());
+    stderr.read_line(&mut said).unwrap();
+    let rest_of_stderr = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        rest
+    });
+    assert!(said.starts_with("following user_activity"), "{said}");
+    let like = UserCommand::Act {
+        action: Action::Like,
+        object: "live-object".into(),
+        text: None,
+    };
+    commands
+        .users
+        .execute(&user("b"), like, &CommandMeta::new(None))
+        .await
+        .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let out = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let _ = lines_tx.send(line.unwrap_or_default());
+        }
+    });
+    let line = lines_rx.recv_timeout(Duration::from_secs(10));
+    let _ = Command::new("kill")
+        .args(["-INT", &tail.id().to_string()])
+        .status();
+    let stopped = tail.wait().unwrap();
+    let line = line.unwrap_or_else(|e| panic!("{e}: {}", rest_of_stderr.join().unwrap()));
+    assert!(
+        line.contains("live-object") && line.contains("\"user b\""),
+        "{line}"
+    );
+    assert!(!line.contains("\"o1\""), "{line}");
+    assert!(stopped.success(), "Ctrl-C ends it normally: {stopped}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_list_lag_pending_consumers_and_prune_removes_the_idle() {
+    let server = RedisServer::start();
+    let redis = connect(&server).await;
+    let store: Arc<dyn Store> = Arc::new(redis.clone());
+    let commands = some_history(&store).await;
+    let stop = run_projectors(&store, &commands, "worker-1");
+    until("caught up", async || {
+        redis
+            .group_stats("profile_projection", esr_schema::UserEvent::CATEGORIES)
+            .await
+            .is_ok_and(|s| s.lag == 0 && s.pending == 0)
+    })
+    .await;
+
+    let rows = json(&esr(&server, &["groups", "--json"]));
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == "profile_projection" && r["category"] == "user_activity")
+        .unwrap_or_else(|| panic!("{rows:#}"));
+    assert_eq!(
+        (
+            row["partition"].as_u64(),
+            row["lag"].as_u64(),
+            row["pending"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    assert_eq!(row["consumers"][0]["name"], "worker-1", "{row}");
+    let text = stdout(&esr(&server, &["groups"]));
+    assert!(text.starts_with("GROUP"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("friendship_policy") && l.contains("worker-1")),
+        "{text}"
+    );
+
+    // The worker gone, its consumer idles with nothing pending: pruned from every group.
+    stop.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pruned = json(&esr(
+        &server,
+        &["consumers", "prune", "--idle", "0", "--json"],
+    ));
+    for group in [
+        "profile_projection",
+        "most_liked",
+        "friendship_policy",
+        "group_view",
+    ] {
+        assert!(
+            pruned["removed"][group].as_u64().unwrap_or(0) >= 1,
+            "{group}: {pruned}"
+        );
+    }
+    let rows = json(&esr(&server, &["groups", "--json"]));
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["consumers"] == serde_json::json!([])),
+        "{rows:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_shown_redriven_and_purged() {
+    let server = RedisServer::start();
+    let redis = connect(&server).await;
+    let store: Arc<dyn Store> = Arc::new(redis.clone());
+    let commands = some_history(&store).await;
+    // An entry no build can read, in a category three groups read.
+    redis
+        .append_foreign(
+            &esr_schema::user::USER_ACTIVITY,
+            0,
+            &vec![("junk".to_owned(), b"not an event".to_vec())],
+        )
+        .await
+        .unwrap();
+    let stop = run_projectors(&store, &commands, "worker-1");
+    until("dead-lettered", async || {
+        redis.dead_letter_count().await.unwrap_or(0) >= 2
+    })
+    .await;
+    stop.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let letters = json(&esr(&server, &["dead-letters", "list", "--json"]));
+    let letters = letters.as_array().unwrap().clone();
+    let profile = letters
+        .iter()
+        .find(|l| l["group"] == "profile_projection")
+        .unwrap_or_else(|| panic!("{letters:#?}"));
+    let id = profile["id"].as_str().unwrap().to_owned();
+    assert!(
+        profile["reason"].as_str().unwrap().contains("not an event"),
+        "{profile}"
+    );
+    let table = stdout(&esr(&server, &["dead-letters", "list"]));
+    assert!(table.starts_with("ID") && table.contains(&id), "{table}");
+
+    let shown = json(&esr(&server, &["dead-letters", "show", &id, "--json"]));
+    assert_eq!(shown["fields"]["junk"], "not an event");
+    assert!(shown["event"]["not_an_event"].is_string(), "{shown}");
+
+    // Redriven: out of the dead letters, back on the group's pending list, recorded.
+    let redriven = esr(&server, &["dead-letters", "redrive", &id]);
+    assert!(
+        redriven.status.success(),
+        "{}",
+        String::from_utf8_lossy(&redriven.stderr)
+    );
+    assert!(stdout(&redriven).contains("handed back to profile_projection"));
+    let left = json(&esr(&server, &["dead-letters", "list", "--json"]));
+    assert_eq!(left.as_array().unwrap().len(), letters.len() - 1);
+    let pending: Value = server
+        .query::<redis::Value>(
+            redis::cmd("XPENDING")
+                .arg("user_activity:{p0}")
+                .arg("profile_projection"),
+        )
+        .map(|v| serde_json::json!(format!("{v:?}")))
+        .unwrap();
+    assert!(
+        pending.as_str().unwrap().contains("esr-redrive"),
+        "{pending}"
+    );
+    let records: i64 = server
+        .query(redis::cmd("XLEN").arg("redriven:{p0}"))
+        .unwrap();
+    assert_eq!(records, 1);
+    let again = esr(&server, &["dead-letters", "redrive", &id]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "a dead letter is redriven once"
+    );
+
+    // Handled once more: a projector claims it, and (still no event) dead-letters it again.
+    let stop = run_projectors(&store, &commands, "worker-2");
+    until("handled again", async || {
+        redis.dead_letter_count().await.unwrap_or(0) == letters.len() as u64
+    })
+    .await;
+    stop.send(true).unwrap();
+
+    // Purging asks for --yes.
+    let refused = esr(&server, &["dead-letters", "purge"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(
+        redis.dead_letter_count().await.unwrap(),
+        letters.len() as u64
+    );
+    let purged = esr(&server, &["dead-letters", "purge", "--yes"]);
+    assert!(stdout(&purged).contains(&format!("purged {} dead letter(s)", letters.len())));
+    assert_eq!(redis.dead_letter_count().await.unwrap(), 0);
+}
