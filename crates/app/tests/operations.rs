@@ -475,3 +475,169 @@ async fn a_method_a_route_does_not_serve_is_a_json_405_with_allow() {
     assert_eq!(body["error"], "method_not_allowed", "{body}");
     let _ = sides.stop.send(true);
 }
+
+/// What the contract lists for each side: method, path, success status.
+const COMMAND_ROUTES: &[(&str, &str, &str)] = &[
+    ("post", "/users", "201"),
+    ("patch", "/users/{id}", "200"),
+    ("post", "/users/{id}/activity", "200"),
+    ("post", "/users/{id}/friends", "200"),
+    ("delete", "/users/{id}/friends/{friend_id}", "200"),
+    ("post", "/groups", "201"),
+    ("post", "/groups/{id}/members", "200"),
+    ("delete", "/groups/{id}/members/{user_id}", "200"),
+];
+const QUERY_ROUTES: &[(&str, &str, &str)] = &[
+    ("get", "/users/{id}", "200"),
+    ("get", "/users/{id}/events", "200"),
+    ("get", "/groups/{id}", "200"),
+    ("get", "/groups/{id}/events", "200"),
+    ("get", "/objects/top", "200"),
+    ("get", "/objects/{object}", "200"),
+];
+
+fn keys(value: &Value) -> std::collections::BTreeSet<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+/// Every `$ref` in `value`.
+fn references(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("$ref", Value::String(target)) => found.push(target.clone()),
+                    _ => references(inner, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| references(item, found)),
+        _ => {}
+    }
+}
+
+fn schema_properties(document: &Value, name: &str) -> std::collections::BTreeSet<String> {
+    keys(&document["components"]["schemas"][name]["properties"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_documents_list_every_route_with_its_errors_and_true_bodies() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let sides = command_and_query(store.clone()).await;
+    let (_projector, stop_projector) = projector(store).await;
+    let client = reqwest::Client::new();
+    for (side, routes, errors) in [
+        (
+            sides.command,
+            COMMAND_ROUTES,
+            &["400", "404", "409", "412", "413", "422", "503"][..],
+        ),
+        (sides.query, QUERY_ROUTES, &["400", "404", "422", "503"][..]),
+    ] {
+        let (status, document) = get_json(side, "/openapi.json").await;
+        assert_eq!(status, 200);
+        assert!(
+            document["openapi"].as_str().unwrap().starts_with("3.1"),
+            "{document}"
+        );
+        let mut refs = Vec::new();
+        references(&document, &mut refs);
+        for target in refs {
+            let name = target.trim_start_matches("#/components/schemas/");
+            assert!(
+                document["components"]["schemas"][name].is_object(),
+                "{target} is not in the document"
+            );
+        }
+        let paths = document["paths"].as_object().unwrap();
+        let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(documented, routes.len(), "{:?}", paths.keys());
+        for (method, path, success) in routes {
+            let operation = &document["paths"][path][method];
+            let statuses = keys(&operation["responses"]);
+            assert!(statuses.contains(*success), "{method} {path}: {statuses:?}");
+            for error in errors {
+                assert!(
+                    statuses.contains(*error),
+                    "{method} {path} lacks {error}: {statuses:?}"
+                );
+                let body = &operation["responses"][error]["content"]["application/json"]["schema"];
+                assert_eq!(
+                    body["$ref"], "#/components/schemas/ErrorBody",
+                    "{method} {path} {error}"
+                );
+            }
+            // And the route is served: an answer of the route, never "no such route".
+            let concrete = path
+                .replace("{id}", "nobody")
+                .replace("{friend_id}", "someone")
+                .replace("{user_id}", "someone")
+                .replace("{object}", "nothing");
+            let response = client
+                .request(
+                    method.to_uppercase().parse().unwrap(),
+                    format!("http://{side}{concrete}"),
+                )
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            assert!(
+                status != 405 && body["error"] != "not_found",
+                "{method} {path}: {status} {body}"
+            );
+        }
+    }
+
+    // The answers described are the answers given.
+    let (_, command_doc) = get_json(sides.command, "/openapi.json").await;
+    let (_, query_doc) = get_json(sides.query, "/openapi.json").await;
+    let registered = client
+        .post(format!("http://{}/users", sides.command))
+        .json(&json!({"user_id": "doc1", "name": "A", "surname": "B"}))
+        .send()
+        .await
+        .unwrap();
+    let registered: Value = registered.json().await.unwrap();
+    assert_eq!(
+        keys(&registered),
+        schema_properties(&command_doc, "UserAccepted")
+    );
+    post(
+        sides.command,
+        "/users/doc1/activity",
+        json!({"action": "like", "object": "o"}),
+    )
+    .await;
+    let (_, profile) = get_json(sides.query, "/users/doc1?min_version=2").await;
+    assert_eq!(
+        keys(&profile),
+        schema_properties(&query_doc, "ProfileBody"),
+        "{profile}"
+    );
+    assert_eq!(
+        keys(&profile["last_activity"]),
+        schema_properties(&query_doc, "LastActivityBody")
+    );
+    let (_, page) = get_json(sides.query, "/users/doc1/events").await;
+    assert_eq!(
+        keys(&page),
+        schema_properties(&query_doc, "UserEventsPage"),
+        "{page}"
+    );
+    assert_eq!(
+        keys(&page["events"][0]),
+        schema_properties(&query_doc, "EventBody"),
+        "{page}"
+    );
+    let (_, top) = get_json(sides.query, "/objects/top").await;
+    assert_eq!(
+        keys(&top[0]),
+        schema_properties(&query_doc, "ObjectLikes"),
+        "{top}"
+    );
+    let _ = stop_projector.send(true);
+    let _ = sides.stop.send(true);
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, patch, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
 use esr_domain::{Command, GroupCommand};
@@ -34,44 +34,61 @@ pub fn router(commands: Arc<Commands>) -> Router {
         .route("/groups", post(create_group))
         .route("/groups/{id}/members", post(add_member))
         .route("/groups/{id}/members/{user_id}", delete(remove_member))
+        .route("/openapi.json", get(super::openapi::command_document))
         .with_state(commands)
         .merge(health::store_health_router(store))
         .fallback(health::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterBody {
+pub(super) struct RegisterBody {
     user_id: Option<String>,
     name: String,
     surname: String,
     birth_date: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PersonalInfoBody {
+pub(super) struct PersonalInfoBody {
     name: Option<String>,
     surname: Option<String>,
     birth_date: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ActivityBody {
+pub(super) struct ActivityBody {
     action: String,
     object: String,
     text: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FriendBody {
+pub(super) struct FriendBody {
     friend_id: String,
 }
 
-async fn register(
+#[utoipa::path(
+    post,
+    path = "/users",
+    tag = "users",
+    request_body = RegisterBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
+        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
+        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+
+    ),
+    responses(
+        (status = 201, description = "Registered (a missing user_id is generated)", body = super::openapi::UserAccepted),
+        super::openapi::CommandErrors,
+    )
+)]
+pub(super) async fn register(
     State(commands): State<Arc<Commands>>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<RegisterBody>,
@@ -95,7 +112,23 @@ async fn register(
     .await
 }
 
-async fn change_personal_info(
+#[utoipa::path(
+    patch,
+    path = "/users/{id}",
+    tag = "users",
+    request_body = PersonalInfoBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
+        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
+        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+        ("id" = String, Path, description = "The user")
+    ),
+    responses(
+        (status = 200, description = "Changed", body = super::openapi::UserAccepted),
+        super::openapi::CommandErrors,
+    )
+)]
+pub(super) async fn change_personal_info(
     State(commands): State<Arc<Commands>>,
     UserPath(user_id): UserPath,
     headers: HeaderMap,
@@ -109,7 +142,23 @@ async fn change_personal_info(
     run(&commands.users, &headers, user_id, command, StatusCode::OK).await
 }
 
-async fn act(
+#[utoipa::path(
+    post,
+    path = "/users/{id}/activity",
+    tag = "users",
+    request_body = ActivityBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
+        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
+        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+        ("id" = String, Path, description = "The user")
+    ),
+    responses(
+        (status = 200, description = "Recorded", body = super::openapi::UserAccepted),
+        super::openapi::CommandErrors,
+    )
+)]
+pub(super) async fn act(
     State(commands): State<Arc<Commands>>,
     UserPath(user_id): UserPath,
     headers: HeaderMap,
@@ -130,7 +179,23 @@ async fn act(
     run(&commands.users, &headers, user_id, command, StatusCode::OK).await
 }
 
-async fn add_friend(
+#[utoipa::path(
+    post,
+    path = "/users/{id}/friends",
+    tag = "users",
+    request_body = FriendBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
+        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
+        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+        ("id" = String, Path, description = "The user")
+    ),
+    responses(
+        (status = 200, description = "Added (the friend's side follows through the friendship policy)", body = super::openapi::UserAccepted),
+        super::openapi::CommandErrors,
+    )
+)]
+pub(super) async fn add_friend(
     State(commands): State<Arc<Commands>>,
     UserPath(user_id): UserPath,
     headers: HeaderMap,
@@ -143,7 +208,23 @@ async fn add_friend(
     run(&commands.users, &headers, user_id, command, StatusCode::OK).await
 }
 
-async fn remove_friend(
+#[utoipa::path(
+    delete,
+    path = "/users/{id}/friends/{friend_id}",
+    tag = "users",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
+        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
+        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+        ("id" = String, Path, description = "The user"),
+        ("friend_id" = String, Path, description = "The friend")
+    ),
+    responses(
+        (status = 200, description = "Removed", body = super::openapi::UserAccepted),
+        super::openapi::CommandErrors,
+    )
+)]
+pub(super) async fn remove_friend(
     State(commands): State<Arc<Commands>>,
     FriendPath(user_id, friend_id): FriendPath,
     headers: HeaderMap,
@@ -167,24 +248,40 @@ fn date(raw: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
     .transpose()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct GroupBody {
+pub(super) struct NewGroupBody {
     group_id: Option<String>,
     name: String,
     capacity: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MemberBody {
+pub(super) struct MemberBody {
     user_id: String,
 }
 
-async fn create_group(
+#[utoipa::path(
+    post,
+    path = "/groups",
+    tag = "groups",
+    request_body = NewGroupBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
+        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
+        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+
+    ),
+    responses(
+        (status = 201, description = "Created (a missing group_id is generated)", body = super::openapi::GroupAccepted),
+        super::openapi::CommandErrors,
+    )
+)]
+pub(super) async fn create_group(
     State(commands): State<Arc<Commands>>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<GroupBody>,
+    JsonBody(body): JsonBody<NewGroupBody>,
 ) -> Result<Response, ApiError> {
     let group_id = match &body.group_id {
         Some(raw) => entity_id(GroupEvent::INVALID_ID, raw)?,
@@ -204,7 +301,23 @@ async fn create_group(
     .await
 }
 
-async fn add_member(
+#[utoipa::path(
+    post,
+    path = "/groups/{id}/members",
+    tag = "groups",
+    request_body = MemberBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
+        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
+        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+        ("id" = String, Path, description = "The group")
+    ),
+    responses(
+        (status = 200, description = "Added", body = super::openapi::GroupAccepted),
+        super::openapi::CommandErrors,
+    )
+)]
+pub(super) async fn add_member(
     State(commands): State<Arc<Commands>>,
     GroupPath(group_id): GroupPath,
     headers: HeaderMap,
@@ -223,7 +336,23 @@ async fn add_member(
     .await
 }
 
-async fn remove_member(
+#[utoipa::path(
+    delete,
+    path = "/groups/{id}/members/{user_id}",
+    tag = "groups",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
+        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
+        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+        ("id" = String, Path, description = "The group"),
+        ("user_id" = String, Path, description = "The member")
+    ),
+    responses(
+        (status = 200, description = "Removed", body = super::openapi::GroupAccepted),
+        super::openapi::CommandErrors,
+    )
+)]
+pub(super) async fn remove_member(
     State(commands): State<Arc<Commands>>,
     MemberPath(group_id, user_id): MemberPath,
     headers: HeaderMap,

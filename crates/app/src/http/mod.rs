@@ -8,6 +8,7 @@ mod command;
 mod error;
 mod extract;
 mod health;
+mod openapi;
 mod ops;
 mod query;
 mod resource;

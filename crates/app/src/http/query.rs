@@ -28,15 +28,88 @@ pub const MAX_TOP: usize = 100;
 pub fn router(queries: Arc<QueryService>) -> Router {
     let store = queries.store().clone();
     Router::new()
-        .route("/users/{id}", get(view::<Profile>))
-        .route("/users/{id}/events", get(events::<Profile>))
-        .route("/groups/{id}", get(view::<GroupView>))
-        .route("/groups/{id}/events", get(events::<GroupView>))
+        .route("/users/{id}", get(user_view))
+        .route("/users/{id}/events", get(user_events))
+        .route("/groups/{id}", get(group_view))
+        .route("/groups/{id}/events", get(group_events))
         .route("/objects/top", get(top_objects))
         .route("/objects/{object}", get(object))
+        .route("/openapi.json", get(super::openapi::query_document))
         .with_state(queries)
         .merge(health::store_health_router(store))
         .fallback(health::not_found)
+}
+
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    tag = "users",
+    params(("id" = String, Path, description = "The user"), ViewParams),
+    responses(
+        (status = 200, description = "The profile; ETag: its version", body = super::openapi::ProfileBody),
+        super::openapi::QueryErrors,
+    )
+)]
+pub(super) async fn user_view(
+    state: State<Arc<QueryService>>,
+    path: Path<String>,
+    params: QueryParams<ViewParams>,
+) -> Result<Response, ApiError> {
+    view::<Profile>(state, path, params).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/users/{id}/events",
+    tag = "users",
+    params(("id" = String, Path, description = "The user"), EventsParams),
+    responses(
+        (status = 200, description = "A page of the user's history", body = super::openapi::UserEventsPage),
+        super::openapi::QueryErrors,
+    )
+)]
+pub(super) async fn user_events(
+    state: State<Arc<QueryService>>,
+    path: Path<String>,
+    params: QueryParams<EventsParams>,
+) -> Result<Response, ApiError> {
+    events::<Profile>(state, path, params).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/groups/{id}",
+    tag = "groups",
+    params(("id" = String, Path, description = "The group"), ViewParams),
+    responses(
+        (status = 200, description = "The group; ETag: its version", body = super::openapi::GroupBody),
+        super::openapi::QueryErrors,
+    )
+)]
+pub(super) async fn group_view(
+    state: State<Arc<QueryService>>,
+    path: Path<String>,
+    params: QueryParams<ViewParams>,
+) -> Result<Response, ApiError> {
+    view::<GroupView>(state, path, params).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/groups/{id}/events",
+    tag = "groups",
+    params(("id" = String, Path, description = "The group"), EventsParams),
+    responses(
+        (status = 200, description = "A page of the group's history", body = super::openapi::GroupEventsPage),
+        super::openapi::QueryErrors,
+    )
+)]
+pub(super) async fn group_events(
+    state: State<Arc<QueryService>>,
+    path: Path<String>,
+    params: QueryParams<EventsParams>,
+) -> Result<Response, ApiError> {
+    events::<GroupView>(state, path, params).await
 }
 
 fn unknown<R: Resource>(id: &EntityId) -> ApiError {
@@ -51,10 +124,13 @@ fn path_id<R: Resource>(raw: &str) -> Result<EntityId, ApiError> {
     entity_id(R::INVALID_ID, raw)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ViewParams {
+pub(super) struct ViewParams {
+    /// Wait (a bounded time) until the read model reaches this version: read your own writes.
     min_version: Option<u64>,
+    /// RFC 3339: the state as it was then, folded from the stream.
     at: Option<String>,
 }
 
@@ -116,10 +192,13 @@ fn view_response<V: View>(view: &V) -> Response {
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct EventsParams {
+pub(super) struct EventsParams {
+    /// The first version (default 1).
     from: Option<u64>,
+    /// Events per page, 1 to 1000 (default 100).
     limit: Option<usize>,
 }
 
@@ -155,13 +234,25 @@ async fn events<V: View<Event: Resource>>(
     .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct TopParams {
+pub(super) struct TopParams {
+    /// 1 to 100 (default 10).
     limit: Option<usize>,
 }
 
-async fn top_objects(
+#[utoipa::path(
+    get,
+    path = "/objects/top",
+    tag = "objects",
+    params(TopParams),
+    responses(
+        (status = 200, description = "Most liked first, then by name", body = Vec<super::openapi::ObjectLikes>),
+        super::openapi::QueryErrors,
+    )
+)]
+pub(super) async fn top_objects(
     State(queries): State<Arc<QueryService>>,
     QueryParams(params): QueryParams<TopParams>,
 ) -> Result<Response, ApiError> {
@@ -180,7 +271,17 @@ async fn top_objects(
     Ok(Json(body).into_response())
 }
 
-async fn object(
+#[utoipa::path(
+    get,
+    path = "/objects/{object}",
+    tag = "objects",
+    params(("object" = String, Path, description = "The object")),
+    responses(
+        (status = 200, description = "How many like it", body = super::openapi::ObjectLikes),
+        super::openapi::QueryErrors,
+    )
+)]
+pub(super) async fn object(
     State(queries): State<Arc<QueryService>>,
     Path(object): Path<String>,
 ) -> Result<Response, ApiError> {

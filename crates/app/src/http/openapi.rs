@@ -1,0 +1,200 @@
+//! The OpenAPI 3.1 documents the command and query sides serve at `/openapi.json`, generated
+//! (utoipa) from the handlers' annotations and the request types; the answer bodies are
+//! described by the types below, which a test holds to what the routes really answer.
+
+use axum::Json;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::{IntoResponses, OpenApi, ToSchema};
+
+/// Every error: a stable code and a message for people.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// `malformed_request`, `unknown_user`, `conflict`, ...
+    pub error: String,
+    pub message: String,
+}
+
+/// A command accepted on a user: the stream's version after it.
+#[derive(Serialize, ToSchema)]
+pub struct UserAccepted {
+    pub user_id: String,
+    pub version: u64,
+}
+
+/// A command accepted on a group.
+#[derive(Serialize, ToSchema)]
+pub struct GroupAccepted {
+    pub group_id: String,
+    pub version: u64,
+}
+
+/// A user's profile, as the projector folded it.
+#[derive(Serialize, ToSchema)]
+pub struct ProfileBody {
+    pub user_id: String,
+    pub name: String,
+    pub surname: String,
+    /// `YYYY-MM-DD`.
+    pub birth_date: Option<String>,
+    pub friends: Vec<String>,
+    /// The most recent likes, newest first, at most 100.
+    pub liked: Vec<String>,
+    pub activity_count: u64,
+    pub last_activity: Option<LastActivityBody>,
+    pub version: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LastActivityBody {
+    pub action: String,
+    pub object: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// A group, as the projector folded it.
+#[derive(Serialize, ToSchema)]
+pub struct GroupBody {
+    pub group_id: String,
+    pub name: String,
+    pub capacity: u32,
+    pub members: Vec<String>,
+    pub member_count: u64,
+    pub version: u64,
+}
+
+/// One stored event, decoded.
+#[derive(Serialize, ToSchema)]
+pub struct EventBody {
+    pub version: u64,
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub schema_version: u16,
+    /// RFC 3339.
+    pub occurred_at: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+    /// The event's own fields.
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A page of a user's history; `next_from` is the next page's `from`, null at the end.
+#[derive(Serialize, ToSchema)]
+pub struct UserEventsPage {
+    pub user_id: String,
+    pub version: u64,
+    pub events: Vec<EventBody>,
+    pub next_from: Option<u64>,
+}
+
+/// A page of a group's history.
+#[derive(Serialize, ToSchema)]
+pub struct GroupEventsPage {
+    pub group_id: String,
+    pub version: u64,
+    pub events: Vec<EventBody>,
+    pub next_from: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ObjectLikes {
+    pub object: String,
+    pub likes: u64,
+}
+
+/// What any command may be answered besides success.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Only described, never built: the answers come from `ApiError`.
+pub enum CommandErrors {
+    /// Malformed request: not JSON, unknown field, bad header.
+    #[response(status = 400)]
+    Malformed(ErrorBody),
+    /// Unknown user or group.
+    #[response(status = 404)]
+    Unknown(ErrorBody),
+    /// Refused by a domain rule, or still conflicting after the retries.
+    #[response(status = 409)]
+    Rejected(ErrorBody),
+    /// `If-Match` is not the current version.
+    #[response(status = 412)]
+    PreconditionFailed(ErrorBody),
+    /// The body is larger than 16 KiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// A field or id is invalid.
+    #[response(status = 422)]
+    Invalid(ErrorBody),
+    /// The store is unavailable, or the server overloaded or out of time.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// What any read may be answered besides success.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Only described, never built: the answers come from `ApiError`.
+pub enum QueryErrors {
+    /// Malformed query string.
+    #[response(status = 400)]
+    Malformed(ErrorBody),
+    /// Unknown user, group or object.
+    #[response(status = 404)]
+    Unknown(ErrorBody),
+    /// A parameter is invalid.
+    #[response(status = 422)]
+    Invalid(ErrorBody),
+    /// The store is unavailable, or the server overloaded or out of time.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// `min_version` not reached within the wait.
+    #[response(status = 504)]
+    NotFreshYet(ErrorBody),
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "esr command side",
+        description = "Commands on users and groups: each appends events to the aggregate's stream, with optimistic concurrency (If-Match) and idempotency (Idempotency-Key)."
+    ),
+    paths(
+        super::command::register,
+        super::command::change_personal_info,
+        super::command::act,
+        super::command::add_friend,
+        super::command::remove_friend,
+        super::command::create_group,
+        super::command::add_member,
+        super::command::remove_member,
+    ),
+    // Reached only through the error responses, which utoipa does not walk for components.
+    components(schemas(ErrorBody))
+)]
+pub struct CommandApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "esr query side",
+        description = "Read models folded by the projectors, time travel and history."
+    ),
+    paths(
+        super::query::user_view,
+        super::query::user_events,
+        super::query::group_view,
+        super::query::group_events,
+        super::query::top_objects,
+        super::query::object,
+    ),
+    components(schemas(ErrorBody))
+)]
+pub struct QueryApi;
+
+pub async fn command_document() -> impl IntoResponse {
+    Json(CommandApi::openapi())
+}
+
+pub async fn query_document() -> impl IntoResponse {
+    Json(QueryApi::openapi())
+}
