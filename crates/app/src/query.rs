@@ -10,12 +10,13 @@ use esr_schema::{DomainEvent, EntityId, StoredEvent, StreamId};
 use esr_store::{Store, StoreError};
 use serde::Serialize;
 
-use crate::projector::stored_view;
+use crate::projector::view::{LiveGenerations, stored_view_in};
 
 pub struct QueryService {
     store: Arc<dyn Store>,
     /// The longest a `min_version` read waits for the projector.
     pub max_wait: Duration,
+    generations: LiveGenerations,
 }
 
 /// A view read that had to reach a version.
@@ -57,6 +58,7 @@ impl QueryService {
         Self {
             store,
             max_wait: Duration::from_secs(5),
+            generations: LiveGenerations::default(),
         }
     }
 
@@ -64,8 +66,11 @@ impl QueryService {
         &self.store
     }
 
+    /// The stream's view, from the generation served (a rebuild's switch reaches this side
+    /// within `GENERATION_TTL`).
     pub async fn view<V: View>(&self, id: &EntityId) -> Result<Option<V>, QueryError> {
-        Ok(stored_view::<V>(self.store.as_ref(), id).await?)
+        let name = self.generations.name(self.store.as_ref(), V::NAME).await?;
+        Ok(stored_view_in::<V>(self.store.as_ref(), &name, id).await?)
     }
 
     /// Wait (polling, bounded by `max_wait`) until the read model reaches `min_version`:
@@ -102,7 +107,8 @@ impl QueryService {
         let stream = StreamId::of::<V::Event>(id.clone());
         // From the nearest checkpoint at or before `at` (an unreadable one is skipped: it is
         // only a shortcut), so at most one checkpoint interval of events is folded.
-        let checkpoint = self.store.checkpoint_at(V::NAME, &stream, at).await?;
+        let name = self.generations.name(self.store.as_ref(), V::NAME).await?;
+        let checkpoint = self.store.checkpoint_at(&name, &stream, at).await?;
         let (mut view, mut from) = match checkpoint.and_then(|c| {
             V::from_fields(id, &c.fields)
                 .ok()

@@ -265,6 +265,111 @@ impl RedisStore {
     }
 }
 
+/// A rebuild in progress (`rebuild:<read model>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildState {
+    pub generation: u32,
+    /// Category entries handled so far.
+    pub done: u64,
+    /// The last entry handled, per category.
+    pub positions: std::collections::BTreeMap<String, EntryId>,
+}
+
+impl RedisStore {
+    /// Entries in every partition of `category`.
+    pub async fn category_length(&self, category: &Category) -> Result<u64> {
+        let mut total = 0;
+        for partition in 0..self.partitions() {
+            let n: u64 = redis::cmd("XLEN")
+                .arg(Keys::category_stream(category, partition))
+                .query_async(&mut self.conn())
+                .await
+                .map_err(classify)?;
+            total += n;
+        }
+        Ok(total)
+    }
+
+    pub async fn rebuild_state(&self, name: &str) -> Result<Option<RebuildState>> {
+        let key = Keys::rebuild(name);
+        let fields: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let number = |field: &str| -> Result<u64> {
+            fields
+                .get(field)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| corrupt(&key, format!("no number in {field}")))
+        };
+        let mut positions = std::collections::BTreeMap::new();
+        for (field, value) in &fields {
+            if let Some(category) = field.strip_prefix("position:") {
+                let id = value
+                    .parse()
+                    .map_err(|_| corrupt(&key, format!("{value:?} is not an entry id")))?;
+                positions.insert(category.to_owned(), id);
+            }
+        }
+        Ok(Some(RebuildState {
+            generation: u32::try_from(number("generation")?)
+                .map_err(|_| corrupt(&key, "generation out of range"))?,
+            done: number("done")?,
+            positions,
+        }))
+    }
+
+    /// Start recording a rebuild into `generation`, forgetting any earlier one.
+    pub async fn start_rebuild(&self, name: &str, generation: u32) -> Result<()> {
+        let key = Keys::rebuild(name);
+        redis::pipe()
+            .atomic()
+            .cmd("DEL")
+            .arg(&key)
+            .ignore()
+            .cmd("HSET")
+            .arg(&key)
+            .arg("generation")
+            .arg(generation)
+            .arg("done")
+            .arg(0)
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(classify)
+    }
+
+    pub async fn save_rebuild_position(
+        &self,
+        name: &str,
+        category: &Category,
+        position: EntryId,
+        done: u64,
+    ) -> Result<()> {
+        redis::cmd("HSET")
+            .arg(Keys::rebuild(name))
+            .arg(format!("position:{category}"))
+            .arg(position.to_string())
+            .arg("done")
+            .arg(done)
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(classify)
+    }
+
+    pub async fn finish_rebuild(&self, name: &str) -> Result<()> {
+        redis::cmd("DEL")
+            .arg(Keys::rebuild(name))
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(classify)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

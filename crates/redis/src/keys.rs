@@ -13,6 +13,8 @@
 //! | `tally:{pN}:<tally>` | sorted set: member, minus its count | tally script | query side |
 //! | `tally:{pN}:<tally>:<stream>` | string: the stream's last version counted | tally script | projectors |
 //! | `dead_letters:{pN}` | stream | projectors | operators |
+//! | `generation:<read model>` | string: the generation served, absent for 1 (`<name>_gen<N>` holds generation N's models) | `esr projection rebuild` | projectors, query side |
+//! | `rebuild:<read model>` | hash: a rebuild in progress (`generation`, `done`, `position:<category>`) | `esr projection rebuild` | the same, resuming |
 //! | `redriven:{pN}` | stream: dead letters handed back to their group | `esr dead-letters redrive` | operators |
 //! | `layout:partitions` | string: the partition count the store was created with | first start | every start |
 //!
@@ -64,6 +66,16 @@ impl Keys {
 
     pub fn dead_letters(partition: u32) -> String {
         format!("dead_letters:{}", Self::tag(partition))
+    }
+
+    /// The generation of a read model that is served (no hash tag: one key, read by all).
+    pub fn generation(name: &str) -> String {
+        format!("generation:{name}")
+    }
+
+    /// A rebuild in progress: its generation, position per category, entries done.
+    pub fn rebuild(name: &str) -> String {
+        format!("rebuild:{name}")
     }
 
     pub fn redriven(partition: u32) -> String {

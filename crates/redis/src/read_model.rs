@@ -17,6 +17,32 @@ use crate::{RedisStore, classify, corrupt, keys, reply_pairs};
 
 #[async_trait]
 impl ReadModels for RedisStore {
+    async fn live_generation(&self, name: &str) -> Result<u32> {
+        check_name(name)?;
+        let key = keys::Keys::generation(name);
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        match stored {
+            None => Ok(1),
+            Some(text) => text
+                .parse()
+                .map_err(|_| corrupt(&key, format!("{text:?} is not a generation"))),
+        }
+    }
+
+    async fn set_live_generation(&self, name: &str, generation: u32) -> Result<()> {
+        check_name(name)?;
+        redis::cmd("SET")
+            .arg(keys::Keys::generation(name))
+            .arg(generation.max(1))
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(classify)
+    }
+
     /// One sorted set per stream, scored by the checkpoint's time in microseconds (exact in a
     /// double until the year 2255); the member is MessagePack of (version, time, fields), so a
     /// checkpoint saved twice is one member.

@@ -85,6 +85,7 @@ macro_rules! contract_suite {
             read_model_writes_only_over_the_expected_version,
             read_models_in_a_batch_answer_each_user_in_order,
             missing_read_model_is_none,
+            a_read_model_is_served_from_generation_1_until_switched,
             checkpoints_answer_the_latest_at_or_before_a_time,
             tallies_count_each_position_once_and_rank_across_partitions
         );
@@ -1456,6 +1457,20 @@ pub async fn missing_read_model_is_none<S: ContractStore>(store: S) {
             .unwrap(),
         None
     );
+}
+
+pub async fn a_read_model_is_served_from_generation_1_until_switched<S: ContractStore>(store: S) {
+    // A name of its own: the generation pointer outlives any one stream.
+    let name = format!(
+        "contract_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    assert_eq!(store.live_generation(&name).await.unwrap(), 1);
+    store.set_live_generation(&name, 3).await.unwrap();
+    assert_eq!(store.live_generation(&name).await.unwrap(), 3);
+    assert_eq!(store.live_generation("contract_other").await.unwrap(), 1);
+    assert_eq!(crate::generation_name(&name, 1), name);
+    assert_eq!(crate::generation_name("profile", 3), "profile_gen3");
 }
 
 /// 40 streams (spread over every partition of a multi-partition store) feed one tally.

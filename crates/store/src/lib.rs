@@ -28,7 +28,7 @@ pub use category::{CategoryEntry, CategoryLog, EntryId};
 pub use error::StoreError;
 pub use event::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, NewEvent};
 pub use memory::MemoryStore;
-pub use read_model::{Checkpoint, ReadModel, ReadModelWrite, ReadModels};
+pub use read_model::{Checkpoint, ReadModel, ReadModelWrite, ReadModels, generation_name};
 pub use snapshot::{Snapshot, SnapshotStore};
 pub use subscription::{DeadLetter, Delivery, EntryRef, GroupStats, Subscriptions};
 pub use tally::{Tallies, TallyWrite};

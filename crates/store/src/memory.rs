@@ -45,6 +45,7 @@ struct State {
     /// By version.
     checkpoints: HashMap<(String, StreamId), BTreeMap<u64, Checkpoint>>,
     tally_positions: HashMap<(String, StreamId), u64>,
+    live_generations: HashMap<String, u32>,
     tallies: HashMap<String, HashMap<String, i64>>,
     dead_letters: Vec<DeadLetter>,
 }
@@ -608,6 +609,17 @@ impl SnapshotStore for MemoryStore {
 
 #[async_trait]
 impl ReadModels for MemoryStore {
+    async fn live_generation(&self, name: &str) -> Result<u32> {
+        Ok(self.lock().live_generations.get(name).copied().unwrap_or(1))
+    }
+
+    async fn set_live_generation(&self, name: &str, generation: u32) -> Result<()> {
+        self.lock()
+            .live_generations
+            .insert(name.to_owned(), generation.max(1));
+        Ok(())
+    }
+
     async fn save_checkpoints(
         &self,
         name: &str,

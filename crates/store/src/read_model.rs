@@ -38,6 +38,16 @@ pub struct Checkpoint {
     pub fields: BTreeMap<String, String>,
 }
 
+/// The name generation `generation` of read model `name` is stored under: the name itself for
+/// the first (so models stored before rebuilds existed are generation 1), `<name>_gen<N>` after.
+pub fn generation_name(name: &str, generation: u32) -> String {
+    if generation <= 1 {
+        name.to_owned()
+    } else {
+        format!("{name}_gen{generation}")
+    }
+}
+
 /// The field holding a read model's version.
 pub const VERSION_FIELD: &str = "version";
 
@@ -71,6 +81,14 @@ pub trait ReadModels: Send + Sync {
         stream: &StreamId,
         at: DateTime<Utc>,
     ) -> Result<Option<Checkpoint>>;
+
+    /// Which generation of read model `name` is served: 1 until a rebuild switched to a newer
+    /// one (stored under [`generation_name`]).
+    async fn live_generation(&self, name: &str) -> Result<u32>;
+
+    /// Serve `generation` of read model `name` from now on: one write, so every reader
+    /// switches at once.
+    async fn set_live_generation(&self, name: &str, generation: u32) -> Result<()>;
 
     /// The read models of several streams, in their order. By default one at a time; an adapter
     /// that can pipeline (Redis) answers in one round trip.

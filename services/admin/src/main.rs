@@ -4,6 +4,7 @@
 mod check;
 mod dead_letters;
 mod groups;
+mod projection;
 mod streams;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: ConsumersCommand,
     },
+    /// Read models.
+    Projection {
+        #[command(subcommand)]
+        command: ProjectionCommand,
+    },
     /// Entries the projectors gave up on.
     DeadLetters {
         #[command(subcommand)]
@@ -69,6 +75,14 @@ enum ConsumersCommand {
         #[arg(long, default_value_t = 3600)]
         idle: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum ProjectionCommand {
+    /// Rebuild a read model (`profile`, `group_view`) from the start of history into a new
+    /// generation while the served one stays up, then switch to it in one step. Ctrl-C stops
+    /// it; the same command resumes.
+    Rebuild { name: String },
 }
 
 #[derive(Subcommand)]
@@ -140,6 +154,9 @@ async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         Command::Consumers {
             command: ConsumersCommand::Prune { idle },
         } => groups::prune(&store, std::time::Duration::from_secs(idle), json).await?,
+        Command::Projection {
+            command: ProjectionCommand::Rebuild { name },
+        } => return projection::rebuild(store, &name).await,
         Command::DeadLetters { command } => match command {
             DeadLettersCommand::List { limit } => dead_letters::list(&store, limit, json).await?,
             DeadLettersCommand::Show { id } => dead_letters::show(&store, &id, json).await?,

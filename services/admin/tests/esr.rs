@@ -428,3 +428,147 @@ async fn dead_letters_are_listed_shown_redriven_and_purged() {
     assert!(stdout(&purged).contains(&format!("purged {} dead letter(s)", letters.len())));
     assert_eq!(redis.dead_letter_count().await.unwrap(), 0);
 }
+
+/// `esr projection rebuild` on a 3-master Cluster while commands keep arriving: interrupted
+/// with Ctrl-C, resumed by the same command, switched; every profile served afterwards is the
+/// fold of its stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuild_on_cluster_under_traffic_resumes_switches_and_equals_a_fresh_fold() {
+    use esr_domain::Profile;
+    use esr_store::ReadModels as _;
+
+    let cluster = esr_testkit::RedisCluster::start(3);
+    let nodes = cluster.urls();
+    let redis = RedisStore::connect(RedisConfig::new(Topology::Cluster(nodes.clone())))
+        .await
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(redis.clone());
+    let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
+    let users: Vec<UserId> = (0..200).map(|i| user(&format!("r{i}"))).collect();
+    let meta = CommandMeta::new(None);
+    let register = || UserCommand::Register {
+        name: "Duffy".into(),
+        surname: "Duck".into(),
+        birth_date: None,
+    };
+    let like = |n: usize| UserCommand::Act {
+        action: Action::Like,
+        object: format!("object-{}", n % 17),
+        text: None,
+    };
+    // History: every user registers and likes 40 times, 16 writers at once.
+    let mut writers = Vec::new();
+    for chunk in users.chunks(users.len() / 16) {
+        let (commands, chunk, meta) = (commands.clone(), chunk.to_vec(), meta.clone());
+        writers.push(tokio::spawn(async move {
+            for id in &chunk {
+                commands.users.execute(id, register(), &meta).await.unwrap();
+                for n in 0..40 {
+                    commands.users.execute(id, like(n), &meta).await.unwrap();
+                }
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let stop_projectors = run_projectors(&store, &commands, "live-1");
+
+    // Commands keep arriving during the rebuild.
+    let keep_writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let traffic = tokio::spawn({
+        let (commands, users, meta, keep_writing) = (
+            commands.clone(),
+            users.clone(),
+            meta.clone(),
+            keep_writing.clone(),
+        );
+        async move {
+            let mut n = 0;
+            while keep_writing.load(std::sync::atomic::Ordering::SeqCst) {
+                commands
+                    .users
+                    .execute(&users[n % users.len()], like(n), &meta)
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n
+        }
+    });
+
+    let rebuild = || {
+        Command::new(env!("CARGO_BIN_EXE_esr"))
+            .args(["projection", "rebuild", "profile"])
+            .env("REDIS_CLUSTER_NODES", nodes.join(","))
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Interrupted after its first page.
+    let mut first = rebuild();
+    let mut progress = BufReader::new(first.stderr.take().unwrap());
+    let mut line = String::new();
+    progress.read_line(&mut line).unwrap();
+    assert!(line.contains("entries/s") && line.contains("ETA"), "{line}");
+    let _ = Command::new("kill")
+        .args(["-INT", &first.id().to_string()])
+        .status();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut progress, &mut rest).unwrap();
+    let status = first.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{line}{rest}");
+    assert!(rest.contains("interrupted after"), "{rest}");
+    assert_eq!(
+        redis.live_generation("profile").await.unwrap(),
+        1,
+        "not switched yet"
+    );
+
+    // Resumed: finishes and switches.
+    let second = rebuild().wait_with_output().unwrap();
+    let (out, err) = (
+        stdout(&second),
+        String::from_utf8_lossy(&second.stderr).into_owned(),
+    );
+    assert!(second.status.success(), "{out}{err}");
+    assert!(
+        err.starts_with("resuming the rebuild of profile into generation 2 after"),
+        "{err}"
+    );
+    assert!(err.lines().any(|l| l.contains("entries/s, ETA")), "{err}");
+    assert!(
+        err.contains("switched: profile now serves generation 2"),
+        "{err}"
+    );
+    assert!(out.contains("rebuilt profile from"), "{out}");
+    println!("first run:\n{line}{rest}\nsecond run:\n{err}{out}");
+    assert_eq!(redis.live_generation("profile").await.unwrap(), 2);
+
+    keep_writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let during = traffic.await.unwrap();
+    assert!(during > 0, "commands arrived during the rebuild");
+    until("caught up", async || {
+        redis
+            .group_stats("profile_projection", esr_schema::UserEvent::CATEGORIES)
+            .await
+            .is_ok_and(|s| s.lag == 0 && s.pending == 0)
+    })
+    .await;
+    stop_projectors.send(true).unwrap();
+
+    // Every profile served (generation 2) is the fold of its stream.
+    for id in &users {
+        let stream = esr_schema::StreamId::of::<esr_schema::UserEvent>(id.clone());
+        let mut fold = Profile::empty(id.clone());
+        for stored in store.read_stream(&stream, 1, 10_000).await.unwrap() {
+            fold.apply(&stored.envelope, &stored.decode().unwrap());
+        }
+        let served = esr_app::projector::stored_view::<Profile>(store.as_ref(), id)
+            .await
+            .unwrap();
+        assert_eq!(served.as_ref(), Some(&fold), "{id}");
+    }
+}

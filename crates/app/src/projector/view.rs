@@ -22,16 +22,86 @@ pub type ViewProjection<V> = PerStreamProjection<ViewSink<V>>;
 
 pub struct ViewSink<V> {
     store: Arc<dyn Store>,
+    generation: Generation,
     view: PhantomData<fn() -> V>,
 }
 
 impl<V: View> ViewProjection<V> {
+    /// Writes the generation of the read model that is served, and follows a rebuild's switch.
     pub fn new(store: Arc<dyn Store>) -> Self {
+        Self::with_generation(store, Generation::live())
+    }
+
+    /// Writes `generation` only, served or not (a rebuild filling a new generation).
+    pub fn pinned(store: Arc<dyn Store>, generation: u32) -> Self {
+        Self::with_generation(store, Generation::Pinned(generation))
+    }
+
+    fn with_generation(store: Arc<dyn Store>, generation: Generation) -> Self {
         let sink = ViewSink {
             store: store.clone(),
+            generation,
             view: PhantomData,
         };
         Self::with_sink(sink, store)
+    }
+}
+
+/// How long a process trusts the served generation it read. After a switch, a projector
+/// may write the old generation this long; the rebuild folds those events into the new one
+/// after waiting longer (see `esr projection rebuild`).
+pub const GENERATION_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Which generation of a read model to read or write.
+pub enum Generation {
+    /// The served one.
+    Live(LiveGenerations),
+    Pinned(u32),
+}
+
+impl Generation {
+    pub fn live() -> Self {
+        Self::Live(LiveGenerations::default())
+    }
+
+    /// The name read model `name` is stored under in this generation.
+    pub async fn name(&self, store: &dyn Store, name: &str) -> Result<String, StoreError> {
+        match self {
+            Self::Pinned(generation) => Ok(esr_store::generation_name(name, *generation)),
+            Self::Live(live) => live.name(store, name).await,
+        }
+    }
+}
+
+/// The served generation of each read model, read from the store at most every
+/// [`GENERATION_TTL`].
+#[derive(Default)]
+pub struct LiveGenerations {
+    read: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+}
+
+impl LiveGenerations {
+    /// The name the served generation of read model `name` is stored under.
+    pub async fn name(&self, store: &dyn Store, name: &str) -> Result<String, StoreError> {
+        let fresh = self
+            .read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .filter(|(_, at)| at.elapsed() < GENERATION_TTL)
+            .map(|(generation, _)| *generation);
+        let generation = match fresh {
+            Some(generation) => generation,
+            None => {
+                let generation = store.live_generation(name).await?;
+                self.read
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.to_owned(), (generation, std::time::Instant::now()));
+                generation
+            }
+        };
+        Ok(esr_store::generation_name(name, generation))
     }
 }
 
@@ -57,7 +127,10 @@ impl<V: View> StreamSink for ViewSink<V> {
     }
 
     async fn load(&self, streams: &[StreamId]) -> Result<Vec<(u64, Option<V>)>, HandlerError> {
-        let models = self.store.get_read_models(V::NAME, streams).await?;
+        // Resolved for the load and again for the save: a switch in between costs a version
+        // conflict and another round, never a wrong write.
+        let name = self.generation.name(self.store.as_ref(), V::NAME).await?;
+        let models = self.store.get_read_models(&name, streams).await?;
         streams
             .iter()
             .zip(models)
@@ -114,20 +187,31 @@ impl<V: View> StreamSink for ViewSink<V> {
         // Checkpoints first: each is the fold up to its version whoever writes it, so one
         // written for a read-model write that then loses a race is still right, while one
         // missing after a crash between the two writes would never be written again.
+        let name = self.generation.name(self.store.as_ref(), V::NAME).await?;
         if !checkpoints.is_empty() {
-            self.store.save_checkpoints(V::NAME, checkpoints).await?;
+            self.store.save_checkpoints(&name, checkpoints).await?;
         }
-        self.store.put_read_models(V::NAME, writes).await
+        self.store.put_read_models(&name, writes).await
     }
 }
 
-/// Read a stream's view the way the projector stored it.
+/// Read a stream's view the way the projector stored it, in the generation served.
 pub async fn stored_view<V: View>(
     store: &dyn Store,
     id: &EntityId,
 ) -> Result<Option<V>, StoreError> {
+    let name = esr_store::generation_name(V::NAME, store.live_generation(V::NAME).await?);
+    stored_view_in::<V>(store, &name, id).await
+}
+
+/// Read a stream's view stored under `name` (a generation of `V`'s read model).
+pub async fn stored_view_in<V: View>(
+    store: &dyn Store,
+    name: &str,
+    id: &EntityId,
+) -> Result<Option<V>, StoreError> {
     let stream = StreamId::of::<V::Event>(id.clone());
-    match store.get_read_model(V::NAME, &stream).await? {
+    match store.get_read_model(name, &stream).await? {
         None => Ok(None),
         Some(model) => decode::<V>(&stream, &model).map(Some),
     }
