@@ -572,3 +572,27 @@ async fn a_rebuild_on_cluster_under_traffic_resumes_switches_and_equals_a_fresh_
         assert_eq!(served.as_ref(), Some(&fold), "{id}");
     }
 }
+
+#[test]
+fn esr_says_its_version_and_refuses_without_a_redis() {
+    let output = Command::new(env!("CARGO_BIN_EXE_esr"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&output).trim(),
+        format!("esr {}", env!("CARGO_PKG_VERSION"))
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_esr"))
+        .arg("groups")
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER_NODES")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("set REDIS_URL or REDIS_CLUSTER_NODES"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
