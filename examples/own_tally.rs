@@ -54,6 +54,8 @@ async fn main() -> anyhow::Result<()> {
         ..ProjectorSettings::default()
     };
     let projectors = Arc::new(Projectors::new(store.clone(), handlers, settings));
+    // Before the commands, so that the wait below finds every group (running creates them too).
+    projectors.create_groups().await?;
     let (stop, shutdown) = watch::channel(false);
     let running = tokio::spawn(projectors.clone().run(shutdown));
 

@@ -55,6 +55,11 @@ pub struct ProjectorArgs {
     /// (0: never).
     #[arg(long, env = "PROJECTOR_PRUNE_IDLE_MS", default_value_t = 3_600_000)]
     pub prune_idle_ms: u64,
+    /// Trim the category streams every this many ms, below what every consumer group has
+    /// acked (0: never). Events stay in their aggregates' streams; a projection added later
+    /// or a rebuild then cannot read trimmed history from the categories.
+    #[arg(long, env = "CATEGORY_TRIM_EVERY_MS", default_value_t = 0)]
+    pub trim_every_ms: u64,
 }
 
 impl ProjectorArgs {
@@ -65,6 +70,7 @@ impl ProjectorArgs {
             claim_idle: Duration::from_millis(self.claim_idle_ms),
             max_deliveries: self.max_deliveries.max(1),
             prune_idle: (self.prune_idle_ms > 0).then(|| Duration::from_millis(self.prune_idle_ms)),
+            trim_every: (self.trim_every_ms > 0).then(|| Duration::from_millis(self.trim_every_ms)),
             consumer: self
                 .consumer
                 .clone()

@@ -9,7 +9,7 @@
 //! `esr_projector_events_deferred_total`, `esr_projector_claimed_total`,
 //! `esr_projector_dead_lettered_total` by group; `esr_projector_lag` and
 //! `esr_projector_pending` by group and partition, and `esr_dead_letters`, read from the
-//! store at each scrape.
+//! store at each scrape; `esr_category_entries_trimmed_total` when trimming is on.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -117,6 +117,10 @@ pub fn group_partition(group: &str, partition: u32, lag: u64, pending: u64) {
     gauge!("esr_projector_lag", "group" => group.clone(), "partition" => partition.clone())
         .set(lag as f64);
     gauge!("esr_projector_pending", "group" => group, "partition" => partition).set(pending as f64);
+}
+
+pub fn trimmed(entries: u64) {
+    counter!("esr_category_entries_trimmed_total").increment(entries);
 }
 
 pub fn dead_letters(count: u64) {

@@ -61,6 +61,7 @@ async fn a_full_memory_refuses_writes_with_503_loses_nothing_and_resumes() {
         claim_idle: Duration::from_millis(100),
         max_deliveries: 2,
         prune_idle: None,
+        trim_every: None,
     };
 
     // The projector has run (the profiles are at version 2) and is down while users like

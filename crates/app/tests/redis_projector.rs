@@ -41,6 +41,7 @@ fn settings(consumer: &str) -> ProjectorSettings {
         claim_idle: Duration::from_millis(300),
         max_deliveries: 3,
         prune_idle: None,
+        trim_every: None,
     }
 }
 
@@ -392,5 +393,55 @@ async fn a_view_as_of_a_time_folds_from_the_nearest_checkpoint() {
             .unwrap();
         assert_eq!(from_checkpoint, full, "as of version {version}");
         assert_eq!(from_checkpoint.name, "Duffy");
+    }
+}
+
+/// With trimming on, the category streams keep only what some group still needs, while every
+/// event stays in its user's stream and every profile is the fold of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimming_on_empties_consumed_categories_and_keeps_every_users_stream() {
+    let server = RedisServer::start();
+    let store = store_on(&server, 4).await;
+    let commands = Arc::new(CommandService::<User>::new(
+        store.clone(),
+        CommandSettings::default(),
+    ));
+    let users: Vec<UserId> = (0..20).map(|i| id(&format!("t{i}"))).collect();
+    register_with_likes(&commands, &users, 10).await;
+    let mut trimming = settings("trimmer");
+    trimming.trim_every = Some(Duration::from_millis(100));
+    let projectors = Arc::new(Projectors::standard(
+        store.clone(),
+        commands.clone(),
+        trimming,
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(projectors.clone().run(shutdown));
+    eventually("every category trimmed to nothing", async || {
+        let mut left = 0;
+        for category in UserEvent::CATEGORIES {
+            left += store
+                .read_category(category, esr_store::EntryId::ZERO, 1000)
+                .await
+                .unwrap()
+                .len();
+        }
+        left == 0
+    })
+    .await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    for user in &users {
+        let stream = esr_schema::StreamId::of::<UserEvent>(user.clone());
+        let history = store.read_stream(&stream, 1, 100).await.unwrap();
+        assert_eq!(history.len(), 11, "{user}: register and 10 likes, all kept");
+        let mut fold = Profile::empty(user.clone());
+        for stored in &history {
+            fold.apply(&stored.envelope, &stored.decode().unwrap());
+        }
+        assert_eq!(
+            stored_profile(store.as_ref(), user).await.unwrap(),
+            Some(fold)
+        );
     }
 }

@@ -159,6 +159,7 @@ fn quick_settings(consumer: &str) -> ProjectorSettings {
         claim_idle: Duration::from_millis(200),
         max_deliveries: 3,
         prune_idle: None,
+        trim_every: None,
     }
 }
 

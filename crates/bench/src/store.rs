@@ -252,7 +252,9 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     }
     if scale.wants("memory") {
         eprintln!("memory ...");
-        rows.push(memory_row(scale).await?);
+        let (kept, raw_bytes) = memory_row(scale).await?;
+        rows.push(kept);
+        rows.push(trimmed_memory_row(scale, raw_bytes).await?);
     }
     if !scale.wants("aof") {
         return Ok(rows);
@@ -724,8 +726,8 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
-/// Redis memory per stored event, beside a raw XADD entry of the same fields.
-async fn memory_row(scale: &Scale) -> anyhow::Result<Row> {
+/// Redis memory per stored event, beside a raw XADD entry of the same fields (returned too).
+async fn memory_row(scale: &Scale) -> anyhow::Result<(Row, f64)> {
     let server = RedisServer::start_with(&["--appendonly", "no"]);
     let conn = raw::connect(&server.url()).await?;
     let users: Vec<UserId> = (0..scale.memory_events / 100)
@@ -768,13 +770,77 @@ async fn memory_row(scale: &Scale) -> anyhow::Result<Row> {
         }
     }
     let ours = (raw::used_memory(&conn).await? - before) / scale.memory_events as f64;
-    Ok(Row::new(
+    let row = Row::new(
         "bytes_per_event",
         ours,
         "bytes",
         Some(raw_bytes),
         format!(
             "{} events over {} users (user stream + category stream + counter); raw: the same events' category entries alone, one stream",
+            scale.memory_events,
+            users.len()
+        ),
+    );
+    Ok((row, raw_bytes))
+}
+
+/// Memory per event with the category streams trimmed as a group consumes them (the setting
+/// `CATEGORY_TRIM_EVERY_MS`): the steady state of a deployment that keeps each event once,
+/// in its user's stream, still readable there.
+async fn trimmed_memory_row(scale: &Scale, raw_bytes: f64) -> anyhow::Result<Row> {
+    let server = RedisServer::start_with(&["--appendonly", "no"]);
+    let conn = raw::connect(&server.url()).await?;
+    let users: Vec<UserId> = (0..scale.memory_events / 100)
+        .map(|i| user(&format!("t{i}")))
+        .collect();
+    let store = connect(&server).await?;
+    let categories = UserEvent::CATEGORIES;
+    store.create_group("consumer", categories).await?;
+    let before = raw::used_memory(&conn).await?;
+    let mut written = 0;
+    while written < scale.memory_events {
+        let batch: Vec<AppendRequest> = (0..1000.min(scale.memory_events - written))
+            .map(|j| {
+                request(
+                    &users[(written + j) % users.len()],
+                    ExpectedVersion::Any,
+                    vec![like(j as u64)],
+                )
+            })
+            .collect();
+        written += batch.len();
+        for outcome in store.append_batch(batch).await? {
+            outcome?;
+        }
+        // The group consumes what was written; the trim follows it.
+        loop {
+            let read = store
+                .read_new("consumer", "c", categories, 1000, Duration::ZERO)
+                .await?;
+            if read.is_empty() {
+                break;
+            }
+            let entries: Vec<_> = read.into_iter().map(|d| d.entry).collect();
+            store.ack("consumer", &entries).await?;
+        }
+        store.trim_consumed(categories).await?;
+    }
+    let ours = (raw::used_memory(&conn).await? - before) / scale.memory_events as f64;
+    // Still readable: the last user's whole history.
+    let last = stream_of(&users[users.len() - 1]);
+    let history = store.read_stream(&last, 1, 10_000).await?;
+    anyhow::ensure!(
+        history.len() == scale.memory_events / users.len(),
+        "a trimmed store lost events of {last}: {} read",
+        history.len()
+    );
+    Ok(Row::new(
+        "bytes_per_event_trimmed",
+        ours,
+        "bytes",
+        Some(raw_bytes),
+        format!(
+            "{} events over {} users, the category streams trimmed behind a consuming group (user stream + counter); raw: one category entry per event",
             scale.memory_events,
             users.len()
         ),

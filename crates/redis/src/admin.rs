@@ -290,6 +290,46 @@ impl RedisStore {
         Ok(total)
     }
 
+    /// Whether entries were ever removed from a partition of `category` (trimming on): its
+    /// history then starts later than the first event.
+    pub async fn category_trimmed(&self, category: &Category) -> Result<bool> {
+        for partition in 0..self.partitions() {
+            let key = Keys::category_stream(category, partition);
+            let reply: redis::RedisResult<Vec<Value>> = redis::cmd("XINFO")
+                .arg("STREAM")
+                .arg(&key)
+                .query_async(&mut self.conn())
+                .await;
+            let fields = match reply {
+                Ok(fields) => fields,
+                // No such stream: nothing deleted from it.
+                Err(e)
+                    if e.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(classify(e)),
+            };
+            // XTRIM leaves max-deleted-entry-id alone (7.0): more added than held says it.
+            let number = |name: &str| {
+                fields
+                    .chunks_exact(2)
+                    .find(|pair| crate::texts(&pair[0]).first().map(String::as_str) == Some(name))
+                    .and_then(|pair| match &pair[1] {
+                        Value::Int(n) => Some(*n),
+                        _ => None,
+                    })
+            };
+            if let (Some(added), Some(length)) = (number("entries-added"), number("length"))
+                && added > length
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub async fn rebuild_state(&self, name: &str) -> Result<Option<RebuildState>> {
         let key = Keys::rebuild(name);
         let fields: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")

@@ -391,6 +391,23 @@ impl Subscriptions for RedisStore {
         Ok(removed)
     }
 
+    async fn trim_consumed(&self, categories: &[Category]) -> Result<u64> {
+        let mut removed = 0;
+        for partition in 0..self.partitions() {
+            for stream in streams_of(categories, partition) {
+                let n: u64 = self
+                    .inner
+                    .trim_consumed
+                    .key(&stream)
+                    .invoke_async(&mut self.conn())
+                    .await
+                    .map_err(classify)?;
+                removed += n;
+            }
+        }
+        Ok(removed)
+    }
+
     async fn consumers(&self, group: &str, categories: &[Category]) -> Result<Vec<(String, u64)>> {
         let mut held: BTreeMap<String, u64> = BTreeMap::new();
         for partition in 0..self.partitions() {

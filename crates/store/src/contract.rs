@@ -85,6 +85,7 @@ macro_rules! contract_suite {
             read_model_writes_only_over_the_expected_version,
             read_models_in_a_batch_answer_each_user_in_order,
             missing_read_model_is_none,
+            trimming_removes_only_what_every_group_has_acked,
             a_read_model_is_served_from_generation_1_until_switched,
             checkpoints_answer_the_latest_at_or_before_a_time,
             tallies_count_each_position_once_and_rank_across_partitions
@@ -1456,6 +1457,74 @@ pub async fn missing_read_model_is_none<S: ContractStore>(store: S) {
             .await
             .unwrap(),
         None
+    );
+}
+
+pub async fn trimming_removes_only_what_every_group_has_acked<S: ContractStore>(store: S) {
+    // A category of its own: other cases' groups on the shared ones would hold the floor.
+    let name = format!("trim_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let category = Category::parse(&name).unwrap();
+    let cats = [category.clone()];
+    for i in 0..10 {
+        store
+            .write_foreign(
+                &category,
+                vec![("n".to_owned(), i.to_string().into_bytes())],
+            )
+            .await;
+    }
+    // No group reads it yet: nothing is trimmed.
+    assert_eq!(store.trim_consumed(&cats).await.unwrap(), 0);
+    let (behind, ahead) = (fresh_group(), fresh_group());
+    store.create_group(&behind, &cats).await.unwrap();
+    store.create_group(&ahead, &cats).await.unwrap();
+    assert_eq!(
+        store.trim_consumed(&cats).await.unwrap(),
+        0,
+        "nothing read yet"
+    );
+    // `behind` is handed 6 and acks 4 (5 and 6 pending); `ahead` is handed and acks 8.
+    let handed = store
+        .read_new(&behind, "c", &cats, 6, Duration::from_millis(10))
+        .await
+        .unwrap();
+    let refs: Vec<_> = handed.iter().map(|d| d.entry.clone()).collect();
+    store.ack(&behind, &refs[..4]).await.unwrap();
+    let handed = store
+        .read_new(&ahead, "c", &cats, 8, Duration::from_millis(10))
+        .await
+        .unwrap();
+    let acked: Vec<_> = handed.iter().map(|d| d.entry.clone()).collect();
+    store.ack(&ahead, &acked).await.unwrap();
+
+    assert_eq!(store.trim_consumed(&cats).await.unwrap(), 4);
+    let numbers = |entries: Vec<crate::CategoryEntry>| -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.fields[0].1).into_owned())
+            .collect()
+    };
+    let left = store
+        .read_category(&category, EntryId::ZERO, 100)
+        .await
+        .unwrap();
+    assert_eq!(numbers(left), ["4", "5", "6", "7", "8", "9"]);
+    // Both groups go on where they were: the pending ones can be claimed, the rest read.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let claimed = store
+        .claim_idle(&behind, "c2", &cats, Duration::from_millis(10), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let rest = store
+        .read_new(&ahead, "c", &cats, 10, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(
+        store.trim_consumed(&cats).await.unwrap(),
+        0,
+        "the floor did not move"
     );
 }
 

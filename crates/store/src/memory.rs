@@ -425,6 +425,35 @@ impl Subscriptions for MemoryStore {
         Ok(held.into_iter().collect())
     }
 
+    async fn trim_consumed(&self, categories: &[Category]) -> Result<u64> {
+        let mut state = self.lock();
+        let mut removed = 0;
+        for category in categories {
+            // The lowest, over the groups, of the entry after the last delivered one and the
+            // oldest pending one.
+            let floor = state
+                .groups
+                .iter()
+                .filter(|((_, c), _)| c == category)
+                .map(|(_, g)| {
+                    let next = EntryId {
+                        ms: g.last_delivered.ms,
+                        seq: g.last_delivered.seq.saturating_add(1),
+                    };
+                    let oldest_pending = g.pending.keys().next().copied();
+                    oldest_pending.map_or(next, |p| p.min(next))
+                })
+                .min();
+            let (Some(floor), Some(stream)) = (floor, state.streams.get_mut(category)) else {
+                continue;
+            };
+            let kept = stream.split_off(&floor);
+            removed += stream.len() as u64;
+            *stream = kept;
+        }
+        Ok(removed)
+    }
+
     async fn ack(&self, group: &str, entries: &[EntryRef]) -> Result<()> {
         let mut state = self.lock();
         for entry in entries {

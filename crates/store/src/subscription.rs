@@ -105,6 +105,11 @@ pub trait Subscriptions: Send + Sync {
     /// The group's consumers on the categories' streams, with what each holds pending.
     async fn consumers(&self, group: &str, categories: &[Category]) -> Result<Vec<(String, u64)>>;
 
+    /// Remove from the categories' streams the entries every consumer group on them has been
+    /// handed and has acked (never one a group has not read yet or still holds pending; never
+    /// a stream no group reads; never an aggregate's own stream). Returns how many went.
+    async fn trim_consumed(&self, categories: &[Category]) -> Result<u64>;
+
     /// Mark entries done for the group.
     async fn ack(&self, group: &str, entries: &[EntryRef]) -> Result<()>;
 

@@ -38,6 +38,14 @@ pub async fn rebuild(store: RedisStore, name: &str) -> anyhow::Result<ExitCode> 
 }
 
 async fn run<V: View>(store: RedisStore) -> anyhow::Result<ExitCode> {
+    for category in V::categories() {
+        if store.category_trimmed(category).await? {
+            anyhow::bail!(
+                "{category} has been trimmed (CATEGORY_TRIM_EVERY_MS): its history no longer \
+                 starts at the first event, so a rebuild from it would miss events"
+            );
+        }
+    }
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let live = store.live_generation(V::NAME).await?;
     let (generation, done, positions, switched) = match store.rebuild_state(V::NAME).await? {

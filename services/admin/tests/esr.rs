@@ -596,3 +596,34 @@ fn esr_says_its_version_and_refuses_without_a_redis() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Trimmed categories no longer hold the whole history: a rebuild from them is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_is_refused_once_categories_were_trimmed() {
+    use esr_store::ReadModels as _;
+    let server = RedisServer::start();
+    let redis = connect(&server).await;
+    let store: Arc<dyn Store> = Arc::new(redis.clone());
+    let commands = some_history(&store).await;
+    let projectors = Projectors::standard(
+        store.clone(),
+        commands.users.clone(),
+        ProjectorSettings::default(),
+    );
+    projectors.create_groups().await.unwrap();
+    let stop = run_projectors(&store, &commands, "worker-1");
+    until("trimmed", async || {
+        redis
+            .trim_consumed(esr_schema::UserEvent::CATEGORIES)
+            .await
+            .unwrap_or(0)
+            > 0
+    })
+    .await;
+    stop.send(true).unwrap();
+    let refused = esr(&server, &["projection", "rebuild", "profile"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("has been trimmed"), "{said}");
+    assert_eq!(redis.live_generation("profile").await.unwrap(), 1);
+}

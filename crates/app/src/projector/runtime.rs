@@ -33,6 +33,9 @@ pub struct ProjectorSettings {
     /// Consumers idle this long with nothing pending are removed from the groups (`None`:
     /// never), so the names of processes long gone do not pile up.
     pub prune_idle: Option<Duration>,
+    /// Trim the category streams this often, below what every group has acked (`None`: never;
+    /// the events stay in their aggregates' own streams either way).
+    pub trim_every: Option<Duration>,
 }
 
 impl Default for ProjectorSettings {
@@ -44,6 +47,7 @@ impl Default for ProjectorSettings {
             claim_idle: Duration::from_secs(30),
             max_deliveries: 5,
             prune_idle: Some(Duration::from_secs(60 * 60)),
+            trim_every: None,
         }
     }
 }
@@ -177,6 +181,10 @@ impl Projectors {
             return Ok(());
         }
         let mut tasks = tokio::task::JoinSet::new();
+        if let Some(every) = self.settings.trim_every {
+            let (this, shutdown) = (self.clone(), shutdown.clone());
+            tasks.spawn(async move { this.trim(every, shutdown).await });
+        }
         for handler in self.handlers.clone() {
             let (this, shutdown) = (self.clone(), shutdown.clone());
             tasks.spawn(async move { this.run_handler(handler, shutdown).await });
@@ -355,6 +363,34 @@ impl Projectors {
                 resumed,
                 "own pending entries resumed"
             );
+        }
+    }
+
+    /// Every `every`, trim the categories the handlers read below what every group on them
+    /// has acked; a failure only waits for next time.
+    async fn trim(self: Arc<Self>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut categories: Vec<esr_schema::Category> = Vec::new();
+        for handler in &self.handlers {
+            for category in handler.categories() {
+                if !categories.contains(category) {
+                    categories.push(category.clone());
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            match self.store.trim_consumed(&categories).await {
+                Ok(removed) => {
+                    metrics::trimmed(removed);
+                    tracing::debug!(removed, "category streams trimmed");
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), "category streams not trimmed")
+                }
+            }
         }
     }
 
