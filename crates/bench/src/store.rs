@@ -649,40 +649,23 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             format!("{base}/users/h{task}/activity")
         })
     };
-    let probe = async {
-        // One more writer that, after each 2xx, waits to see its effect in the read model.
-        let client = reqwest::Client::new();
-        let probe_user = user("h64");
-        let mut freshness = Vec::new();
-        let deadline = Instant::now() + scale.duration;
-        while Instant::now() < deadline {
-            let answer = client
-                .post(format!("{base}/users/h64/activity"))
-                .json(&serde_json::json!({"action": "kick", "object": "probe"}))
-                .send()
-                .await?;
-            let answered = Instant::now();
-            let body: serde_json::Value = answer.json().await?;
-            let version = body["version"].as_u64().unwrap_or(u64::MAX);
-            loop {
-                let seen = store
-                    .get_read_model(Profile::NAME, &stream_of(&probe_user))
-                    .await?
-                    .map_or(0, |m| m.version);
-                if seen >= version {
-                    break;
-                }
-                if answered.elapsed() > Duration::from_secs(10) {
-                    anyhow::bail!("the read model never reached version {version}");
-                }
-                tokio::time::sleep(Duration::from_micros(500)).await;
-            }
-            freshness.push(measure::elapsed_ms(answered));
-        }
-        Ok::<_, anyhow::Error>(freshness)
-    };
-    let ((counted, mut latencies), freshness) = tokio::join!(load, probe);
+    let ((counted, mut latencies), freshness) =
+        tokio::join!(load, probe_freshness(&base, store.as_ref(), scale.duration));
     let mut freshness = freshness?;
+    // Then at 80% of the rate just sustained, paced (open loop): how fresh the read side
+    // stays below saturation.
+    let target = counted.ok_per_second() * 0.8;
+    let paced = {
+        let base = base.clone();
+        paced_likes(target, scale.duration, move |task| {
+            format!("{base}/users/h{task}/activity")
+        })
+    };
+    let (paced, paced_freshness) = tokio::join!(
+        paced,
+        probe_freshness(&base, store.as_ref(), scale.duration)
+    );
+    let mut paced_freshness = paced_freshness?;
     let _ = stop.send(true);
     server_task.await??;
     projector_task.await??;
@@ -723,7 +706,117 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
                 percentile(&mut freshness, 50.0)
             ),
         ),
+        Row::new(
+            "freshness_p99_at_80pct",
+            percentile(&mut paced_freshness, 99.0),
+            "ms",
+            None,
+            format!(
+                "2xx to read model, {} samples while {target:.0} commands/s (80% of http_commands) are sent paced; {:.0}/s answered 2xx, {} failed, {} not sent (512 in flight); p50 {:.2} ms",
+                paced_freshness.len(),
+                paced.ok as f64 / scale.duration.as_secs_f64(),
+                paced.failed,
+                paced.not_sent,
+                percentile(&mut paced_freshness, 50.0)
+            ),
+        ),
     ])
+}
+
+/// One more writer that, after each 2xx, waits to see its effect in the read model: the
+/// command-to-visible times, for `duration`.
+async fn probe_freshness(
+    base: &str,
+    store: &dyn Store,
+    duration: Duration,
+) -> anyhow::Result<Vec<f64>> {
+    let client = reqwest::Client::new();
+    let probe_user = user("h64");
+    let mut freshness = Vec::new();
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline {
+        let answer = client
+            .post(format!("{base}/users/h64/activity"))
+            .json(&serde_json::json!({"action": "kick", "object": "probe"}))
+            .send()
+            .await?;
+        let answered = Instant::now();
+        let body: serde_json::Value = answer.json().await?;
+        let version = body["version"].as_u64().unwrap_or(u64::MAX);
+        loop {
+            let seen = store
+                .get_read_model(Profile::NAME, &stream_of(&probe_user))
+                .await?
+                .map_or(0, |m| m.version);
+            if seen >= version {
+                break;
+            }
+            if answered.elapsed() > Duration::from_secs(10) {
+                anyhow::bail!("the read model never reached version {version}");
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        freshness.push(measure::elapsed_ms(answered));
+    }
+    Ok(freshness)
+}
+
+struct Paced {
+    ok: u64,
+    failed: u64,
+    not_sent: u64,
+}
+
+/// Likes sent at `rate` per second for `duration` whatever the answers' pace (open loop), over
+/// 64 users; at most 512 in flight, the rest counted as not sent.
+async fn paced_likes(rate: f64, duration: Duration, url: impl Fn(usize) -> String) -> Paced {
+    let targets: Vec<(reqwest::Client, String)> = (0..64)
+        .map(|task| (reqwest::Client::new(), url(task)))
+        .collect();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
+    let tick = Duration::from_millis(5);
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let (mut owed, mut sent, mut not_sent) = (0.0_f64, 0_usize, 0_u64);
+    let mut requests = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        interval.tick().await;
+        owed += rate * tick.as_secs_f64();
+        while owed >= 1.0 {
+            owed -= 1.0;
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                not_sent += 1;
+                continue;
+            };
+            let (client, url) = targets[sent % targets.len()].clone();
+            let object = format!("page-{}", sent % 50);
+            sent += 1;
+            requests.spawn(async move {
+                let ok = client
+                    .post(url)
+                    .json(&serde_json::json!({"action": "like", "object": object}))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                drop(permit);
+                ok
+            });
+        }
+    }
+    let mut paced = Paced {
+        ok: 0,
+        failed: 0,
+        not_sent,
+    };
+    while let Some(done) = requests.join_next().await {
+        if done.unwrap_or(false) {
+            paced.ok += 1;
+        } else {
+            paced.failed += 1;
+        }
+    }
+    paced
 }
 
 /// Redis memory per stored event, beside a raw XADD entry of the same fields (returned too).
