@@ -740,3 +740,45 @@ async fn stopping_mid_backlog_leaves_nothing_pending() {
     }
     assert_eq!(applied, 2000 - stats.lag, "{stats:?}");
 }
+
+/// Each projection process keeps the models it wrote last and writes over them without reading
+/// them back; another process writing the same stream in between must cost a conflict and a
+/// reload, never a lost or doubled event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_taking_turns_on_one_stream_both_fold_it_right() {
+    use esr_app::projector::{Handler as _, ViewProjection};
+    let store = MemoryStore::new();
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let service = commands(&store, 0);
+    let user = id("turns");
+    service
+        .execute(&user, register(), &CommandMeta::new(None))
+        .await
+        .unwrap();
+    for object in ["a", "b", "c", "d", "e"] {
+        service
+            .execute(&user, like(object), &CommandMeta::new(None))
+            .await
+            .unwrap();
+    }
+    let history = store.read_stream(&stream(&user), 1, 100).await.unwrap();
+    let (first, second) = (
+        ViewProjection::<Profile>::new(shared.clone()),
+        ViewProjection::<Profile>::new(shared.clone()),
+    );
+    // First takes 1-3 (and keeps version 3), second 4-5, first 6: its 3 is stale by then.
+    for (projection, events) in [
+        (&first, &history[0..3]),
+        (&second, &history[3..5]),
+        (&first, &history[5..6]),
+    ] {
+        for outcome in projection.handle_batch(events).await {
+            outcome.unwrap();
+        }
+    }
+    let mut fold = Profile::empty(user.clone());
+    for stored in &history {
+        fold.apply(&stored.envelope, &stored.decode().unwrap());
+    }
+    assert_eq!(stored_profile(&store, &user).await.unwrap(), Some(fold));
+}

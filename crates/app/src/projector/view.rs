@@ -1,5 +1,6 @@
 //! Any [`View`] kept per stream, projected by the per-stream runtime.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -23,8 +24,22 @@ pub type ViewProjection<V> = PerStreamProjection<ViewSink<V>>;
 pub struct ViewSink<V> {
     store: Arc<dyn Store>,
     generation: Generation,
+    /// The models this process wrote last, by generation name and stream: a guess checked by
+    /// the version-conditioned write (a stale one costs a conflict and a reload), so a stream
+    /// projected by this process alone is never read back from the store.
+    recent: std::sync::Mutex<HashMap<(String, StreamId), (u64, V)>>,
+    /// Until when the sink reads every model from the store: set when its guesses lose many
+    /// races (other processes write the same streams), which makes them cost more than reads.
+    distrust_until: std::sync::Mutex<Option<std::time::Instant>>,
     view: PhantomData<fn() -> V>,
 }
+
+/// A batch whose writes lost more than this share of races stops the guessing for a while.
+const DISTRUST_ABOVE: f64 = 0.1;
+const DISTRUST_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Streams whose last model a sink keeps; when full it starts over (a miss is one read).
+const RECENT_STREAMS: usize = 100_000;
 
 impl<V: View> ViewProjection<V> {
     /// Writes the generation of the read model that is served, and follows a rebuild's switch.
@@ -41,6 +56,8 @@ impl<V: View> ViewProjection<V> {
         let sink = ViewSink {
             store: store.clone(),
             generation,
+            recent: std::sync::Mutex::new(HashMap::new()),
+            distrust_until: std::sync::Mutex::new(None),
             view: PhantomData,
         };
         Self::with_sink(sink, store)
@@ -116,7 +133,7 @@ fn decode<V: View>(stream: &StreamId, model: &ReadModel) -> Result<V, StoreError
 impl<V: View> StreamSink for ViewSink<V> {
     type Event = V::Event;
     type State = Option<V>;
-    type Write = (ReadModel, Vec<Checkpoint>);
+    type Write = (ReadModel, Vec<Checkpoint>, V);
 
     fn group(&self) -> &str {
         V::group()
@@ -130,16 +147,53 @@ impl<V: View> StreamSink for ViewSink<V> {
         // Resolved for the load and again for the save: a switch in between costs a version
         // conflict and another round, never a wrong write.
         let name = self.generation.name(self.store.as_ref(), V::NAME).await?;
-        let models = self.store.get_read_models(&name, streams).await?;
-        streams
+        let distrusted = self
+            .distrust_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| std::time::Instant::now() < until);
+        let mut loaded: Vec<Option<(u64, Option<V>)>> = if distrusted {
+            vec![None; streams.len()]
+        } else {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            streams
+                .iter()
+                .map(|stream| {
+                    recent
+                        .get(&(name.clone(), stream.clone()))
+                        .map(|(version, view)| (*version, Some(view.clone())))
+                })
+                .collect()
+        };
+        let missing: Vec<StreamId> = streams
             .iter()
-            .zip(models)
-            .map(|(stream, model)| match model {
-                None => Ok((0, None)),
-                Some(model) => Ok((model.version, Some(decode::<V>(stream, &model)?))),
-            })
-            .collect::<Result<_, StoreError>>()
-            .map_err(|e| HandlerError::Poison(e.to_string()))
+            .zip(&loaded)
+            .filter(|(_, hit)| hit.is_none())
+            .map(|(stream, _)| stream.clone())
+            .collect();
+        if !missing.is_empty() {
+            let models = self.store.get_read_models(&name, &missing).await?;
+            let mut read = missing.iter().zip(models);
+            for slot in loaded.iter_mut().filter(|slot| slot.is_none()) {
+                let Some((stream, model)) = read.next() else {
+                    break;
+                };
+                *slot = Some(match model {
+                    None => (0, None),
+                    Some(model) => (
+                        model.version,
+                        Some(
+                            decode::<V>(stream, &model)
+                                .map_err(|e| HandlerError::Poison(e.to_string()))?,
+                        ),
+                    ),
+                });
+            }
+        }
+        Ok(loaded
+            .into_iter()
+            .map(|slot| slot.unwrap_or((0, None)))
+            .collect())
     }
 
     fn fold(
@@ -148,7 +202,7 @@ impl<V: View> StreamSink for ViewSink<V> {
         stored: Option<V>,
         _expected: u64,
         events: &[(&StoredEvent, V::Event)],
-    ) -> (ReadModel, Vec<Checkpoint>) {
+    ) -> (ReadModel, Vec<Checkpoint>, V) {
         let mut view = stored.unwrap_or_else(|| V::empty(&stream.id));
         let mut checkpoints = vec![];
         for (stored, event) in events {
@@ -165,18 +219,20 @@ impl<V: View> StreamSink for ViewSink<V> {
             version: view.version(),
             fields: view.to_fields(),
         };
-        (model, checkpoints)
+        (model, checkpoints, view)
     }
 
     async fn save(
         &self,
-        writes: Vec<(StreamId, u64, (ReadModel, Vec<Checkpoint>))>,
+        writes: Vec<(StreamId, u64, (ReadModel, Vec<Checkpoint>, V))>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut checkpoints = vec![];
-        let writes = writes
+        let mut views = Vec::with_capacity(writes.len());
+        let writes: Vec<ReadModelWrite> = writes
             .into_iter()
-            .map(|(stream, expected, (model, taken))| {
+            .map(|(stream, expected, (model, taken, view))| {
                 checkpoints.extend(taken.into_iter().map(|c| (stream.clone(), c)));
+                views.push((stream.clone(), model.version, view));
                 ReadModelWrite {
                     stream,
                     expected,
@@ -191,7 +247,39 @@ impl<V: View> StreamSink for ViewSink<V> {
         if !checkpoints.is_empty() {
             self.store.save_checkpoints(&name, checkpoints).await?;
         }
-        self.store.put_read_models(&name, writes).await
+        let outcomes = self.store.put_read_models(&name, writes).await;
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        match &outcomes {
+            Ok(outcomes) => {
+                if recent.len() >= RECENT_STREAMS {
+                    recent.clear();
+                }
+                let lost = outcomes.iter().filter(|o| o.is_err()).count();
+                if lost as f64 > DISTRUST_ABOVE * outcomes.len() as f64 {
+                    *self
+                        .distrust_until
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) =
+                        Some(std::time::Instant::now() + DISTRUST_FOR);
+                }
+                for ((stream, version, view), outcome) in views.into_iter().zip(outcomes) {
+                    let key = (name.clone(), stream);
+                    match outcome {
+                        Ok(()) => {
+                            recent.insert(key, (version, view));
+                        }
+                        // Another writer got there first: what is stored is unknown now.
+                        Err(_) => {
+                            recent.remove(&key);
+                        }
+                    }
+                }
+            }
+            // The store failed as a whole (a restart may have lost recent writes): forget all.
+            Err(_) => recent.clear(),
+        }
+        drop(recent);
+        outcomes
     }
 }
 
