@@ -38,8 +38,9 @@ pub struct ViewSink<V> {
 const DISTRUST_ABOVE: f64 = 0.1;
 const DISTRUST_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Streams whose last model a sink keeps; when full it starts over (a miss is one read).
-const RECENT_STREAMS: usize = 100_000;
+/// Streams whose last model a sink keeps; when full it starts over (a miss is one read). A
+/// profile is at most a few KiB (100 likes), so this bounds a sink to some tens of MiB.
+const RECENT_STREAMS: usize = 10_000;
 
 impl<V: View> ViewProjection<V> {
     /// Writes the generation of the read model that is served, and follows a rebuild's switch.
