@@ -97,23 +97,9 @@ impl RedisStore {
         for category in categories {
             for partition in 0..self.partitions() {
                 let stream = Keys::category_stream(category, partition);
-                let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
-                    .arg("GROUPS")
-                    .arg(&stream)
-                    .query_async(&mut self.conn())
-                    .await;
-                let groups = match reply {
-                    Ok(reply) => {
-                        parse::groups(&reply).map_err(|r| corrupt("XINFO GROUPS reply", r))?
-                    }
-                    // No stream yet: no groups on it.
-                    Err(e)
-                        if e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
-                    {
-                        continue;
-                    }
-                    Err(e) => return Err(classify(e)),
+                // No stream yet: no groups on it.
+                let Some(groups) = self.stream_groups(&stream).await? else {
+                    continue;
                 };
                 for info in groups {
                     let (lag, lag_is_lower_bound) = self.lag(&stream, &info).await?;

@@ -515,24 +515,7 @@ impl Subscriptions for RedisStore {
     async fn group_present(&self, group: &str, categories: &[Category]) -> Result<bool> {
         for partition in 0..self.partitions() {
             for stream in streams_of(categories, partition) {
-                let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
-                    .arg("GROUPS")
-                    .arg(&stream)
-                    .query_async(&mut self.conn())
-                    .await;
-                let groups = match reply {
-                    Ok(reply) => {
-                        parse::groups(&reply).map_err(|r| corrupt("XINFO GROUPS reply", r))?
-                    }
-                    // No such stream: no group on it either.
-                    Err(e)
-                        if e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
-                    {
-                        return Ok(false);
-                    }
-                    Err(e) => return Err(classify(e)),
-                };
+                let groups = self.stream_groups(&stream).await?.unwrap_or_default();
                 if !groups.iter().any(|g| g.name == group) {
                     return Ok(false);
                 }
@@ -550,24 +533,7 @@ impl Subscriptions for RedisStore {
         for partition in 0..self.partitions() {
             let mut stats = GroupStats::default();
             for stream in streams_of(categories, partition) {
-                let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
-                    .arg("GROUPS")
-                    .arg(&stream)
-                    .query_async(&mut self.conn())
-                    .await;
-                let reply = match reply {
-                    Ok(reply) => reply,
-                    Err(e)
-                        if e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
-                    {
-                        return Err(StoreError::Invalid(format!(
-                            "no group {group:?} on {stream}"
-                        )));
-                    }
-                    Err(e) => return Err(classify(e)),
-                };
-                let groups = parse::groups(&reply).map_err(|r| corrupt("XINFO GROUPS reply", r))?;
+                let groups = self.stream_groups(&stream).await?.unwrap_or_default();
                 let Some(info) = groups.into_iter().find(|g| g.name == group) else {
                     return Err(StoreError::Invalid(format!(
                         "no group {group:?} on {stream}"
@@ -629,15 +595,34 @@ impl RedisStore {
 
     /// Whether `stream` has `group` (false when that cannot be read either).
     async fn group_exists(&self, stream: &str, group: &str) -> bool {
+        self.stream_groups(stream)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|groups| groups.iter().any(|g| g.name == group))
+    }
+
+    /// `XINFO GROUPS`: the stream's groups, `None` when there is no such stream.
+    pub(crate) async fn stream_groups(
+        &self,
+        stream: &str,
+    ) -> Result<Option<Vec<parse::GroupInfo>>> {
         let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(stream)
             .query_async(&mut self.conn())
             .await;
-        reply
-            .ok()
-            .and_then(|reply| parse::groups(&reply).ok())
-            .is_some_and(|groups| groups.iter().any(|g| g.name == group))
+        match reply {
+            Ok(reply) => parse::groups(&reply)
+                .map(Some)
+                .map_err(|r| corrupt("XINFO GROUPS reply", r)),
+            Err(e)
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(classify(e)),
+        }
     }
 
     /// `XINFO CONSUMERS`: (name, pending, idle ms); none when the stream or group is missing.

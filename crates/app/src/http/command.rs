@@ -78,10 +78,7 @@ pub(super) struct FriendBody {
     tag = "users",
     request_body = RegisterBody,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
-        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
-        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
-
+        super::openapi::CommandHeaders
     ),
     responses(
         (status = 201, description = "Registered (a missing user_id is generated)", body = super::openapi::UserAccepted),
@@ -118,9 +115,7 @@ pub(super) async fn register(
     tag = "users",
     request_body = PersonalInfoBody,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
-        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
-        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+        super::openapi::CommandHeaders,
         ("id" = String, Path, description = "The user")
     ),
     responses(
@@ -148,9 +143,7 @@ pub(super) async fn change_personal_info(
     tag = "users",
     request_body = ActivityBody,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
-        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
-        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+        super::openapi::CommandHeaders,
         ("id" = String, Path, description = "The user")
     ),
     responses(
@@ -185,9 +178,7 @@ pub(super) async fn act(
     tag = "users",
     request_body = FriendBody,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
-        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
-        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+        super::openapi::CommandHeaders,
         ("id" = String, Path, description = "The user")
     ),
     responses(
@@ -213,9 +204,7 @@ pub(super) async fn add_friend(
     path = "/users/{id}/friends/{friend_id}",
     tag = "users",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
-        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
-        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+        super::openapi::CommandHeaders,
         ("id" = String, Path, description = "The user"),
         ("friend_id" = String, Path, description = "The friend")
     ),
@@ -268,10 +257,7 @@ pub(super) struct MemberBody {
     tag = "groups",
     request_body = NewGroupBody,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
-        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
-        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
-
+        super::openapi::CommandHeaders
     ),
     responses(
         (status = 201, description = "Created (a missing group_id is generated)", body = super::openapi::GroupAccepted),
@@ -307,9 +293,7 @@ pub(super) async fn create_group(
     tag = "groups",
     request_body = MemberBody,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
-        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
-        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+        super::openapi::CommandHeaders,
         ("id" = String, Path, description = "The group")
     ),
     responses(
@@ -341,9 +325,7 @@ pub(super) async fn add_member(
     path = "/groups/{id}/members/{user_id}",
     tag = "groups",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Send the command again with the same key: the first answer, nothing appended twice"),
-        ("If-Match" = Option<String>, Header, description = "The version the client saw, \"3\": 412 if the stream moved"),
-        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the events and answered back"),
+        super::openapi::CommandHeaders,
         ("id" = String, Path, description = "The group"),
         ("user_id" = String, Path, description = "The member")
     ),

@@ -104,6 +104,22 @@ pub struct ObjectLikes {
     pub likes: u64,
 }
 
+/// The headers every command route reads.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Only described: the handlers read the headers themselves.
+pub struct CommandHeaders {
+    /// Send the command again with the same key: the first answer, nothing appended twice.
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+    /// The version the client saw, `"3"`: 412 if the stream moved.
+    #[param(rename = "If-Match")]
+    if_match: Option<String>,
+    /// Carried into the events and answered back.
+    #[param(rename = "X-Correlation-Id")]
+    correlation_id: Option<String>,
+}
+
 /// What any command may be answered besides success.
 #[derive(IntoResponses)]
 #[allow(dead_code)] // Only described, never built: the answers come from `ApiError`.
