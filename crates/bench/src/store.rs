@@ -846,22 +846,7 @@ async fn memory_row(scale: &Scale) -> anyhow::Result<(Row, f64)> {
     .await?;
     let store = connect(&server).await?;
     let before = raw::used_memory(&conn).await?;
-    let mut written = 0;
-    while written < scale.memory_events {
-        let batch: Vec<AppendRequest> = (0..1000.min(scale.memory_events - written))
-            .map(|j| {
-                request(
-                    &users[(written + j) % users.len()],
-                    ExpectedVersion::Any,
-                    vec![like(j as u64)],
-                )
-            })
-            .collect();
-        written += batch.len();
-        for outcome in store.append_batch(batch).await? {
-            outcome?;
-        }
-    }
+    append_likes(&store, &users, scale.memory_events, async || Ok(())).await?;
     let ours = (raw::used_memory(&conn).await? - before) / scale.memory_events as f64;
     let row = Row::new(
         "bytes_per_event",
@@ -877,6 +862,33 @@ async fn memory_row(scale: &Scale) -> anyhow::Result<(Row, f64)> {
     Ok((row, raw_bytes))
 }
 
+/// `events` likes over `users`, appended in batches of 1,000, `after_batch` run after each.
+async fn append_likes(
+    store: &RedisStore,
+    users: &[UserId],
+    events: usize,
+    mut after_batch: impl AsyncFnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut written = 0;
+    while written < events {
+        let batch: Vec<AppendRequest> = (0..1000.min(events - written))
+            .map(|j| {
+                request(
+                    &users[(written + j) % users.len()],
+                    ExpectedVersion::Any,
+                    vec![like(j as u64)],
+                )
+            })
+            .collect();
+        written += batch.len();
+        for outcome in store.append_batch(batch).await? {
+            outcome?;
+        }
+        after_batch().await?;
+    }
+    Ok(())
+}
+
 /// Memory per event with the category streams trimmed as a group consumes them (the setting
 /// `CATEGORY_TRIM_EVERY_MS`): the steady state of a deployment that keeps each event once,
 /// in its user's stream, still readable there.
@@ -890,22 +902,8 @@ async fn trimmed_memory_row(scale: &Scale, raw_bytes: f64) -> anyhow::Result<Row
     let categories = UserEvent::CATEGORIES;
     store.create_group("consumer", categories).await?;
     let before = raw::used_memory(&conn).await?;
-    let mut written = 0;
-    while written < scale.memory_events {
-        let batch: Vec<AppendRequest> = (0..1000.min(scale.memory_events - written))
-            .map(|j| {
-                request(
-                    &users[(written + j) % users.len()],
-                    ExpectedVersion::Any,
-                    vec![like(j as u64)],
-                )
-            })
-            .collect();
-        written += batch.len();
-        for outcome in store.append_batch(batch).await? {
-            outcome?;
-        }
-        // The group consumes what was written; the trim follows it.
+    // After each batch the group consumes what was written, and the trim follows it.
+    append_likes(&store, &users, scale.memory_events, async || {
         loop {
             let read = store
                 .read_new("consumer", "c", categories, 1000, Duration::ZERO)
@@ -917,7 +915,9 @@ async fn trimmed_memory_row(scale: &Scale, raw_bytes: f64) -> anyhow::Result<Row
             store.ack("consumer", &entries).await?;
         }
         store.trim_consumed(categories).await?;
-    }
+        Ok(())
+    })
+    .await?;
     let ours = (raw::used_memory(&conn).await? - before) / scale.memory_events as f64;
     // Still readable: the last user's whole history.
     let last = stream_of(&users[users.len() - 1]);
