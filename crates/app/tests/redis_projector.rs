@@ -445,3 +445,47 @@ async fn trimming_on_empties_consumed_categories_and_keeps_every_users_stream() 
         );
     }
 }
+
+/// A projector trusts the models it wrote only for events it has not applied yet: an event
+/// delivered again (after Redis lost the write, say) is checked against the store, which
+/// restores the model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_event_restores_a_model_the_store_lost() {
+    use esr_app::projector::{Handler as _, ViewProjection};
+    let server = RedisServer::start();
+    let store = store_on(&server, 1).await;
+    let commands = Arc::new(CommandService::<User>::new(
+        store.clone(),
+        CommandSettings::default(),
+    ));
+    let user = id("lost");
+    register_with_likes(&commands, std::slice::from_ref(&user), 2).await;
+    let stream = esr_schema::StreamId::of::<UserEvent>(user.clone());
+    let history = store.read_stream(&stream, 1, 100).await.unwrap();
+    let projection = ViewProjection::<Profile>::new(store.clone());
+    for outcome in projection.handle_batch(&history).await {
+        outcome.unwrap();
+    }
+    assert!(
+        stored_profile(store.as_ref(), &user)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // The write is lost (as an AOF `everysec` crash can), the entries are delivered again.
+    let deleted: i64 = server
+        .query(redis::cmd("DEL").arg("profile:{p0}:lost"))
+        .unwrap();
+    assert_eq!(deleted, 1);
+    for outcome in projection.handle_batch(&history).await {
+        outcome.unwrap();
+    }
+    let mut fold = Profile::empty(user.clone());
+    for stored in &history {
+        fold.apply(&stored.envelope, &stored.decode().unwrap());
+    }
+    assert_eq!(
+        stored_profile(store.as_ref(), &user).await.unwrap(),
+        Some(fold)
+    );
+}

@@ -30,7 +30,12 @@ pub trait StreamSink: Send + Sync + 'static {
     fn categories(&self) -> &[Category];
 
     /// The stored version and state of each stream, in order (version 0: nothing stored).
-    async fn load(&self, streams: &[StreamId]) -> Result<Vec<(u64, Self::State)>, HandlerError>;
+    /// Beside each stream, the first version of its events in hand: a sink that answers from
+    /// memory reads the store instead when that event may already be applied (a redelivery).
+    async fn load(
+        &self,
+        streams: &[(StreamId, u64)],
+    ) -> Result<Vec<(u64, Self::State)>, HandlerError>;
 
     /// The write that takes `stored` (at `expected`) to `target` by folding `events` (the
     /// stream's events `expected + 1 ..= target`, in order).
@@ -147,7 +152,13 @@ async fn apply_streams<S: StreamSink>(
         if pending.is_empty() {
             break;
         }
-        let streams: Vec<StreamId> = pending.iter().map(|(_, id)| id.clone()).collect();
+        let streams: Vec<(StreamId, u64)> = pending
+            .iter()
+            .map(|(s, id)| {
+                let first = in_hand[*s].first().map_or(0, |e| e.envelope.version);
+                (id.clone(), first)
+            })
+            .collect();
         let stored = match sink.load(&streams).await {
             Ok(stored) => stored,
             Err(e) => {

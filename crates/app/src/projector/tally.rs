@@ -44,7 +44,9 @@ impl<T: Tally> StreamSink for TallySink<T> {
         T::categories()
     }
 
-    async fn load(&self, streams: &[StreamId]) -> Result<Vec<(u64, ())>, HandlerError> {
+    async fn load(&self, streams: &[(StreamId, u64)]) -> Result<Vec<(u64, ())>, HandlerError> {
+        let streams: Vec<StreamId> = streams.iter().map(|(stream, _)| stream.clone()).collect();
+        let streams = streams.as_slice();
         let positions = self.store.tally_positions(T::NAME, streams).await?;
         Ok(positions.into_iter().map(|p| (p, ())).collect())
     }

@@ -144,7 +144,10 @@ impl<V: View> StreamSink for ViewSink<V> {
         V::categories()
     }
 
-    async fn load(&self, streams: &[StreamId]) -> Result<Vec<(u64, Option<V>)>, HandlerError> {
+    async fn load(
+        &self,
+        streams: &[(StreamId, u64)],
+    ) -> Result<Vec<(u64, Option<V>)>, HandlerError> {
         // Resolved for the load and again for the save: a switch in between costs a version
         // conflict and another round, never a wrong write.
         let name = self.generation.name(self.store.as_ref(), V::NAME).await?;
@@ -159,9 +162,12 @@ impl<V: View> StreamSink for ViewSink<V> {
             let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             streams
                 .iter()
-                .map(|stream| {
+                .map(|(stream, first)| {
                     recent
                         .get(&(name.clone(), stream.clone()))
+                        // An event in hand the guess says is applied is a redelivery: the
+                        // store decides whether the write really landed.
+                        .filter(|(version, _)| version < first)
                         .map(|(version, view)| (*version, Some(view.clone())))
                 })
                 .collect()
@@ -170,7 +176,7 @@ impl<V: View> StreamSink for ViewSink<V> {
             .iter()
             .zip(&loaded)
             .filter(|(_, hit)| hit.is_none())
-            .map(|(stream, _)| stream.clone())
+            .map(|((stream, _), _)| stream.clone())
             .collect();
         if !missing.is_empty() {
             let models = self.store.get_read_models(&name, &missing).await?;
