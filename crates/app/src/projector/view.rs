@@ -27,7 +27,7 @@ pub struct ViewSink<V> {
     /// The models this process wrote last, by generation name and stream: a guess checked by
     /// the version-conditioned write (a stale one costs a conflict and a reload), so a stream
     /// projected by this process alone is never read back from the store.
-    recent: std::sync::Mutex<HashMap<(String, StreamId), (u64, V)>>,
+    recent: std::sync::Mutex<Recent<V>>,
     /// Until when the sink reads every model from the store: set when its guesses lose many
     /// races (other processes write the same streams), which makes them cost more than reads.
     distrust_until: std::sync::Mutex<Option<std::time::Instant>>,
@@ -38,9 +38,39 @@ pub struct ViewSink<V> {
 const DISTRUST_ABOVE: f64 = 0.1;
 const DISTRUST_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Streams whose last model a sink keeps; when full it starts over (a miss is one read). A
-/// profile is at most a few KiB (100 likes), so this bounds a sink to some tens of MiB.
-const RECENT_STREAMS: usize = 10_000;
+/// The models a sink keeps, by generation name and stream, with their stored size.
+struct Recent<V> {
+    models: HashMap<(String, StreamId), (u64, V, usize)>,
+    bytes: usize,
+}
+
+impl<V> Recent<V> {
+    fn insert(&mut self, key: (String, StreamId), version: u64, view: V, bytes: usize) {
+        // Bounded without bookkeeping: when full, start over (a miss is one read).
+        if self.bytes + bytes > RECENT_BYTES {
+            self.clear();
+        }
+        self.bytes += bytes;
+        if let Some((_, _, old)) = self.models.insert(key, (version, view, bytes)) {
+            self.bytes -= old;
+        }
+    }
+
+    fn remove(&mut self, key: &(String, StreamId)) {
+        if let Some((_, _, old)) = self.models.remove(key) {
+            self.bytes -= old;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.models.clear();
+        self.bytes = 0;
+    }
+}
+
+/// What a sink's kept models may weigh, counted as their stored fields: models of any size,
+/// a few thousand profiles with 100 likes or hundreds of thousands of small ones.
+const RECENT_BYTES: usize = 64 * 1024 * 1024;
 
 impl<V: View> ViewProjection<V> {
     /// Writes the generation of the read model that is served, and follows a rebuild's switch.
@@ -57,7 +87,10 @@ impl<V: View> ViewProjection<V> {
         let sink = ViewSink {
             store: store.clone(),
             generation,
-            recent: std::sync::Mutex::new(HashMap::new()),
+            recent: std::sync::Mutex::new(Recent {
+                models: HashMap::new(),
+                bytes: 0,
+            }),
             distrust_until: std::sync::Mutex::new(None),
             view: PhantomData,
         };
@@ -164,11 +197,12 @@ impl<V: View> StreamSink for ViewSink<V> {
                 .iter()
                 .map(|(stream, first)| {
                     recent
+                        .models
                         .get(&(name.clone(), stream.clone()))
                         // An event in hand the guess says is applied is a redelivery: the
                         // store decides whether the write really landed.
-                        .filter(|(version, _)| version < first)
-                        .map(|(version, view)| (*version, Some(view.clone())))
+                        .filter(|(version, _, _)| version < first)
+                        .map(|(version, view, _)| (*version, Some(view.clone())))
                 })
                 .collect()
         };
@@ -239,7 +273,8 @@ impl<V: View> StreamSink for ViewSink<V> {
             .into_iter()
             .map(|(stream, expected, (model, taken, view))| {
                 checkpoints.extend(taken.into_iter().map(|c| (stream.clone(), c)));
-                views.push((stream.clone(), model.version, view));
+                let bytes = model.fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+                views.push((stream.clone(), model.version, view, bytes));
                 ReadModelWrite {
                     stream,
                     expected,
@@ -258,9 +293,6 @@ impl<V: View> StreamSink for ViewSink<V> {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         match &outcomes {
             Ok(outcomes) => {
-                if recent.len() >= RECENT_STREAMS {
-                    recent.clear();
-                }
                 let lost = outcomes.iter().filter(|o| o.is_err()).count();
                 if lost as f64 > DISTRUST_ABOVE * outcomes.len() as f64 {
                     *self
@@ -269,12 +301,10 @@ impl<V: View> StreamSink for ViewSink<V> {
                         .unwrap_or_else(|p| p.into_inner()) =
                         Some(std::time::Instant::now() + DISTRUST_FOR);
                 }
-                for ((stream, version, view), outcome) in views.into_iter().zip(outcomes) {
+                for ((stream, version, view, bytes), outcome) in views.into_iter().zip(outcomes) {
                     let key = (name.clone(), stream);
                     match outcome {
-                        Ok(()) => {
-                            recent.insert(key, (version, view));
-                        }
+                        Ok(()) => recent.insert(key, version, view, bytes),
                         // Another writer got there first: what is stored is unknown now.
                         Err(_) => {
                             recent.remove(&key);
