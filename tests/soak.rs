@@ -380,6 +380,10 @@ async fn main() -> anyhow::Result<()> {
     // a lag too long to count reads as a constant lower bound while the group works through it.
     let catching_up = Instant::now();
     let (mut positions, mut progressed) = (String::new(), Instant::now());
+    // Opened once, after the last fault: the catch-up runs on a Redis that stays up.
+    let mut positions_connection = redis::Client::open(redis_url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
     let mut failures = Vec::new();
     loop {
         // Redis may still be loading after the last crash: an answer that is not one yet.
@@ -389,7 +393,7 @@ async fn main() -> anyhow::Result<()> {
         {
             break;
         }
-        let now = group_positions(&redis_url, &standard, partitions).await?;
+        let now = group_positions(&mut positions_connection, &standard, partitions).await;
         if now != positions {
             (positions, progressed) = (now, Instant::now());
         } else if progressed.elapsed() > Duration::from_secs(60) {
@@ -504,12 +508,10 @@ async fn main() -> anyhow::Result<()> {
 /// Every group's last delivered entry and pending count on every category stream it reads,
 /// as one comparable text.
 async fn group_positions(
-    redis_url: &str,
+    connection: &mut redis::aio::MultiplexedConnection,
     projectors: &Projectors,
     partitions: u32,
-) -> anyhow::Result<String> {
-    let client = redis::Client::open(redis_url)?;
-    let mut connection = client.get_multiplexed_async_connection().await?;
+) -> String {
     let mut positions = String::new();
     for handler in projectors.handlers() {
         for category in handler.categories() {
@@ -519,13 +521,13 @@ async fn group_positions(
                 let groups: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
                     .arg("GROUPS")
                     .arg(&stream)
-                    .query_async(&mut connection)
+                    .query_async(connection)
                     .await;
                 positions.push_str(&format!("{stream} {groups:?}\n"));
             }
         }
     }
-    Ok(positions)
+    positions
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

@@ -121,6 +121,27 @@ impl RedisStore {
         Ok(rows)
     }
 
+    /// The groups on `categories`' streams, each with the categories it reads (names only:
+    /// none of [`RedisStore::group_rows`]' counting).
+    pub async fn groups_on(
+        &self,
+        categories: &[Category],
+    ) -> Result<std::collections::BTreeMap<String, Vec<Category>>> {
+        let mut found: std::collections::BTreeMap<String, Vec<Category>> = Default::default();
+        for category in categories {
+            for partition in 0..self.partitions() {
+                let stream = Keys::category_stream(category, partition);
+                for info in self.stream_groups(&stream).await?.unwrap_or_default() {
+                    let reads = found.entry(info.name).or_default();
+                    if !reads.contains(category) {
+                        reads.push(category.clone());
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Every dead letter with its id, oldest first, up to `limit`.
     pub async fn dead_letters_with_ids(
         &self,

@@ -576,6 +576,25 @@ async fn an_append_no_replica_acknowledged_is_unavailable_until_one_does() {
     assert_eq!((next.version, next.duplicate), (2, false));
 }
 
+/// A group's stats once the store answers again after a restart (the first call may meet the
+/// old connection's end).
+async fn stats_once_back(
+    store: &RedisStore,
+    group: &str,
+    categories: &[esr_schema::Category],
+) -> esr_store::GroupStats {
+    use esr_store::Subscriptions;
+    let mut stats = store.group_stats(group, categories).await;
+    for _ in 0..50 {
+        if stats.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stats = store.group_stats(group, categories).await;
+    }
+    stats.unwrap()
+}
+
 /// Redis forgets how many entries a group has read when it restarts from its append-only
 /// file (`XINFO GROUPS` then says the lag is unknown), and its count can drift after that: the
 /// lag the store reports comes from the entry ids, so it is right either way.
@@ -607,16 +626,7 @@ async fn a_groups_lag_survives_a_restart() {
         .unwrap();
 
     server.crash_and_restart();
-    // The first call after the crash may meet the old connection's end.
-    let mut stats = store.group_stats("lagging", &activity).await;
-    for _ in 0..50 {
-        if stats.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        stats = store.group_stats("lagging", &activity).await;
-    }
-    let stats = stats.unwrap();
+    let stats = stats_once_back(&store, "lagging", &activity).await;
     assert_eq!((stats.lag, stats.pending), (6, 0));
     assert!(!stats.lag_is_lower_bound, "6 entries are counted exactly");
     let rest = store
@@ -662,15 +672,7 @@ async fn a_lag_too_long_to_count_after_a_restart_is_a_lower_bound() {
     assert_eq!((stats.lag, stats.lag_is_lower_bound), (1_190, false));
 
     server.crash_and_restart();
-    let mut stats = store.group_stats("behind", &activity).await;
-    for _ in 0..50 {
-        if stats.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        stats = store.group_stats("behind", &activity).await;
-    }
-    let stats = stats.unwrap();
+    let stats = stats_once_back(&store, "behind", &activity).await;
     assert!(stats.lag >= 1_000, "{stats:?}");
     assert!(stats.lag_is_lower_bound, "{stats:?}");
 

@@ -97,14 +97,7 @@ fn idle(ms: u64) -> String {
 
 /// Remove, from every group, consumers idle `idle` or longer with nothing pending.
 pub async fn prune(store: &RedisStore, idle: Duration, json: bool) -> anyhow::Result<()> {
-    let mut categories_of: BTreeMap<String, Vec<Category>> = BTreeMap::new();
-    for row in store.group_rows(&categories()).await? {
-        let category = Category::parse(&row.category).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let categories = categories_of.entry(row.group).or_default();
-        if !categories.contains(&category) {
-            categories.push(category);
-        }
-    }
+    let categories_of = store.groups_on(&categories()).await?;
     let mut removed = BTreeMap::new();
     for (group, categories) in &categories_of {
         // No consumer to keep: this process is none of theirs.
