@@ -11,7 +11,8 @@ use redis::aio::{
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, TlsCertificates, Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisFuture,
+    RedisResult, TlsCertificates, Value,
 };
 
 /// Where the data lives.
@@ -158,6 +159,67 @@ impl Connector {
         }
     }
 
+    /// A connection to one node of the cluster at `address` (`host:port`), with the scheme,
+    /// credentials and certificates of the first configured node: for commands addressed to
+    /// one node (moving a slot).
+    pub async fn node(&self, address: &str) -> RedisResult<MultiplexedConnection> {
+        let (host, port) = address
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+            .ok_or_else(|| invalid_input(format!("{address:?} is not host:port")))?;
+        let first = self
+            .cluster_nodes
+            .first()
+            .ok_or_else(|| invalid_input("not a cluster".to_owned()))?
+            .as_str()
+            .into_connection_info()?;
+        let addr = match first.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        let info = first.set_addr(addr);
+        let client = match &self.tls_ca_pem {
+            Some(pem) => redis::Client::build_with_tls(info, certificates(pem))?,
+            None => redis::Client::open(info)?,
+        };
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(self.response_timeout));
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    /// `AUTH`/`AUTH2` arguments for a `MIGRATE` between nodes, from the configured credentials.
+    pub fn migrate_auth(&self, migrate: &mut Cmd) {
+        let Some(info) = self
+            .cluster_nodes
+            .first()
+            .and_then(|n| n.as_str().into_connection_info().ok())
+        else {
+            return;
+        };
+        let settings = info.redis_settings();
+        match (settings.username(), settings.password()) {
+            (Some(user), Some(password)) => {
+                migrate.arg("AUTH2").arg(user).arg(password);
+            }
+            (None, Some(password)) => {
+                migrate.arg("AUTH").arg(password);
+            }
+            _ => {}
+        }
+    }
+
     async fn cluster(&self, response_timeout: Duration) -> RedisResult<ClusterConnection> {
         let mut builder = ClusterClient::builder(self.cluster_nodes.clone())
             .response_timeout(response_timeout)
@@ -168,6 +230,13 @@ impl Connector {
         }
         builder.build()?.get_async_connection().await
     }
+}
+
+fn invalid_input(reason: String) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        reason,
+    ))
 }
 
 /// Trust `ca_pem` instead of the system's roots; no client certificate.

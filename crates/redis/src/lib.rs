@@ -16,6 +16,7 @@ pub mod conn;
 pub mod keys;
 mod parse;
 mod partitioned;
+pub mod placement;
 mod read_model;
 mod subscription;
 mod tally;
