@@ -4,6 +4,7 @@
 mod check;
 mod dead_letters;
 mod groups;
+mod partitions;
 mod projection;
 mod streams;
 
@@ -60,6 +61,12 @@ enum Command {
         #[command(subcommand)]
         command: ProjectionCommand,
     },
+    /// Where each partition lives on a Cluster (its slot and master); `spread` moves
+    /// partitions live until every master holds its share.
+    Partitions {
+        #[command(subcommand)]
+        command: Option<PartitionsCommand>,
+    },
     /// Entries the projectors gave up on.
     DeadLetters {
         #[command(subcommand)]
@@ -74,6 +81,18 @@ enum ConsumersCommand {
         /// Idle seconds.
         #[arg(long, default_value_t = 3600)]
         idle: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PartitionsCommand {
+    /// Move partitions (one slot each, with their keys) from the masters holding more than
+    /// their share to those holding less, while the store is in use. Writes to a partition
+    /// wait while it moves. Interrupted, the same command finishes the job.
+    Spread {
+        /// Print the moves without making them.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -154,6 +173,10 @@ async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         Command::Consumers {
             command: ConsumersCommand::Prune { idle },
         } => groups::prune(&store, std::time::Duration::from_secs(idle), json).await?,
+        Command::Partitions { command: None } => partitions::list(&store, json).await?,
+        Command::Partitions {
+            command: Some(PartitionsCommand::Spread { dry_run }),
+        } => partitions::spread(&store, dry_run).await?,
         Command::Projection {
             command: ProjectionCommand::Rebuild { name },
         } => return projection::rebuild(store, &name).await,

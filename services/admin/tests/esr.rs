@@ -627,3 +627,69 @@ async fn a_rebuild_is_refused_once_categories_were_trimmed() {
     assert!(said.contains("has been trimmed"), "{said}");
     assert_eq!(redis.live_generation("profile").await.unwrap(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_are_listed_and_spread_evenly_over_the_masters() {
+    let cluster = esr_testkit::RedisCluster::start(3);
+    let nodes = cluster.urls();
+    let redis = RedisStore::connect(RedisConfig::new(Topology::Cluster(nodes.clone())))
+        .await
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(redis.clone());
+    some_history(&store).await;
+    let on_cluster = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_esr"))
+            .args(args)
+            .env("REDIS_CLUSTER_NODES", nodes.join(","))
+            .env_remove("REDIS_URL")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let per_master = |listing: &Value| -> Vec<u64> {
+        listing["per_master"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .collect()
+    };
+
+    let before = json(&on_cluster(&["partitions", "--json"]));
+    assert_eq!(before["partitions"].as_array().unwrap().len(), 16);
+    assert_eq!(per_master(&before).iter().sum::<u64>(), 16);
+    // `{p0}`..`{p15}` land 4, 5 and 7 on the three masters `redis-cli` sets up.
+    let moves = before["moves_to_spread"].as_u64().unwrap();
+    assert!(moves >= 1, "{before}");
+
+    let dry = on_cluster(&["partitions", "spread", "--dry-run"]);
+    assert!(dry.status.success());
+    assert_eq!(stdout(&dry).matches("would move").count() as u64, moves);
+    assert_eq!(json(&on_cluster(&["partitions", "--json"])), before);
+
+    let spread = on_cluster(&["partitions", "spread"]);
+    assert!(
+        spread.status.success(),
+        "{}{}",
+        stdout(&spread),
+        String::from_utf8_lossy(&spread.stderr)
+    );
+    let after = json(&on_cluster(&["partitions", "--json"]));
+    let mut counts = per_master(&after);
+    counts.sort();
+    assert_eq!(counts, vec![5, 5, 6]);
+    assert_eq!(after["moves_to_spread"], 0);
+    // The history moved with its partitions: register, three likes, a friend.
+    let events = json(&on_cluster(&["events", "user", "a", "--json"]));
+    assert_eq!(events.as_array().map(Vec::len), Some(5), "{events}");
+
+    // One server has no partitions to place.
+    let server = RedisServer::start();
+    let single = esr(&server, &["partitions"]);
+    assert!(!single.status.success());
+    assert!(
+        String::from_utf8_lossy(&single.stderr).contains("not a Redis Cluster"),
+        "{}",
+        String::from_utf8_lossy(&single.stderr)
+    );
+}
