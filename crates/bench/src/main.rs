@@ -8,6 +8,7 @@
 mod measure;
 mod raw;
 mod report;
+mod scaleout;
 mod store;
 
 use std::path::PathBuf;
@@ -26,7 +27,8 @@ struct Args {
     /// Run each measurement briefly, on small data: proves the benchmarks still run.
     #[arg(long)]
     quick: bool,
-    /// Only these groups (comma-separated): appends, loads, projector, http, memory, aof.
+    /// Only these groups (comma-separated): appends, loads, projector, http, scaleout, memory,
+    /// aof.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Events in the projector's backlog (default: 1,000,000; 5,000 with --quick), for

@@ -48,12 +48,12 @@ fn number(value: f64) -> String {
 
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<22} {:>12} {:<10} {:>12} {:>7}  {}\n",
+        "{:<32} {:>12} {:<10} {:>12} {:>7}  {}\n",
         "name", "value", "unit", "raw", "ratio", "notes"
     );
     for row in rows {
         out.push_str(&format!(
-            "{:<22} {:>12} {:<10} {:>12} {:>7}  {}\n",
+            "{:<32} {:>12} {:<10} {:>12} {:>7}  {}\n",
             row.name,
             number(row.value),
             row.unit,

@@ -25,7 +25,7 @@ use crate::measure::{self, percentile};
 use crate::report::Row;
 use crate::{Scale, raw};
 
-fn user(name: &str) -> UserId {
+pub(crate) fn user(name: &str) -> UserId {
     UserId::parse(name).unwrap_or_else(|e| panic!("bench user id: {e}"))
 }
 
@@ -46,7 +46,7 @@ fn event(e: &UserEvent) -> NewEvent {
     }
 }
 
-fn like(i: u64) -> NewEvent {
+pub(crate) fn like(i: u64) -> NewEvent {
     event(&UserEvent::ActedOn(ActedOn {
         action: Action::Like,
         object: format!("page-{}", i % 50),
@@ -54,7 +54,7 @@ fn like(i: u64) -> NewEvent {
     }))
 }
 
-fn registered() -> NewEvent {
+pub(crate) fn registered() -> NewEvent {
     event(&UserEvent::Registered(Registered {
         name: "Duffy".into(),
         surname: "Duck".into(),
@@ -62,11 +62,15 @@ fn registered() -> NewEvent {
     }))
 }
 
-fn stream_of(user_id: &UserId) -> StreamId {
+pub(crate) fn stream_of(user_id: &UserId) -> StreamId {
     StreamId::of::<UserEvent>(user_id.clone())
 }
 
-fn request(user_id: &UserId, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
+pub(crate) fn request(
+    user_id: &UserId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> AppendRequest {
     AppendRequest {
         stream: stream_of(user_id),
         expected,
@@ -107,7 +111,7 @@ async fn raw_and_ours_in_turn(
 }
 
 /// Single-event appends with exact expected versions, `tasks` writers on their own users.
-async fn appends(
+pub(crate) async fn appends(
     store: &RedisStore,
     tasks: usize,
     duration: Duration,
@@ -249,6 +253,10 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     if scale.wants("http") {
         eprintln!("http and freshness ...");
         rows.extend(http_rows(scale).await?);
+    }
+    if scale.wants("scaleout") {
+        eprintln!("scale-out ...");
+        rows.extend(crate::scaleout::rows(scale).await?);
     }
     if scale.wants("memory") {
         eprintln!("memory ...");

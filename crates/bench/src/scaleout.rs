@@ -1,0 +1,208 @@
+//! Scale-out: the same appends and projector catch-up on one server and on Clusters of 3 and
+//! 6 masters, with 48 partitions spread evenly over the masters (`esr partitions spread`).
+//! Every Cluster figure is divided by the one-server figure of the same run: how much the
+//! masters add. All servers run on this machine, so the figures grow only where it has cores
+//! to spare.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use esr_app::projector::{Handler, ViewProjection};
+use esr_app::{ProjectorSettings, Projectors};
+use esr_domain::Profile;
+use esr_kernel::View as _;
+use esr_redis::{RedisConfig, RedisStore, Topology};
+use esr_schema::UserId;
+use esr_store::{
+    AppendRequest, EventStore, ExpectedVersion, ReadModels as _, Store, Subscriptions,
+};
+use esr_testkit::{RedisCluster, RedisServer};
+use tokio::sync::watch;
+
+use crate::Scale;
+use crate::report::Row;
+use crate::store::{appends, like, registered, request, stream_of, user};
+
+/// Divisible by 1, 3 and 6: every master holds the same number of partitions.
+const PARTITIONS: u32 = 48;
+
+struct Figures {
+    append_c64: f64,
+    append_batch: f64,
+    catchup: f64,
+}
+
+pub async fn rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut one_master: Option<Figures> = None;
+    for masters in [1usize, 3, 6] {
+        eprintln!("  {masters} master(s) ...");
+        // The servers live until the end of this round.
+        let (_server, _cluster, topology) = if masters == 1 {
+            let server = RedisServer::start_with(&["--appendonly", "no"]);
+            let topology = Topology::Single(server.url());
+            (Some(server), None, topology)
+        } else {
+            let cluster = RedisCluster::start(masters);
+            let topology = Topology::Cluster(cluster.urls());
+            (None, Some(cluster), topology)
+        };
+        let mut config = RedisConfig::new(topology);
+        config.partitions = PARTITIONS;
+        let store = RedisStore::connect(config).await?;
+        if masters > 1 {
+            spread(&store, masters).await?;
+        }
+        let figures = measure(&store, scale).await?;
+        let baseline = one_master.as_ref();
+        let label = if masters == 1 {
+            "one server".to_owned()
+        } else {
+            format!(
+                "Cluster of {masters} masters, {} partitions each",
+                PARTITIONS as usize / masters
+            )
+        };
+        let divisor = "raw: the same on one server, same run";
+        rows.push(Row::new(
+            &format!("scaleout_append_c64_m{masters}"),
+            figures.append_c64,
+            "events/s",
+            baseline.map(|b| b.append_c64),
+            format!("{label}; single appends, 64 writers; {divisor}"),
+        ));
+        rows.push(Row::new(
+            &format!("scaleout_append_batch_m{masters}"),
+            figures.append_batch,
+            "events/s",
+            baseline.map(|b| b.append_batch),
+            format!("{label}; batches of 1,000 users; {divisor}"),
+        ));
+        rows.push(Row::new(
+            &format!("scaleout_projector_catchup_m{masters}"),
+            figures.catchup,
+            "events/s",
+            baseline.map(|b| b.catchup),
+            format!(
+                "{label}; profile projection, {masters} instance(s), {} events; {divisor}",
+                backlog(scale)
+            ),
+        ));
+        if one_master.is_none() {
+            one_master = Some(figures);
+        }
+    }
+    Ok(rows)
+}
+
+fn backlog(scale: &Scale) -> usize {
+    (scale.backlog / 5).max(1000)
+}
+
+/// Move partitions until every master holds `PARTITIONS / masters`.
+async fn spread(store: &RedisStore, masters: usize) -> anyhow::Result<()> {
+    let mut placement = store.placement().await?;
+    for step in placement.spread_moves() {
+        store.move_partition(&placement, &step).await?;
+        placement = store.placement().await?;
+    }
+    let counts: Vec<usize> = placement.per_master().values().copied().collect();
+    anyhow::ensure!(
+        counts.len() == masters && counts.iter().all(|c| *c == PARTITIONS as usize / masters),
+        "partitions per master after spreading: {counts:?}"
+    );
+    Ok(())
+}
+
+async fn measure(store: &RedisStore, scale: &Scale) -> anyhow::Result<Figures> {
+    let d = scale.duration;
+    let append_c64 = appends(store, 64, d, "so").await.ok_per_second();
+
+    let batch_users: Vec<UserId> = (0..1000).map(|i| user(&format!("sob-{i}"))).collect();
+    let started = Instant::now();
+    let mut appended = 0usize;
+    while started.elapsed() < d {
+        let batch: Vec<AppendRequest> = batch_users
+            .iter()
+            .map(|u| request(u, ExpectedVersion::Any, vec![like(1)]))
+            .collect();
+        appended += store
+            .append_batch(batch)
+            .await?
+            .iter()
+            .filter(|r| r.is_ok())
+            .count();
+    }
+    let append_batch = appended as f64 / started.elapsed().as_secs_f64();
+
+    // A backlog on fresh users, then the profile projection catching up with one instance per
+    // master.
+    let events = backlog(scale);
+    let users: Vec<UserId> = (0..(events / 20).max(1))
+        .map(|i| user(&format!("sop-{i}")))
+        .collect();
+    let mut versions = vec![0u64; users.len()];
+    let mut written = 0;
+    while written < events {
+        let batch: Vec<AppendRequest> = (0..1000.min(events - written))
+            .map(|j| {
+                let u = (written + j) % users.len();
+                let e = if versions[u] == 0 {
+                    registered()
+                } else {
+                    like(versions[u])
+                };
+                versions[u] += 1;
+                request(&users[u], ExpectedVersion::Any, vec![e])
+            })
+            .collect();
+        written += batch.len();
+        for outcome in store.append_batch(batch).await? {
+            outcome?;
+        }
+    }
+    let instances = store.placement().await.map_or(1, |p| p.masters.len());
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let (stop, shutdown) = watch::channel(false);
+    let started = Instant::now();
+    let mut running = Vec::new();
+    let mut group = (String::new(), Vec::new());
+    for i in 0..instances {
+        let settings = ProjectorSettings {
+            consumer: format!("scaleout-{i}"),
+            batch_size: 1000,
+            block: Duration::from_millis(100),
+            ..ProjectorSettings::default()
+        };
+        let handler: Arc<dyn Handler> = Arc::new(ViewProjection::<Profile>::new(shared.clone()));
+        group = (handler.group().to_owned(), handler.categories().to_vec());
+        let projectors = Arc::new(Projectors::new(shared.clone(), vec![handler], settings));
+        projectors.create_groups().await?;
+        running.push(tokio::spawn(projectors.run(shutdown.clone())));
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let stats = store.group_stats(&group.0, &group.1).await?;
+        if stats.lag == 0 && stats.pending == 0 {
+            break;
+        }
+    }
+    let catchup = events as f64 / started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    for task in running {
+        task.await??;
+    }
+    let last = users.len() - 1;
+    let model = store
+        .get_read_model(Profile::NAME, &stream_of(&users[last]))
+        .await?;
+    anyhow::ensure!(
+        model.map(|m| m.version) == Some(versions[last]),
+        "profile behind after catch-up"
+    );
+    Ok(Figures {
+        append_c64,
+        append_batch,
+        catchup,
+    })
+}
