@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use esr_app::projector::{Handler, ViewProjection};
 use esr_app::{ProjectorSettings, Projectors};
 use esr_domain::Profile;
@@ -49,11 +50,18 @@ pub async fn rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         };
         let mut config = RedisConfig::new(topology);
         config.partitions = PARTITIONS;
+        // Six servers, the load and the projector on this machine's cores: a reply can wait
+        // longer than the default 2 s (one run of six masters timed out on two cores).
+        config.response_timeout = Duration::from_secs(10);
         let store = RedisStore::connect(config).await?;
         if masters > 1 {
-            spread(&store, masters).await?;
+            spread(&store, masters)
+                .await
+                .context("spreading the partitions")?;
         }
-        let figures = measure(&store, scale).await?;
+        let figures = measure(&store, scale)
+            .await
+            .with_context(|| format!("measuring on {masters} master(s)"))?;
         let baseline = one_master.as_ref();
         let label = if masters == 1 {
             "one server".to_owned()
@@ -128,7 +136,8 @@ async fn measure(store: &RedisStore, scale: &Scale) -> anyhow::Result<Figures> {
             .collect();
         appended += store
             .append_batch(batch)
-            .await?
+            .await
+            .context("batch appends")?
             .iter()
             .filter(|r| r.is_ok())
             .count();
@@ -157,8 +166,8 @@ async fn measure(store: &RedisStore, scale: &Scale) -> anyhow::Result<Figures> {
             })
             .collect();
         written += batch.len();
-        for outcome in store.append_batch(batch).await? {
-            outcome?;
+        for outcome in store.append_batch(batch).await.context("the backlog")? {
+            outcome.context("the backlog")?;
         }
     }
     let instances = store.placement().await.map_or(1, |p| p.masters.len());
@@ -182,7 +191,10 @@ async fn measure(store: &RedisStore, scale: &Scale) -> anyhow::Result<Figures> {
     }
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let stats = store.group_stats(&group.0, &group.1).await?;
+        let stats = store
+            .group_stats(&group.0, &group.1)
+            .await
+            .context("waiting for the catch-up")?;
         if stats.lag == 0 && stats.pending == 0 {
             break;
         }
