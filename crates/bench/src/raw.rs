@@ -269,6 +269,22 @@ pub async fn group_drain(
     Ok(done as f64 / started.elapsed().as_secs_f64())
 }
 
+/// CPU seconds the server has used (`INFO cpu`: user + system): what a figure costs Redis
+/// itself, steadier than a rate on a shared machine.
+pub async fn server_cpu_seconds(conn: &MultiplexedConnection) -> anyhow::Result<f64> {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut conn.clone())
+        .await?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("no {name} in INFO cpu"))
+    };
+    Ok(field("used_cpu_user:")? + field("used_cpu_sys:")?)
+}
+
 /// Redis's own used_memory, in bytes.
 pub async fn used_memory(conn: &MultiplexedConnection) -> anyhow::Result<f64> {
     let info: String = redis::cmd("INFO")

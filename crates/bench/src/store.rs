@@ -158,7 +158,10 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             ));
         }
 
+        let (cpu_before, pairs_started) = (raw::server_cpu_seconds(&conn).await?, Instant::now());
         let raw_pairs = raw::xadd_pairs_pipelined(&conn, 1000, d).await?;
+        let pairs_us = (raw::server_cpu_seconds(&conn).await? - cpu_before) * 1e6
+            / (raw_pairs * pairs_started.elapsed().as_secs_f64());
         rows.push(Row::new(
             "raw_xadd_pairs_pipelined",
             raw_pairs,
@@ -168,6 +171,7 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         ));
         let raw_batch = raw::evalsha_pipelined(&conn, 1000, d).await?;
         let batch_users: Vec<UserId> = (0..1000).map(|i| user(&format!("batch-{i}"))).collect();
+        let cpu_before = raw::server_cpu_seconds(&conn).await?;
         let started = Instant::now();
         let mut appended = 0usize;
         while started.elapsed() < d {
@@ -189,6 +193,15 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             "events/s",
             Some(raw_batch),
             "batches of 1,000 users, up to 128 events per script call; raw: pipelined EVALSHA, one per event",
+        ));
+        let batch_us =
+            (raw::server_cpu_seconds(&conn).await? - cpu_before) * 1e6 / appended.max(1) as f64;
+        rows.push(Row::new(
+            "append_batch_redis_cpu",
+            batch_us,
+            "us/event",
+            Some(pairs_us),
+            "Redis CPU (INFO cpu, user + sys) per event of append_batch, lower is better; raw: the same for raw_xadd_pairs_pipelined",
         ));
 
         let hot = user("hot");
