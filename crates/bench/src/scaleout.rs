@@ -14,15 +14,13 @@ use esr_domain::Profile;
 use esr_kernel::View as _;
 use esr_redis::{RedisConfig, RedisStore, Topology};
 use esr_schema::UserId;
-use esr_store::{
-    AppendRequest, EventStore, ExpectedVersion, ReadModels as _, Store, Subscriptions,
-};
+use esr_store::{ReadModels as _, Store, Subscriptions};
 use esr_testkit::{RedisCluster, RedisServer};
 use tokio::sync::watch;
 
 use crate::Scale;
 use crate::report::Row;
-use crate::store::{appends, like, registered, request, stream_of, user};
+use crate::store::{appends, batch_appends, stream_of, user, write_backlog};
 
 /// Divisible by 1, 3 and 6: every master holds the same number of partitions.
 const PARTITIONS: u32 = 48;
@@ -126,23 +124,10 @@ async fn measure(store: &RedisStore, scale: &Scale) -> anyhow::Result<Figures> {
     let d = scale.duration;
     let append_c64 = appends(store, 64, d, "so").await.ok_per_second();
 
-    let batch_users: Vec<UserId> = (0..1000).map(|i| user(&format!("sob-{i}"))).collect();
-    let started = Instant::now();
-    let mut appended = 0usize;
-    while started.elapsed() < d {
-        let batch: Vec<AppendRequest> = batch_users
-            .iter()
-            .map(|u| request(u, ExpectedVersion::Any, vec![like(1)]))
-            .collect();
-        appended += store
-            .append_batch(batch)
-            .await
-            .context("batch appends")?
-            .iter()
-            .filter(|r| r.is_ok())
-            .count();
-    }
-    let append_batch = appended as f64 / started.elapsed().as_secs_f64();
+    let append_batch = batch_appends(store, "sob", d)
+        .await
+        .context("batch appends")?
+        .ok_per_second();
 
     // A backlog on fresh users, then the profile projection catching up with one instance per
     // master.
@@ -150,26 +135,9 @@ async fn measure(store: &RedisStore, scale: &Scale) -> anyhow::Result<Figures> {
     let users: Vec<UserId> = (0..(events / 20).max(1))
         .map(|i| user(&format!("sop-{i}")))
         .collect();
-    let mut versions = vec![0u64; users.len()];
-    let mut written = 0;
-    while written < events {
-        let batch: Vec<AppendRequest> = (0..1000.min(events - written))
-            .map(|j| {
-                let u = (written + j) % users.len();
-                let e = if versions[u] == 0 {
-                    registered()
-                } else {
-                    like(versions[u])
-                };
-                versions[u] += 1;
-                request(&users[u], ExpectedVersion::Any, vec![e])
-            })
-            .collect();
-        written += batch.len();
-        for outcome in store.append_batch(batch).await.context("the backlog")? {
-            outcome.context("the backlog")?;
-        }
-    }
+    let versions = write_backlog(store, &users, events)
+        .await
+        .context("the backlog")?;
     let instances = store.placement().await.map_or(1, |p| p.masters.len());
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let (stop, shutdown) = watch::channel(false);

@@ -170,23 +170,9 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             "raw: 2 plain XADDs per event in pipelines of 1,000 events; no script (reference: the ceiling for two copies)",
         ));
         let raw_batch = raw::evalsha_pipelined(&conn, 1000, d).await?;
-        let batch_users: Vec<UserId> = (0..1000).map(|i| user(&format!("batch-{i}"))).collect();
         let cpu_before = raw::server_cpu_seconds(&conn).await?;
-        let started = Instant::now();
-        let mut appended = 0usize;
-        while started.elapsed() < d {
-            let batch: Vec<AppendRequest> = batch_users
-                .iter()
-                .map(|u| request(u, ExpectedVersion::Any, vec![like(1)]))
-                .collect();
-            appended += store
-                .append_batch(batch)
-                .await?
-                .iter()
-                .filter(|r| r.is_ok())
-                .count();
-        }
-        let ours = appended as f64 / started.elapsed().as_secs_f64();
+        let batches = batch_appends(&store, "batch", d).await?;
+        let (ours, appended) = (batches.ok_per_second(), batches.ok);
         rows.push(Row::new(
             "append_batch",
             ours,
@@ -416,18 +402,45 @@ async fn load_rows(
 }
 
 /// Fill a backlog, then time the profile projection draining it with one, then two instances.
-async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
-    let server = RedisServer::start_with(&["--appendonly", "no"]);
-    let conn = raw::connect(&server.url()).await?;
-    let store = connect(&server).await?;
-    // 100 events per user on the full backlog (10,000 users), 10 on the quick one.
-    let users: Vec<UserId> = (0..(scale.backlog / 100).max(scale.backlog / 10).min(10_000))
-        .map(|i| user(&format!("p{i}")))
-        .collect();
+/// Batches of one like for each of 1,000 users (`<prefix>-<n>`) for `duration`.
+pub(crate) async fn batch_appends(
+    store: &RedisStore,
+    prefix: &str,
+    duration: Duration,
+) -> anyhow::Result<measure::Counted> {
+    let users: Vec<UserId> = (0..1000).map(|i| user(&format!("{prefix}-{i}"))).collect();
+    let started = Instant::now();
+    let (mut ok, mut failed) = (0, 0);
+    while started.elapsed() < duration {
+        let batch: Vec<AppendRequest> = users
+            .iter()
+            .map(|u| request(u, ExpectedVersion::Any, vec![like(1)]))
+            .collect();
+        for outcome in store.append_batch(batch).await? {
+            match outcome {
+                Ok(_) => ok += 1,
+                Err(_) => failed += 1,
+            }
+        }
+    }
+    Ok(measure::Counted {
+        ok,
+        failed,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `events` events over `users` in turn (each registers, then likes), in batches of 1,000:
+/// each user's version at the end.
+pub(crate) async fn write_backlog(
+    store: &RedisStore,
+    users: &[UserId],
+    events: usize,
+) -> anyhow::Result<Vec<u64>> {
     let mut versions = vec![0u64; users.len()];
     let mut written = 0;
-    while written < scale.backlog {
-        let batch: Vec<AppendRequest> = (0..1000.min(scale.backlog - written))
+    while written < events {
+        let batch: Vec<AppendRequest> = (0..1000.min(events - written))
             .map(|j| {
                 let u = (written + j) % users.len();
                 let e = if versions[u] == 0 {
@@ -444,6 +457,18 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             outcome?;
         }
     }
+    Ok(versions)
+}
+
+async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
+    let server = RedisServer::start_with(&["--appendonly", "no"]);
+    let conn = raw::connect(&server.url()).await?;
+    let store = connect(&server).await?;
+    // 100 events per user on the full backlog (10,000 users), 10 on the quick one.
+    let users: Vec<UserId> = (0..(scale.backlog / 100).max(scale.backlog / 10).min(10_000))
+        .map(|i| user(&format!("p{i}")))
+        .collect();
+    let versions = write_backlog(&store, &users, scale.backlog).await?;
     let streams: Vec<String> = UserEvent::CATEGORIES
         .iter()
         .map(|c| esr_redis::keys::Keys::category_stream(c, 0))
