@@ -90,7 +90,8 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: Conn,
+    /// Replaced when a cluster connection stops answering ([`watch_cluster_connection`]).
+    conn: std::sync::RwLock<Conn>,
     connector: Connector,
     keys: Keys,
     append: Script,
@@ -126,9 +127,10 @@ impl RedisStore {
         for warning in &warnings {
             tracing::warn!("{warning}");
         }
-        Ok(Self {
+        let clustered = matches!(config.topology, Topology::Cluster(_));
+        let store = Self {
             inner: Arc::new(Inner {
-                conn,
+                conn: std::sync::RwLock::new(conn),
                 connector,
                 keys: Keys {
                     partitions: config.partitions,
@@ -143,7 +145,14 @@ impl RedisStore {
                 warnings,
                 wait_for_replicas: config.wait_for_replicas,
             }),
-        })
+        };
+        if clustered {
+            tokio::spawn(watch_cluster_connection(
+                Arc::downgrade(&store.inner),
+                config.response_timeout,
+            ));
+        }
+        Ok(store)
     }
 
     /// What the start found wrong with the server's setup but not fatal (see [`check_server`]).
@@ -173,7 +182,11 @@ impl RedisStore {
     }
 
     fn conn(&self) -> Conn {
-        self.inner.conn.clone()
+        self.inner
+            .conn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Up to `limit` entries of `key` from `start` (an XRANGE bound: `-`, `5-0`, `(17-3`).
@@ -451,6 +464,46 @@ const TRANSIENT_CODES: [&str; 10] = [
 ];
 
 /// A Redis error as a store error: the ones worth retrying are `Unavailable`.
+/// How often the shared cluster connection is pinged, and how many pings in a row may go
+/// unanswered before it is replaced.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+const UNANSWERED_PINGS: u32 = 2;
+
+/// redis-rs's cluster connection can stop answering altogether after slots moved while many
+/// requests were in flight: every request then times out, for good (`tests/resharding.rs`).
+/// A ping every second, and after two in a row unanswered, a fresh connection replaces it.
+/// Ends with the store.
+async fn watch_cluster_connection(inner: std::sync::Weak<Inner>, timeout: Duration) {
+    let mut unanswered = 0;
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let mut conn = inner.conn.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(timeout, ping.query_async::<String>(&mut conn)).await {
+            Ok(Ok(_)) => unanswered = 0,
+            _ => unanswered += 1,
+        }
+        if unanswered < UNANSWERED_PINGS {
+            continue;
+        }
+        match inner.connector.shared().await {
+            Ok(fresh) => {
+                *inner.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                unanswered = 0;
+                tracing::warn!(
+                    "the cluster connection left {UNANSWERED_PINGS} pings unanswered: replaced"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the cluster connection left pings unanswered, and a new one cannot be made");
+            }
+        }
+    }
+}
+
 pub(crate) fn classify(error: RedisError) -> StoreError {
     use redis::{ErrorKind, ServerErrorKind};
     let transient = error.is_io_error()

@@ -50,6 +50,9 @@ pub struct Move {
 const MIGRATE_BATCH: usize = 1000;
 const MIGRATE_TIMEOUT_MS: u64 = 30_000;
 
+/// How long the masters may take to agree on a moved slot's new owner.
+const AGREEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Placement {
     /// Partitions per master, every master listed (0 for one holding none).
     pub fn per_master(&self) -> BTreeMap<&str, usize> {
@@ -237,7 +240,53 @@ impl RedisStore {
                 .await
                 .map_err(classify)?;
         }
+        self.wait_for_agreement(placement, step.slot, to).await?;
         Ok(moved)
+    }
+
+    /// Until every master says `owner` serves `slot`: a client that refreshes its slot map
+    /// from a master still naming the old owner keeps being sent back and forth.
+    async fn wait_for_agreement(
+        &self,
+        placement: &Placement,
+        slot: u16,
+        owner: &Master,
+    ) -> Result<()> {
+        let deadline = std::time::Instant::now() + AGREEMENT_TIMEOUT;
+        loop {
+            let mut disagreeing = None;
+            for master in &placement.masters {
+                let mut conn = self
+                    .inner
+                    .connector
+                    .node(&master.address)
+                    .await
+                    .map_err(classify)?;
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                let (_, owners) = parse_cluster_nodes(&nodes)?;
+                if owners.get(&slot) != Some(&owner.address) {
+                    disagreeing = Some(master.address.clone());
+                    break;
+                }
+            }
+            let Some(master) = disagreeing else {
+                return Ok(());
+            };
+            if std::time::Instant::now() > deadline {
+                return Err(StoreError::Unavailable(Box::new(std::io::Error::other(
+                    format!(
+                        "slot {slot} moved to {}, but {master} does not say so after {} s",
+                        owner.address,
+                        AGREEMENT_TIMEOUT.as_secs()
+                    ),
+                ))));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }
 

@@ -210,3 +210,117 @@ async fn partitions_move_between_masters_under_load_and_nothing_is_lost() {
     let seen_ids: BTreeSet<Uuid> = seen.keys().map(|k| k.parse().unwrap()).collect();
     assert_eq!(seen_ids, expected);
 }
+
+/// Right after partitions moved, the client's map of slots is stale: requests are redirected,
+/// and some in flight while the client rebuilds its map are answered unavailable after the
+/// response timeout (redis-rs, seen with 64 writers at once). Each request is answered, sent
+/// again it goes through, and nothing is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_after_their_partitions_moved_are_answered_and_go_through_when_resent() {
+    let cluster = RedisCluster::start(3);
+    let mut config = RedisConfig::new(Topology::Cluster(cluster.urls()));
+    config.partitions = 48;
+    let store = RedisStore::connect(config).await.unwrap();
+    let users: Vec<StreamId> = (0..1000).map(|i| user(&format!("b{i}"))).collect();
+    // Spread before anything is written, as a new deployment would.
+    let mut placement = store.placement().await.unwrap();
+    for step in placement.spread_moves() {
+        store.move_partition(&placement, &step).await.unwrap();
+        placement = store.placement().await.unwrap();
+    }
+    let unavailable = Arc::new(AtomicU64::new(0));
+    // 64 writers of single appends, each request sent again until answered.
+    let deadline = Instant::now() + Duration::from_millis(400);
+    let singles: Vec<_> = (0..64)
+        .map(|w| {
+            let (store, unavailable) = (store.clone(), unavailable.clone());
+            tokio::spawn(async move {
+                let stream = user(&format!("single{w}"));
+                let mut version = 0;
+                while Instant::now() < deadline {
+                    let request = AppendRequest {
+                        stream: stream.clone(),
+                        expected: ExpectedVersion::Exactly(version),
+                        events: vec![esr_store::contract::kick("Bugs")],
+                        idempotency: Some(Idempotency {
+                            key: format!("v{version}"),
+                            ttl: Duration::from_secs(600),
+                            fingerprint: String::new(),
+                        }),
+                    };
+                    let give_up = Instant::now() + Duration::from_secs(30);
+                    loop {
+                        let sent = Instant::now();
+                        match store.append(request.clone()).await {
+                            Ok(outcome) => {
+                                version = outcome.version;
+                                break;
+                            }
+                            Err(StoreError::Unavailable(e)) if Instant::now() < give_up => {
+                                if unavailable.fetch_add(1, Ordering::Relaxed) < 5 {
+                                    eprintln!("single{w}: {e} after {:?}", sent.elapsed());
+                                }
+                            }
+                            Err(e) => panic!("single{w}: {e}"),
+                        }
+                    }
+                }
+                (stream, version)
+            })
+        })
+        .collect();
+    for single in singles {
+        let (stream, version) = single.await.unwrap();
+        let stored = store.read_stream(&stream, 1, 100_000).await.unwrap();
+        assert_eq!(stored.len() as u64, version, "{stream}");
+    }
+    // Batches, each request sent again until answered: every stream advances by one per round.
+    for round in 0..3u64 {
+        let mut pending: Vec<&StreamId> = users.iter().collect();
+        while !pending.is_empty() {
+            let batch: Vec<AppendRequest> = pending
+                .iter()
+                .map(|u| AppendRequest {
+                    stream: (*u).clone(),
+                    expected: ExpectedVersion::Exactly(round),
+                    events: vec![esr_store::contract::kick("Bugs")],
+                    idempotency: Some(Idempotency {
+                        key: format!("r{round}"),
+                        ttl: Duration::from_secs(600),
+                        fingerprint: String::new(),
+                    }),
+                })
+                .collect();
+            let answered = tokio::time::timeout(Duration::from_secs(20), store.append_batch(batch))
+                .await
+                .unwrap_or_else(|_| panic!("batch {round} was not answered in 20 s"));
+            let outcomes = match answered {
+                Ok(outcomes) => outcomes,
+                Err(StoreError::Unavailable(_)) => {
+                    unavailable.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(e) => panic!("batch {round}: {e}"),
+            };
+            let mut again = vec![];
+            for (user, outcome) in pending.iter().zip(outcomes) {
+                match outcome {
+                    Ok(outcome) => assert_eq!(outcome.version, round + 1, "{user}"),
+                    Err(StoreError::Unavailable(_)) => {
+                        unavailable.fetch_add(1, Ordering::Relaxed);
+                        again.push(*user);
+                    }
+                    Err(e) => panic!("{user} in batch {round}: {e}"),
+                }
+            }
+            pending = again;
+        }
+    }
+    for user in &users {
+        assert_eq!(store.stream_version(user).await.unwrap(), 3, "{user}");
+    }
+    eprintln!(
+        "{} sends answered unavailable and sent again",
+        unavailable.load(Ordering::Relaxed)
+    );
+}
