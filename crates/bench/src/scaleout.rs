@@ -48,9 +48,6 @@ pub async fn rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         };
         let mut config = RedisConfig::new(topology);
         config.partitions = PARTITIONS;
-        // Six servers, the load and the projector on this machine's cores: a reply can wait
-        // longer than the default 2 s (one run of six masters timed out on two cores).
-        config.response_timeout = Duration::from_secs(10);
         let mut store = RedisStore::connect(config.clone()).await?;
         if masters > 1 {
             spread(&store, masters)
