@@ -11,16 +11,15 @@ use anyhow::Context as _;
 use esr_app::projector::{Handler, ViewProjection};
 use esr_app::{ProjectorSettings, Projectors};
 use esr_domain::Profile;
-use esr_kernel::View as _;
 use esr_redis::{RedisConfig, RedisStore, Topology};
 use esr_schema::UserId;
-use esr_store::{ReadModels as _, Store, Subscriptions};
+use esr_store::{Store, Subscriptions};
 use esr_testkit::{RedisCluster, RedisServer};
 use tokio::sync::watch;
 
 use crate::Scale;
 use crate::report::Row;
-use crate::store::{appends, batch_appends, stream_of, user, write_backlog};
+use crate::store::{appends, batch_appends, last_profile_caught_up, user, write_backlog};
 
 /// Divisible by 1, 3 and 6: every master holds the same number of partitions.
 const PARTITIONS: u32 = 48;
@@ -173,14 +172,7 @@ async fn measure(store: &RedisStore, scale: &Scale) -> anyhow::Result<Figures> {
     for task in running {
         task.await??;
     }
-    let last = users.len() - 1;
-    let model = store
-        .get_read_model(Profile::NAME, &stream_of(&users[last]))
-        .await?;
-    anyhow::ensure!(
-        model.map(|m| m.version) == Some(versions[last]),
-        "profile behind after catch-up"
-    );
+    last_profile_caught_up(store, &users, &versions).await?;
     Ok(Figures {
         append_c64,
         append_batch,

@@ -467,6 +467,25 @@ pub(crate) async fn write_backlog(
     Ok(versions)
 }
 
+/// Spot check after a catch-up: the last user's profile reflects every event written.
+pub(crate) async fn last_profile_caught_up(
+    store: &RedisStore,
+    users: &[UserId],
+    versions: &[u64],
+) -> anyhow::Result<()> {
+    let (Some(user), Some(version)) = (users.last(), versions.last()) else {
+        return Ok(());
+    };
+    let model = store
+        .get_read_model(Profile::NAME, &stream_of(user))
+        .await?;
+    anyhow::ensure!(
+        model.map(|m| m.version) == Some(*version),
+        "profile behind after catch-up"
+    );
+    Ok(())
+}
+
 async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     let server = RedisServer::start_with(&["--appendonly", "no"]);
     let conn = raw::connect(&server.url()).await?;
@@ -557,15 +576,7 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         for task in running {
             task.await??;
         }
-        // Spot check: the last user's profile reflects every event.
-        let last = users.len() - 1;
-        let model = store
-            .get_read_model(Profile::NAME, &stream_of(&users[last]))
-            .await?;
-        anyhow::ensure!(
-            model.map(|m| m.version) == Some(versions[last]),
-            "profile behind after catch-up"
-        );
+        last_profile_caught_up(&store, &users, &versions).await?;
         let handlers = if standard {
             "all 4 standard handlers (profile, group view, most-liked tally, friendship policy)"
         } else {

@@ -48,6 +48,16 @@ async fn connect(server: &RedisServer) -> RedisStore {
         .unwrap()
 }
 
+/// A 3-master Cluster, its node URLs and a store on it.
+async fn cluster_store() -> (esr_testkit::RedisCluster, Vec<String>, RedisStore) {
+    let cluster = esr_testkit::RedisCluster::start(3);
+    let nodes = cluster.urls();
+    let redis = RedisStore::connect(RedisConfig::new(Topology::Cluster(nodes.clone())))
+        .await
+        .unwrap();
+    (cluster, nodes, redis)
+}
+
 fn user(id: &str) -> UserId {
     UserId::parse(id).unwrap()
 }
@@ -437,11 +447,7 @@ async fn a_rebuild_on_cluster_under_traffic_resumes_switches_and_equals_a_fresh_
     use esr_domain::Profile;
     use esr_store::ReadModels as _;
 
-    let cluster = esr_testkit::RedisCluster::start(3);
-    let nodes = cluster.urls();
-    let redis = RedisStore::connect(RedisConfig::new(Topology::Cluster(nodes.clone())))
-        .await
-        .unwrap();
+    let (_cluster, nodes, redis) = cluster_store().await;
     let store: Arc<dyn Store> = Arc::new(redis.clone());
     let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
     let users: Vec<UserId> = (0..200).map(|i| user(&format!("r{i}"))).collect();
@@ -630,11 +636,7 @@ async fn a_rebuild_is_refused_once_categories_were_trimmed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_are_listed_and_spread_evenly_over_the_masters() {
-    let cluster = esr_testkit::RedisCluster::start(3);
-    let nodes = cluster.urls();
-    let redis = RedisStore::connect(RedisConfig::new(Topology::Cluster(nodes.clone())))
-        .await
-        .unwrap();
+    let (_cluster, nodes, redis) = cluster_store().await;
     let store: Arc<dyn Store> = Arc::new(redis.clone());
     some_history(&store).await;
     let on_cluster = |args: &[&str]| {
