@@ -46,6 +46,7 @@ fn summary(placement: &Placement) {
     }
     match placement.spread_moves().len() {
         0 => println!("spread evenly"),
+        1 => println!("1 move would spread them evenly: esr partitions spread"),
         moves => println!("{moves} moves would spread them evenly: esr partitions spread"),
     }
 }
