@@ -11,8 +11,8 @@ use redis::aio::{
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisFuture,
-    RedisResult, TlsCertificates, Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline,
+    RedisFuture, RedisResult, TlsCertificates, Value,
 };
 
 /// Where the data lives.
@@ -66,6 +66,8 @@ impl ConnectionLike for Conn {
 pub struct Connector {
     single: Option<redis::Client>,
     cluster_nodes: Vec<String>,
+    /// The first cluster node's settings (scheme, credentials), for connections to one node.
+    first_node: Option<ConnectionInfo>,
     tls_ca_pem: Option<Vec<u8>>,
     response_timeout: Duration,
     idle_blocking: Mutex<Vec<Conn>>,
@@ -92,9 +94,14 @@ impl Connector {
                 (None, nodes.clone())
             }
         };
+        let first_node = cluster_nodes
+            .first()
+            .map(|n| n.as_str().into_connection_info())
+            .transpose()?;
         Ok(Self {
             single,
             cluster_nodes,
+            first_node,
             tls_ca_pem,
             response_timeout,
             idle_blocking: Mutex::new(Vec::new()),
@@ -168,11 +175,9 @@ impl Connector {
             .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
             .ok_or_else(|| invalid_input(format!("{address:?} is not host:port")))?;
         let first = self
-            .cluster_nodes
-            .first()
-            .ok_or_else(|| invalid_input("not a cluster".to_owned()))?
-            .as_str()
-            .into_connection_info()?;
+            .first_node
+            .clone()
+            .ok_or_else(|| invalid_input("not a cluster".to_owned()))?;
         let addr = match first.addr() {
             ConnectionAddr::TcpTls {
                 insecure,
@@ -201,11 +206,7 @@ impl Connector {
 
     /// `AUTH`/`AUTH2` arguments for a `MIGRATE` between nodes, from the configured credentials.
     pub fn migrate_auth(&self, migrate: &mut Cmd) {
-        let Some(info) = self
-            .cluster_nodes
-            .first()
-            .and_then(|n| n.as_str().into_connection_info().ok())
-        else {
+        let Some(info) = &self.first_node else {
             return;
         };
         let settings = info.redis_settings();

@@ -463,7 +463,6 @@ const TRANSIENT_CODES: [&str; 10] = [
     "READONLY",
 ];
 
-/// A Redis error as a store error: the ones worth retrying are `Unavailable`.
 /// How often the shared cluster connection is pinged, and how many pings in a row may go
 /// unanswered before it is replaced.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -504,6 +503,7 @@ async fn watch_cluster_connection(inner: std::sync::Weak<Inner>, timeout: Durati
     }
 }
 
+/// A Redis error as a store error: the ones worth retrying are `Unavailable`.
 pub(crate) fn classify(error: RedisError) -> StoreError {
     use redis::{ErrorKind, ServerErrorKind};
     let transient = error.is_io_error()

@@ -50,9 +50,6 @@ pub struct Move {
 const MIGRATE_BATCH: usize = 1000;
 const MIGRATE_TIMEOUT_MS: u64 = 30_000;
 
-/// How long the masters may take to agree on a moved slot's new owner.
-const AGREEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 impl Placement {
     /// Partitions per master, every master listed (0 for one holding none).
     pub fn per_master(&self) -> BTreeMap<&str, usize> {
@@ -143,14 +140,17 @@ impl RedisStore {
                 _ => classify(e),
             })?;
         let (masters, owners) = parse_cluster_nodes(&nodes)?;
-        let mut partitions = vec![];
+        // One round trip for every partition's slot.
+        let mut keyslots = redis::pipe();
         for partition in 0..self.partitions() {
-            let slot: u16 = redis::cmd("CLUSTER")
+            keyslots
+                .cmd("CLUSTER")
                 .arg("KEYSLOT")
-                .arg(Keys::tag(partition))
-                .query_async(&mut conn)
-                .await
-                .map_err(classify)?;
+                .arg(Keys::tag(partition));
+        }
+        let slots: Vec<u16> = keyslots.query_async(&mut conn).await.map_err(classify)?;
+        let mut partitions = vec![];
+        for (partition, slot) in (0..self.partitions()).zip(slots) {
             let master = owners
                 .get(&slot)
                 .cloned()
@@ -217,17 +217,19 @@ impl RedisStore {
             let _: redis::Value = migrate.query_async(&mut source).await.map_err(classify)?;
             moved += keys.len() as u64;
         }
-        // The target first: once it owns the slot, redirections from anywhere end there.
+        // The target first: once it owns the slot, redirections from anywhere end there. Each
+        // master names the new owner once its SETSLOT returns.
+        let handed_over = |master: &Master, e: redis::RedisError| {
+            StoreError::Unavailable(Box::new(std::io::Error::other(format!(
+                "handing slot {} to {} on {}: {e}",
+                step.slot, to.address, master.address
+            ))))
+        };
         for (master, conn) in [(to, &mut target), (from, &mut source)] {
             let () = setslot("NODE", &to.id)
                 .query_async(conn)
                 .await
-                .map_err(|e| {
-                    StoreError::Unavailable(Box::new(std::io::Error::other(format!(
-                        "handing slot {} to {} on {}: {e}",
-                        step.slot, to.address, master.address
-                    ))))
-                })?;
+                .map_err(|e| handed_over(master, e))?;
         }
         for other in placement
             .masters
@@ -238,55 +240,9 @@ impl RedisStore {
             let () = setslot("NODE", &to.id)
                 .query_async(&mut conn)
                 .await
-                .map_err(classify)?;
+                .map_err(|e| handed_over(other, e))?;
         }
-        self.wait_for_agreement(placement, step.slot, to).await?;
         Ok(moved)
-    }
-
-    /// Until every master says `owner` serves `slot`: a client that refreshes its slot map
-    /// from a master still naming the old owner keeps being sent back and forth.
-    async fn wait_for_agreement(
-        &self,
-        placement: &Placement,
-        slot: u16,
-        owner: &Master,
-    ) -> Result<()> {
-        let deadline = std::time::Instant::now() + AGREEMENT_TIMEOUT;
-        loop {
-            let mut disagreeing = None;
-            for master in &placement.masters {
-                let mut conn = self
-                    .inner
-                    .connector
-                    .node(&master.address)
-                    .await
-                    .map_err(classify)?;
-                let nodes: String = redis::cmd("CLUSTER")
-                    .arg("NODES")
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(classify)?;
-                let (_, owners) = parse_cluster_nodes(&nodes)?;
-                if owners.get(&slot) != Some(&owner.address) {
-                    disagreeing = Some(master.address.clone());
-                    break;
-                }
-            }
-            let Some(master) = disagreeing else {
-                return Ok(());
-            };
-            if std::time::Instant::now() > deadline {
-                return Err(StoreError::Unavailable(Box::new(std::io::Error::other(
-                    format!(
-                        "slot {slot} moved to {}, but {master} does not say so after {} s",
-                        owner.address,
-                        AGREEMENT_TIMEOUT.as_secs()
-                    ),
-                ))));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
     }
 }
 
