@@ -68,30 +68,35 @@ pub async fn rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             )
         };
         let divisor = "raw: the same on one server, same run";
-        rows.push(Row::new(
-            &format!("scaleout_append_c64_m{masters}"),
-            figures.append_c64,
-            "events/s",
-            baseline.map(|b| b.append_c64),
-            format!("{label}; single appends, 64 writers; {divisor}"),
-        ));
-        rows.push(Row::new(
-            &format!("scaleout_append_batch_m{masters}"),
-            figures.append_batch,
-            "events/s",
-            baseline.map(|b| b.append_batch),
-            format!("{label}; batches of 1,000 users; {divisor}"),
-        ));
-        rows.push(Row::new(
-            &format!("scaleout_projector_catchup_m{masters}"),
-            figures.catchup,
-            "events/s",
-            baseline.map(|b| b.catchup),
-            format!(
-                "{label}; profile projection, {masters} instance(s), {} events; {divisor}",
-                backlog(scale)
+        let events = backlog(scale);
+        for (name, value, baseline, what) in [
+            (
+                "append_c64",
+                figures.append_c64,
+                baseline.map(|b| b.append_c64),
+                "single appends, 64 writers".to_owned(),
             ),
-        ));
+            (
+                "append_batch",
+                figures.append_batch,
+                baseline.map(|b| b.append_batch),
+                "batches of 1,000 users".to_owned(),
+            ),
+            (
+                "projector_catchup",
+                figures.catchup,
+                baseline.map(|b| b.catchup),
+                format!("profile projection, {masters} instance(s), {events} events"),
+            ),
+        ] {
+            rows.push(Row::new(
+                &format!("scaleout_{name}_m{masters}"),
+                value,
+                "events/s",
+                baseline,
+                format!("{label}; {what}; {divisor}"),
+            ));
+        }
         if one_master.is_none() {
             one_master = Some(figures);
         }
