@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     let (stop, shutdown) = watch::channel(false);
     let running = tokio::spawn(projectors.clone().run(shutdown));
 
-    let meta = CommandMeta::new(None);
+    let meta = CommandMeta::new(None, esr_kernel::Actor::Anonymous);
     let act = |action: Action, object: &str| Command::Act {
         action,
         object: object.to_owned(),

@@ -33,6 +33,10 @@ fn the_demo_plays_the_posts_scenario_and_exits_0() {
         "friendship is mutual: user 2's friends are [\"1\"]",
         "> GET /users/1",
         "> GET /users/2",
+        // Who caused each event: the users themselves, and the friendship policy for 1.
+        "\"user:1\"",
+        "\"user:2\"",
+        "\"system:user:1\"",
     ] {
         assert!(
             stdout.contains(expected),
@@ -198,6 +202,7 @@ async fn each_side_runs_alone_and_serves_healthz() {
 #[test]
 fn an_unreachable_redis_is_reported_without_echoing_the_password() {
     let output = Command::new(binary("command"))
+        .env("AUTH", "off")
         .env("REDIS_URL", "redis://app:s3cret-pw@127.0.0.1:1/")
         .env("COMMAND_LISTEN", format!("127.0.0.1:{}", free_port()))
         .output()
@@ -237,6 +242,8 @@ async fn json_logs_carry_each_requests_correlation_id() {
     let mut child = Command::new(binary("command"))
         .env_remove("REDIS_URL")
         .env_remove("REDIS_CLUSTER_NODES")
+        .env("STORE", "memory")
+        .env("AUTH", "off")
         .env("COMMAND_LISTEN", format!("127.0.0.1:{port}"))
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")

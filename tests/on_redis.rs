@@ -535,6 +535,7 @@ async fn logs_show_requests_and_batches_but_never_the_redis_password() {
     let (c, p) = (esr_e2e::free_port(), esr_e2e::free_port());
     let spawn = |name: &str, listen: (&str, String)| {
         std::process::Command::new(esr_e2e::binary(name))
+            .env("AUTH", "off")
             .env("REDIS_URL", &url)
             .env("RUST_LOG", "trace")
             .env("PROJECTOR_BLOCK_MS", "100")
@@ -653,6 +654,7 @@ async fn a_side_configured_with_another_partition_count_refuses_to_start() {
         assert_eq!(status, 201, "{body}");
     }
     let mut side = std::process::Command::new(esr_e2e::binary("command"))
+        .env("AUTH", "off")
         .env("REDIS_URL", server.url())
         .env("REDIS_PARTITIONS", "4")
         .env(

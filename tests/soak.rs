@@ -112,6 +112,8 @@ impl Process {
         let mut command = Command::new(binary(&self.program));
         command
             .env_remove("REDIS_CLUSTER_NODES")
+            // The soak's clients send no tokens; everything listens on loopback.
+            .env("AUTH", "off")
             .env(
                 "RUST_LOG",
                 std::env::var("SOAK_LOG").unwrap_or_else(|_| "warn".into()),

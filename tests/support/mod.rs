@@ -61,15 +61,29 @@ pub struct Service {
 }
 
 impl Service {
+    /// Start `name` on loopback with `AUTH=off` (the tests that predate authentication; a test
+    /// of authentication sets `AUTH` itself in `env`), and on the in-memory store unless `env`
+    /// names a Redis.
     pub fn start(name: &str, args: &[&str], env: &[(&str, String)]) -> Self {
         let mut command = Command::new(binary(name));
         command
             .args(args)
             .env_remove("REDIS_URL")
             .env_remove("REDIS_CLUSTER_NODES")
+            .env_remove("AUTH_JWT_KEY_FILE")
+            .env_remove("AUTH_JWKS_URL")
+            .env_remove("AUTH_ISSUER")
+            .env_remove("AUTH_AUDIENCE")
+            .env("AUTH", "off")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        let names_redis = env
+            .iter()
+            .any(|(key, _)| matches!(*key, "REDIS_URL" | "REDIS_CLUSTER_NODES" | "STORE"));
+        if !names_redis {
+            command.env("STORE", "memory");
+        }
         for (key, value) in env {
             command.env(key, value);
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use esr_kernel::{Aggregate, Context};
+use esr_kernel::{Actor, Aggregate, Context};
 use esr_schema::{DomainEvent, EntityId, StreamId, codec};
 use esr_store::{
     AppendRequest, ExpectedVersion, Idempotency, NewEvent, Snapshot, Store, StoreError,
@@ -39,7 +39,7 @@ impl Default for CommandSettings {
 }
 
 /// Where a command came from, for the envelope and for concurrency control.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CommandMeta {
     /// From `If-Match`: the version the client last saw. A mismatch is answered, not retried.
     pub if_match: Option<u64>,
@@ -51,10 +51,12 @@ pub struct CommandMeta {
     pub correlation_id: String,
     /// The command's own id, or the event that caused it (policies).
     pub causation_id: String,
+    /// Who makes the command: `decide` judges what it may do, and every event records it.
+    pub actor: Actor,
 }
 
 impl CommandMeta {
-    pub fn new(correlation_id: Option<String>) -> Self {
+    pub fn new(correlation_id: Option<String>, actor: Actor) -> Self {
         let command_id = Uuid::now_v7().to_string();
         Self {
             if_match: None,
@@ -62,6 +64,7 @@ impl CommandMeta {
             fingerprint: None,
             correlation_id: correlation_id.unwrap_or_else(|| command_id.clone()),
             causation_id: command_id,
+            actor,
         }
     }
 }
@@ -158,9 +161,14 @@ impl<A: Aggregate> CommandService<A> {
         StreamId::of::<A::Event>(id.clone())
     }
 
-    /// The facts `decide` asked for: today, and the versions of the streams it named.
-    async fn context(&self, id: &EntityId, command: &A::Command) -> Result<Context, StoreError> {
-        let mut context = Context::new(Utc::now().date_naive());
+    /// The facts `decide` asked for: today, the actor, and the versions of the streams it named.
+    async fn context(
+        &self,
+        id: &EntityId,
+        command: &A::Command,
+        actor: &Actor,
+    ) -> Result<Context, StoreError> {
+        let mut context = Context::new(Utc::now().date_naive(), actor.clone());
         for stream in A::context_streams(id, command) {
             let version = self.store.stream_version(&stream).await?;
             context.stream_versions.insert(stream, version);
@@ -186,7 +194,7 @@ impl<A: Aggregate> CommandService<A> {
             metrics::replay(&aggregate_name::<A>());
             return Ok(replay(first.version));
         }
-        let context = self.context(id, &command).await?;
+        let context = self.context(id, &command, &meta.actor).await?;
 
         let _serialized = self.lock_for(id).lock().await;
         let mut attempt = 0;
@@ -377,6 +385,7 @@ impl<A: Aggregate> CommandService<A> {
                     occurred_at: now,
                     correlation_id: meta.correlation_id.clone(),
                     causation_id: meta.causation_id.clone(),
+                    actor: Some(meta.actor.recorded()),
                     payload: encoded.payload,
                 })
             })
@@ -420,11 +429,13 @@ impl<A: Aggregate> CommandService<A> {
     }
 }
 
-/// What a command asks, as a short text that two equal commands share: FNV-1a (64 bits) of
-/// the aggregate type and the command's `Debug` form.
-pub fn fingerprint<A: Aggregate>(command: &A::Command) -> String {
+/// What a command asks and who asks it, as a short text that two equal commands of one actor
+/// share: FNV-1a (64 bits) of the aggregate type, the actor and the command's `Debug` form. The
+/// actor is in it so that another caller reusing a key is refused, not answered the first
+/// caller's result.
+pub fn fingerprint<A: Aggregate>(command: &A::Command, actor: &Actor) -> String {
     let text = format!(
-        "{}:{command:?}",
+        "{}:{actor}:{command:?}",
         <A::Event as esr_schema::DomainEvent>::AGGREGATE
     );
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

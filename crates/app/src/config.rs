@@ -80,6 +80,83 @@ impl ProjectorArgs {
     }
 }
 
+/// How the command and query sides authenticate callers.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// `on` (the default): every request needs `Authorization: Bearer <JWT>`. `off`: nobody is
+    /// authenticated and anyone may act as anyone; only allowed on loopback addresses.
+    #[arg(long = "auth", env = "AUTH", default_value = "on")]
+    pub auth: String,
+    /// A PEM public key (Ed25519, P-256 or RSA) that signs the tokens.
+    #[arg(long, env = "AUTH_JWT_KEY_FILE")]
+    pub auth_jwt_key_file: Option<std::path::PathBuf>,
+    /// A JWKS document with the keys that sign the tokens (picked by the token's `kid`),
+    /// fetched at start, again for an unknown `kid` (at most once a second) and every 5 minutes.
+    #[arg(long, env = "AUTH_JWKS_URL")]
+    pub auth_jwks_url: Option<String>,
+    /// The `iss` every token must carry (unchecked when unset).
+    #[arg(long, env = "AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+    /// The `aud` every token must carry (unchecked when unset).
+    #[arg(long, env = "AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+    /// The claim with the caller's roles: a list of strings; `admin` may act on anyone.
+    #[arg(long, env = "AUTH_ROLES_CLAIM", default_value = "roles")]
+    pub auth_roles_claim: String,
+    /// Clock skew forgiven on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "AUTH_LEEWAY_SECS", default_value_t = 30)]
+    pub auth_leeway_secs: u64,
+}
+
+impl AuthArgs {
+    /// The authentication these settings ask for, its keys loaded (a JWKS fetched).
+    pub async fn authentication(&self) -> anyhow::Result<crate::auth::Authentication> {
+        use crate::auth::{Authentication, JwksSource, KeySource, TokenSettings, Verifier};
+        match self.auth.trim().to_ascii_lowercase().as_str() {
+            "off" => return Ok(Authentication::Off),
+            "on" | "" => {}
+            other => anyhow::bail!("AUTH={other:?}: give \"on\" or \"off\""),
+        }
+        let keys = match (&self.auth_jwt_key_file, &self.auth_jwks_url) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("set one of AUTH_JWT_KEY_FILE and AUTH_JWKS_URL, not both")
+            }
+            (Some(path), None) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read AUTH_JWT_KEY_FILE {}", path.display()))?;
+                KeySource::from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("AUTH_JWT_KEY_FILE {}: {e}", path.display()))?
+            }
+            (None, Some(url)) => {
+                let source = JwksSource::fetch(url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("AUTH_JWKS_URL: {e}"))?;
+                KeySource::Jwks(source)
+            }
+            (None, None) => anyhow::bail!(
+                "authentication is on and no key verifies tokens: set AUTH_JWT_KEY_FILE (a PEM \
+                 public key) or AUTH_JWKS_URL, or AUTH=off for local use on 127.0.0.1"
+            ),
+        };
+        let present = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let settings = TokenSettings {
+            issuer: present(&self.auth_issuer),
+            audience: present(&self.auth_audience),
+            roles_claim: self.auth_roles_claim.clone(),
+            leeway_secs: self.auth_leeway_secs,
+        };
+        if settings.issuer.is_none() || settings.audience.is_none() {
+            tracing::warn!(
+                "AUTH_ISSUER or AUTH_AUDIENCE is unset: a token from any issuer or for any \
+                 audience signed by the configured key is accepted"
+            );
+        }
+        Ok(Authentication::Jwt(std::sync::Arc::new(Verifier::new(
+            keys, settings,
+        ))))
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueryArgs {
     /// The longest a `min_version` read waits, in ms.

@@ -1,6 +1,7 @@
 //! The application layer: what the services wire up, kept out of the binaries so the
 //! all-in-one binary and the separate services share every line.
 //!
+//! - [`auth`]: who is calling (bearer JWTs, or nobody with `AUTH=off`), as an actor.
 //! - [`command`]: the command runtime for any aggregate: load (snapshot + later events),
 //!   decide, append with an expected version; retries, `If-Match`, idempotency.
 //! - [`projector`]: the consumer-group runtime, the per-stream projection runtime for views
@@ -11,6 +12,7 @@
 //! - [`metrics`]: the Prometheus series, named in one place.
 //! - [`config`]: flags and environment variables, and opening the configured store.
 
+pub mod auth;
 pub mod command;
 pub mod config;
 pub mod http;

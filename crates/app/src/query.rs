@@ -38,6 +38,9 @@ pub struct EventView {
     pub occurred_at: DateTime<Utc>,
     pub correlation_id: String,
     pub causation_id: String,
+    /// Who caused it (`user:<subject>`, `system:<cause>`, `anonymous`); null for events
+    /// stored before actors were recorded.
+    pub actor: Option<String>,
     pub data: serde_json::Value,
 }
 
@@ -156,6 +159,7 @@ impl QueryService {
                     occurred_at: e.occurred_at,
                     correlation_id: e.correlation_id.clone(),
                     causation_id: e.causation_id.clone(),
+                    actor: e.actor.clone(),
                     data: serde_json::to_value(&event).unwrap_or(serde_json::Value::Null),
                 })
             })

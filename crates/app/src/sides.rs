@@ -6,6 +6,7 @@ use std::sync::Arc;
 use esr_store::Store;
 use tokio::sync::watch;
 
+use crate::auth::Authentication;
 use crate::command::CommandService;
 use crate::config::{HttpLimits, serve_on};
 use crate::http::{self, Ops, ProjectorHealth};
@@ -16,12 +17,14 @@ pub async fn command_side(
     commands: Arc<Commands>,
     listener: tokio::net::TcpListener,
     limits: HttpLimits,
+    authentication: Authentication,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    authentication.check_listener(listener.local_addr()?, "COMMAND_LISTEN")?;
     let store = commands.store().clone();
     let handlers = Projectors::standard_handlers(&store, commands.users.clone());
     let ops = Ops::new(store, &handlers, shutdown.clone());
-    let router = http::command_router(commands).merge(http::ops_router(ops));
+    let router = http::command_router(commands, authentication).merge(http::ops_router(ops));
     serve_on("command", listener, router, limits, stopped(shutdown)).await
 }
 
@@ -30,8 +33,10 @@ pub async fn query_side(
     queries: Arc<QueryService>,
     listener: tokio::net::TcpListener,
     limits: HttpLimits,
+    authentication: Authentication,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    authentication.check_listener(listener.local_addr()?, "QUERY_LISTEN")?;
     let store = queries.store().clone();
     // Only for the names of the groups whose read models this side serves.
     let users = Arc::new(CommandService::new(
@@ -40,7 +45,7 @@ pub async fn query_side(
     ));
     let handlers = Projectors::standard_handlers(&store, users);
     let ops = Ops::new(store, &handlers, shutdown.clone());
-    let router = http::query_router(queries).merge(http::ops_router(ops));
+    let router = http::query_router(queries, authentication).merge(http::ops_router(ops));
     serve_on("query", listener, router, limits, stopped(shutdown)).await
 }
 

@@ -133,7 +133,11 @@ impl World {
 
     async fn run(&self, user: &str, command: Command) {
         self.client
-            .execute(&id(user), command, &CommandMeta::new(None))
+            .execute(
+                &id(user),
+                command,
+                &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+            )
             .await
             .unwrap();
     }

@@ -40,8 +40,8 @@ fn app() -> App {
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(projectors.run(shutdown));
     App {
-        commands: http::command_router(commands),
-        queries: http::query_router(Arc::new(queries)),
+        commands: http::command_router(commands, esr_app::auth::Authentication::Off),
+        queries: http::query_router(Arc::new(queries), esr_app::auth::Authentication::Off),
         _stop: stop,
     }
 }

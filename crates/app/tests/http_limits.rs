@@ -30,7 +30,13 @@ async fn command_side(limits: HttpLimits) -> Side {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, shutdown) = watch::channel(false);
-    let running = tokio::spawn(sides::command_side(commands, listener, limits, shutdown));
+    let running = tokio::spawn(sides::command_side(
+        commands,
+        listener,
+        limits,
+        esr_app::auth::Authentication::Off,
+        shutdown,
+    ));
     Side {
         address,
         stop,
@@ -49,6 +55,7 @@ async fn query_side(limits: HttpLimits, max_wait: Duration) -> Side {
         Arc::new(queries),
         listener,
         limits,
+        esr_app::auth::Authentication::Off,
         shutdown,
     ));
     Side {

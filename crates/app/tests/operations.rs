@@ -36,6 +36,7 @@ async fn command_and_query(store: Arc<dyn Store>) -> Sides {
         commands,
         command_listener,
         HttpLimits::default(),
+        esr_app::auth::Authentication::Off,
         shutdown.clone(),
     ));
     let (query_listener, query) = listener().await;
@@ -43,6 +44,7 @@ async fn command_and_query(store: Arc<dyn Store>) -> Sides {
         Arc::new(QueryService::new(store)),
         query_listener,
         HttpLimits::default(),
+        esr_app::auth::Authentication::Off,
         shutdown,
     ));
     Sides {

@@ -47,7 +47,11 @@ async fn dozens_of_concurrent_commands_on_one_user_are_all_accepted() {
     let service = commands(&store, 10);
     let user = id("1");
     service
-        .execute(&user, register(), &CommandMeta::new(None))
+        .execute(
+            &user,
+            register(),
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
         .await
         .unwrap();
     let tasks: Vec<_> = (0..64)
@@ -55,7 +59,11 @@ async fn dozens_of_concurrent_commands_on_one_user_are_all_accepted() {
             let (service, user) = (service.clone(), user.clone());
             tokio::spawn(async move {
                 service
-                    .execute(&user, like(&format!("o{i}")), &CommandMeta::new(None))
+                    .execute(
+                        &user,
+                        like(&format!("o{i}")),
+                        &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+                    )
                     .await
             })
         })
@@ -75,12 +83,20 @@ async fn a_snapshot_plus_later_events_equals_a_full_replay() {
     let with_snapshots = commands(&store, 3);
     let user = id("1");
     with_snapshots
-        .execute(&user, register(), &CommandMeta::new(None))
+        .execute(
+            &user,
+            register(),
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
         .await
         .unwrap();
     for i in 0..10 {
         with_snapshots
-            .execute(&user, like(&format!("o{i}")), &CommandMeta::new(None))
+            .execute(
+                &user,
+                like(&format!("o{i}")),
+                &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+            )
             .await
             .unwrap();
     }
@@ -92,7 +108,7 @@ async fn a_snapshot_plus_later_events_equals_a_full_replay() {
                 surname: None,
                 birth_date: None,
             },
-            &CommandMeta::new(None),
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
         )
         .await
         .unwrap();
@@ -123,12 +139,16 @@ async fn a_conflict_with_if_match_is_a_precondition_failure() {
     let service = commands(&store, 0);
     let user = id("1");
     service
-        .execute(&user, register(), &CommandMeta::new(None))
+        .execute(
+            &user,
+            register(),
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
         .await
         .unwrap();
     let meta = CommandMeta {
         if_match: Some(0),
-        ..CommandMeta::new(None)
+        ..CommandMeta::new(None, esr_kernel::Actor::Anonymous)
     };
     let err = service.execute(&user, like("x"), &meta).await.unwrap_err();
     assert!(
@@ -142,7 +162,11 @@ async fn a_conflict_with_if_match_is_a_precondition_failure() {
         "{err:?}"
     );
     let err = service
-        .execute(&id("2"), like("x"), &CommandMeta::new(None))
+        .execute(
+            &id("2"),
+            like("x"),
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -300,7 +324,11 @@ async fn events_from_a_newer_build_stay_pending_and_are_reported() {
     let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
     let service = commands(&store, 0);
     service
-        .execute(&id("1"), register(), &CommandMeta::new(None))
+        .execute(
+            &id("1"),
+            register(),
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
         .await
         .unwrap();
     let written_by_a_newer_build = |event_type: &str, schema_version: u16, version: u64| {
@@ -314,6 +342,7 @@ async fn events_from_a_newer_build_stay_pending_and_are_reported() {
                 occurred_at: chrono::Utc::now(),
                 correlation_id: "newer".into(),
                 causation_id: "newer".into(),
+                actor: None,
             },
             payload: vec![0x80],
         })
@@ -327,7 +356,11 @@ async fn events_from_a_newer_build_stay_pending_and_are_reported() {
         written_by_a_newer_build("acted_on", 9, 2),
     );
     service
-        .execute(&id("1"), like("after"), &CommandMeta::new(None))
+        .execute(
+            &id("1"),
+            like("after"),
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
         .await
         .unwrap();
     let projectors = Arc::new(Projectors::new(
@@ -376,7 +409,11 @@ async fn a_foreign_poison_entry_is_dead_lettered_and_the_projector_goes_on() {
         ],
     );
     service
-        .execute(&id("1"), register(), &CommandMeta::new(None))
+        .execute(
+            &id("1"),
+            register(),
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
         .await
         .unwrap();
     let projectors = Arc::new(Projectors::standard(
@@ -435,7 +472,11 @@ async fn an_entry_failing_more_than_max_deliveries_is_dead_lettered_with_its_cou
     let store = MemoryStore::new();
     let service = commands(&store, 0);
     service
-        .execute(&id("1"), register(), &CommandMeta::new(None))
+        .execute(
+            &id("1"),
+            register(),
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
         .await
         .unwrap();
     let settings = ProjectorSettings {
@@ -506,7 +547,11 @@ impl esr_app::projector::Handler for StoreRefusing {
 async fn an_entry_failing_because_the_store_is_unavailable_is_never_dead_lettered() {
     let store = MemoryStore::new();
     commands(&store, 0)
-        .execute(&id("1"), register(), &CommandMeta::new(None))
+        .execute(
+            &id("1"),
+            register(),
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
         .await
         .unwrap();
     let settings = ProjectorSettings {
@@ -540,7 +585,7 @@ async fn an_entry_failing_because_the_store_is_unavailable_is_never_dead_lettere
 async fn two_instances_with_stale_caches_still_decide_on_the_current_state() {
     let store = MemoryStore::new();
     let (a, b) = (commands(&store, 0), commands(&store, 0));
-    let meta = || CommandMeta::new(None);
+    let meta = || CommandMeta::new(None, esr_kernel::Actor::Anonymous);
     for u in ["1", "2"] {
         a.execute(&id(u), register(), &meta()).await.unwrap();
     }
@@ -592,7 +637,7 @@ async fn two_instances_with_stale_caches_still_decide_on_the_current_state() {
 async fn a_no_op_is_never_answered_from_a_stale_cache() {
     let store = MemoryStore::new();
     let (commands_side, policy_side) = (commands(&store, 0), commands(&store, 0));
-    let meta = || CommandMeta::new(None);
+    let meta = || CommandMeta::new(None, esr_kernel::Actor::Anonymous);
     for u in ["a", "b"] {
         commands_side
             .execute(&id(u), register(), &meta())
@@ -752,12 +797,20 @@ async fn two_processes_taking_turns_on_one_stream_both_fold_it_right() {
     let service = commands(&store, 0);
     let user = id("turns");
     service
-        .execute(&user, register(), &CommandMeta::new(None))
+        .execute(
+            &user,
+            register(),
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
         .await
         .unwrap();
     for object in ["a", "b", "c", "d", "e"] {
         service
-            .execute(&user, like(object), &CommandMeta::new(None))
+            .execute(
+                &user,
+                like(object),
+                &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+            )
             .await
             .unwrap();
     }

@@ -42,6 +42,8 @@ fn event(e: &UserEvent) -> NewEvent {
         occurred_at: chrono::Utc::now(),
         correlation_id: command_id.clone(),
         causation_id: command_id,
+        // As the command side records an authenticated caller.
+        actor: Some("user:bench-user".into()),
         payload: encoded.payload,
     }
 }
@@ -602,10 +604,11 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
 async fn post_likes(
     duration: Duration,
     url: impl Fn(usize) -> String,
+    token: &(dyn Fn(usize) -> String + Sync),
 ) -> (measure::Counted, Vec<f64>) {
     let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let targets: Vec<(reqwest::Client, String)> = (0..64)
-        .map(|task| (reqwest::Client::new(), url(task)))
+        .map(|task| (authorized(&token(task)), url(task)))
         .collect();
     let counted = {
         let latencies = latencies.clone();
@@ -632,6 +635,18 @@ async fn post_likes(
     (counted, latencies)
 }
 
+/// A client that sends `Authorization: Bearer <token>` with every request.
+fn authorized(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap_or_default()
+}
+
 /// The HTTP stack alone: the same load on a route that parses the JSON body and answers.
 async fn http_noop(duration: Duration) -> anyhow::Result<(measure::Counted, Vec<f64>)> {
     use axum::routing::post;
@@ -655,9 +670,12 @@ async fn http_noop(duration: Duration) -> anyhow::Result<(measure::Counted, Vec<
             let _ = stopped.wait_for(|s| *s).await;
         },
     ));
-    let result = post_likes(duration, |task| {
-        format!("http://{address}/users/h{task}/activity")
-    })
+    // The same header as the real rows send, unread here.
+    let result = post_likes(
+        duration,
+        |task| format!("http://{address}/users/h{task}/activity"),
+        &|task| format!("unverified-token-of-h{task}"),
+    )
     .await;
     let _ = stop.send(true);
     server.await??;
@@ -675,10 +693,26 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let (stop, shutdown) = watch::channel(false);
+    // Authentication on, as deployed: every request carries its user's token (Ed25519), verified.
+    let (signer, keys) = esr_app::auth::dev::Signer::ephemeral().map_err(anyhow::Error::msg)?;
+    let verifier = esr_app::auth::Verifier::new(keys, Default::default());
+    let token = move |task: usize| {
+        signer
+            .token(
+                &format!("h{task}"),
+                &[],
+                Duration::from_secs(3600),
+                None,
+                None,
+            )
+            .unwrap_or_default()
+    };
+    let probe_token = token(64);
     let server_task = tokio::spawn(esr_app::sides::command_side(
         commands.clone(),
         listener,
         esr_app::config::HttpLimits::default(),
+        esr_app::auth::Authentication::Jwt(Arc::new(verifier)),
         shutdown.clone(),
     ));
     let projectors = Arc::new(Projectors::standard(
@@ -702,32 +736,43 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             .execute(
                 &user(&format!("h{task}")),
                 register,
-                &CommandMeta::new(None),
+                &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
             )
             .await?;
     }
     let base = format!("http://{address}");
     let load = {
         let base = base.clone();
-        post_likes(scale.duration, move |task| {
-            format!("{base}/users/h{task}/activity")
-        })
+        let token = &token;
+        async move {
+            post_likes(
+                scale.duration,
+                move |task| format!("{base}/users/h{task}/activity"),
+                token,
+            )
+            .await
+        }
     };
-    let ((counted, mut latencies), freshness) =
-        tokio::join!(load, probe_freshness(&base, store.as_ref(), scale.duration));
+    let ((counted, mut latencies), freshness) = tokio::join!(
+        load,
+        probe_freshness(&base, &probe_token, store.as_ref(), scale.duration)
+    );
     let mut freshness = freshness?;
     // Then at 80% of the rate just sustained, paced (open loop): how fresh the read side
     // stays below saturation.
     let target = counted.ok_per_second() * 0.8;
     let paced = {
         let base = base.clone();
-        paced_likes(target, scale.duration, move |task| {
-            format!("{base}/users/h{task}/activity")
-        })
+        paced_likes(
+            target,
+            scale.duration,
+            move |task| format!("{base}/users/h{task}/activity"),
+            &token,
+        )
     };
     let (paced, paced_freshness) = tokio::join!(
         paced,
-        probe_freshness(&base, store.as_ref(), scale.duration)
+        probe_freshness(&base, &probe_token, store.as_ref(), scale.duration)
     );
     let mut paced_freshness = paced_freshness?;
     let _ = stop.send(true);
@@ -791,10 +836,11 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
 /// command-to-visible times, for `duration`.
 async fn probe_freshness(
     base: &str,
+    token: &str,
     store: &dyn Store,
     duration: Duration,
 ) -> anyhow::Result<Vec<f64>> {
-    let client = reqwest::Client::new();
+    let client = authorized(token);
     let probe_user = user("h64");
     let mut freshness = Vec::new();
     let deadline = Instant::now() + duration;
@@ -833,9 +879,14 @@ struct Paced {
 
 /// Likes sent at `rate` per second for `duration` whatever the answers' pace (open loop), over
 /// 64 users; at most 512 in flight, the rest counted as not sent.
-async fn paced_likes(rate: f64, duration: Duration, url: impl Fn(usize) -> String) -> Paced {
+async fn paced_likes(
+    rate: f64,
+    duration: Duration,
+    url: impl Fn(usize) -> String,
+    token: &dyn Fn(usize) -> String,
+) -> Paced {
     let targets: Vec<(reqwest::Client, String)> = (0..64)
-        .map(|task| (reqwest::Client::new(), url(task)))
+        .map(|task| (authorized(&token(task)), url(task)))
         .collect();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
     let tick = Duration::from_millis(5);
@@ -903,6 +954,7 @@ async fn memory_row(scale: &Scale) -> anyhow::Result<(Row, f64)> {
                 occurred_at: new.occurred_at,
                 correlation_id: new.correlation_id,
                 causation_id: new.causation_id,
+                actor: new.actor,
             },
             payload: new.payload,
         })

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use esr_kernel::fields::{self, FieldError};
-use esr_kernel::{Aggregate, Context, RejectionKind, View};
+use esr_kernel::{Actor, Aggregate, Context, RejectionKind, View};
 use esr_schema::group::GroupFilled;
 use esr_schema::{
     EntityId, EventEnvelope, GroupCreated, GroupEvent, MemberJoined, MemberLeft, StreamId,
@@ -23,6 +23,9 @@ pub struct Group {
     pub created: bool,
     pub capacity: u32,
     pub members: BTreeSet<UserId>,
+    /// Who created it (absent in snapshots taken before owners were recorded).
+    #[serde(default)]
+    pub owner: Option<UserId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +51,8 @@ pub enum GroupRejection {
     NotMember(UserId),
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl esr_kernel::Rejection for GroupRejection {
@@ -55,6 +60,7 @@ impl esr_kernel::Rejection for GroupRejection {
         match self {
             GroupRejection::UnknownGroup => RejectionKind::NotFound,
             GroupRejection::InvalidField { .. } => RejectionKind::Invalid,
+            GroupRejection::Forbidden(_) => RejectionKind::Forbidden,
             _ => RejectionKind::Conflict,
         }
     }
@@ -68,6 +74,7 @@ impl esr_kernel::Rejection for GroupRejection {
             GroupRejection::AlreadyMember(_) => "already_member",
             GroupRejection::NotMember(_) => "not_member",
             GroupRejection::InvalidField { .. } => "invalid_field",
+            GroupRejection::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -119,6 +126,8 @@ impl Aggregate for Group {
                 GroupCreated {
                     name: name.to_owned(),
                     capacity: *capacity,
+                    // Any user may create a group, and owns it.
+                    owner: context.actor.user_id(),
                 }
                 .into(),
             ]);
@@ -126,6 +135,7 @@ impl Aggregate for Group {
         if !self.created {
             return Err(GroupRejection::UnknownGroup);
         }
+        self.authorize(command, &context.actor)?;
         match command {
             GroupCommand::Create { .. } => Err(GroupRejection::AlreadyExists),
             GroupCommand::AddMember { user_id } => {
@@ -174,8 +184,28 @@ impl Aggregate for Group {
         if let GroupEvent::GroupCreated(e) = event {
             self.created = true;
             self.capacity = e.capacity;
+            self.owner = e.owner.clone();
         }
         change_members(&mut self.members, event);
+    }
+}
+
+impl Group {
+    /// A user joins or leaves themself; the owner or an admin adds or removes anyone.
+    fn authorize(&self, command: &GroupCommand, actor: &Actor) -> Result<(), GroupRejection> {
+        let (GroupCommand::AddMember { user_id } | GroupCommand::RemoveMember { user_id }) =
+            command
+        else {
+            return Ok(());
+        };
+        let owner = self.owner.as_ref().is_some_and(|owner| actor.is(owner));
+        if actor.is(user_id) || owner || actor.is_admin() {
+            return Ok(());
+        }
+        Err(GroupRejection::Forbidden(format!(
+            "{actor} may add or remove only themself: others are managed by the group's owner \
+             or an admin"
+        )))
     }
 }
 

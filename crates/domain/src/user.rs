@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
-use esr_kernel::{Aggregate, Context, RejectionKind};
+use esr_kernel::{Actor, Aggregate, Context, RejectionKind};
 use esr_schema::{
     ActedOn, Action, EntityId, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered,
     StreamId, UserEvent, UserId,
@@ -73,6 +73,8 @@ pub enum Rejection {
     NotFriends(UserId),
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl esr_kernel::Rejection for Rejection {
@@ -80,6 +82,7 @@ impl esr_kernel::Rejection for Rejection {
         match self {
             Rejection::NotRegistered => RejectionKind::NotFound,
             Rejection::InvalidField { .. } => RejectionKind::Invalid,
+            Rejection::Forbidden(_) => RejectionKind::Forbidden,
             _ => RejectionKind::Conflict,
         }
     }
@@ -93,6 +96,7 @@ impl esr_kernel::Rejection for Rejection {
             Rejection::AlreadyFriends(_) => "already_friends",
             Rejection::NotFriends(_) => "not_friends",
             Rejection::InvalidField { .. } => "invalid_field",
+            Rejection::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -156,6 +160,7 @@ impl Aggregate for User {
         command: &Command,
         context: &Context,
     ) -> Result<Vec<UserEvent>, Rejection> {
+        authorize(id, command, &context.actor)?;
         if !self.registered && !matches!(command, Command::Register { .. }) {
             return Err(Rejection::NotRegistered);
         }
@@ -279,6 +284,40 @@ impl Aggregate for User {
             }
         }
     }
+}
+
+/// A user's event history (who did what, when, with whom) is read by that user or an admin;
+/// profiles, groups and rankings are for any authenticated caller.
+pub fn may_read_history(actor: &Actor, user: &UserId) -> bool {
+    actor.may_act_for(user)
+}
+
+/// A user acts on their own stream only (registers with their own id, changes their own info,
+/// activity and friendships); an admin acts on anyone's. The friend's side of a friendship
+/// (`reciprocal`) is written by the friendship policy, acting as the system, or by an admin.
+/// Judged before anything else, so a refusal says nothing about the stream.
+fn authorize(id: &EntityId, command: &Command, actor: &Actor) -> Result<(), Rejection> {
+    let reciprocal = matches!(
+        command,
+        Command::AddFriend {
+            reciprocal: true,
+            ..
+        } | Command::RemoveFriend {
+            reciprocal: true,
+            ..
+        }
+    );
+    if reciprocal && !actor.is_admin() {
+        return Err(Rejection::Forbidden(format!(
+            "{actor} may not write the mirror side of a friendship: the friendship policy does"
+        )));
+    }
+    if !actor.may_act_for(id) {
+        return Err(Rejection::Forbidden(format!(
+            "{actor} may act only as themself, not as user {id}"
+        )));
+    }
+    Ok(())
 }
 
 fn valid_name(field: &'static str, raw: &str) -> Result<String, Rejection> {

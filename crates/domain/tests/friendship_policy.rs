@@ -27,6 +27,7 @@ fn envelope_of_user_1(event: &UserEvent) -> EventEnvelope {
         occurred_at: DateTime::<Utc>::UNIX_EPOCH,
         correlation_id: "req".into(),
         causation_id: "cmd".into(),
+        actor: None,
     }
 }
 

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use esr_domain::{Group, GroupCommand, GroupRejection, GroupView};
-use esr_kernel::{Aggregate, Context, View};
+use esr_kernel::{Actor, Aggregate, Context, View};
 use esr_schema::{
     DomainEvent, EntityId, EventEnvelope, GroupCreated, GroupEvent, MemberJoined, MemberLeft,
     StreamId, UserEvent,
@@ -17,6 +17,7 @@ use uuid::Uuid;
 #[allow(dead_code)] // read through Debug by the snapshots
 struct Scenario {
     given: Vec<GroupEvent>,
+    by: Actor,
     registered_users: Vec<&'static str>,
     when: GroupCommand,
     then: Result<Vec<GroupEvent>, GroupRejection>,
@@ -26,11 +27,16 @@ fn id(raw: &str) -> EntityId {
     EntityId::parse(raw).unwrap()
 }
 
-/// Users 1, 2 and 3 are registered; "ghost" is not.
+/// Users 1, 2 and 3 are registered; "ghost" is not. User 1 makes the command: the owner of
+/// the groups `created` makes.
 fn given(history: Vec<GroupEvent>, when: GroupCommand) -> Scenario {
+    given_by(Actor::user("1", []), history, when)
+}
+
+fn given_by(by: Actor, history: Vec<GroupEvent>, when: GroupCommand) -> Scenario {
     let registered_users = vec!["1", "2", "3"];
     let group = Group::from_history(&history);
-    let mut context = Context::new(NaiveDate::from_ymd_opt(2026, 11, 26).unwrap());
+    let mut context = Context::new(NaiveDate::from_ymd_opt(2026, 11, 26).unwrap(), by);
     for user in &registered_users {
         context
             .stream_versions
@@ -39,6 +45,7 @@ fn given(history: Vec<GroupEvent>, when: GroupCommand) -> Scenario {
     let then = group.decide(&id("looney"), &when, &context);
     Scenario {
         given: history,
+        by: context.actor,
         registered_users,
         when,
         then,
@@ -49,6 +56,7 @@ fn created(capacity: u32) -> GroupEvent {
     GroupCreated {
         name: "Looney Tunes".into(),
         capacity,
+        owner: Some(id("1")),
     }
     .into()
 }
@@ -125,6 +133,50 @@ fn a_member_leaves_and_a_non_member_cannot() {
     ));
 }
 
+fn leave(user: &str) -> GroupCommand {
+    GroupCommand::RemoveMember { user_id: id(user) }
+}
+
+#[test]
+fn the_creator_owns_the_group() {
+    insta::assert_debug_snapshot!(given_by(Actor::user("2", []), vec![], create("Twos", 5)));
+}
+
+#[test]
+fn a_user_joins_and_leaves_themself() {
+    let by_2 = |history, command| given_by(Actor::user("2", []), history, command);
+    insta::assert_debug_snapshot!((
+        by_2(vec![created(5)], join("2")),
+        by_2(vec![created(5), joined("2")], leave("2")),
+    ));
+}
+
+#[test]
+fn only_the_owner_or_an_admin_adds_or_removes_others() {
+    let by_2 = |history, command| given_by(Actor::user("2", []), history, command);
+    let admin = Actor::user("root", ["admin".to_owned()]);
+    insta::assert_debug_snapshot!((
+        by_2(vec![created(5)], join("3")),
+        by_2(vec![created(5), joined("3")], leave("3")),
+        given(vec![created(5), joined("3")], leave("3")),
+        given_by(admin, vec![created(5)], join("3")),
+    ));
+}
+
+#[test]
+fn a_group_created_before_owners_were_recorded_is_managed_by_admins_only() {
+    let ownerless: GroupEvent = GroupCreated {
+        name: "Old".into(),
+        capacity: 5,
+        owner: None,
+    }
+    .into();
+    insta::assert_debug_snapshot!((
+        given(vec![ownerless.clone()], join("3")),
+        given(vec![ownerless], join("1")),
+    ));
+}
+
 #[test]
 fn the_group_view_folds_members_sorted_and_reads_back_from_its_fields() {
     let history = [
@@ -145,6 +197,7 @@ fn the_group_view_folds_members_sorted_and_reads_back_from_its_fields() {
             occurred_at: DateTime::<Utc>::UNIX_EPOCH,
             correlation_id: "test".into(),
             causation_id: "test".into(),
+            actor: None,
         };
         view.apply(&envelope, event);
     }

@@ -22,6 +22,7 @@ fn envelope(event: &UserEvent) -> EventEnvelope {
         occurred_at: DateTime::<Utc>::UNIX_EPOCH,
         correlation_id: String::new(),
         causation_id: String::new(),
+        actor: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn profile_after(history: &[UserEvent]) -> Profile {
             occurred_at: start + chrono::Duration::seconds(i as i64),
             correlation_id: "test".into(),
             causation_id: "test".into(),
+            actor: None,
         };
         profile.apply(&envelope, event);
     }

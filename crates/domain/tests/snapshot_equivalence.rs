@@ -85,6 +85,7 @@ fn envelope(version: u64, event: &UserEvent) -> EventEnvelope {
         occurred_at: DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(version as i64),
         correlation_id: String::new(),
         causation_id: String::new(),
+        actor: None,
     }
 }
 

@@ -6,8 +6,7 @@
 
 use chrono::NaiveDate;
 use esr_domain::{Command, Rejection, User};
-use esr_kernel::Aggregate;
-use esr_kernel::Context;
+use esr_kernel::{Actor, Aggregate, Context};
 use esr_schema::{
     ActedOn, Action, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered, StreamId,
     UserEvent, UserId,
@@ -17,6 +16,8 @@ use esr_schema::{
 #[allow(dead_code)] // read through Debug by the snapshots
 struct Scenario {
     given: Vec<UserEvent>,
+    /// Who makes the command (user 1, the stream's own user, unless a test says otherwise).
+    by: Actor,
     /// The other users that are registered (the context `decide` is given).
     registered_others: Vec<&'static str>,
     when: Command,
@@ -24,12 +25,16 @@ struct Scenario {
 }
 
 fn given(history: Vec<UserEvent>) -> Given {
-    Given(history)
+    Given(history, Actor::user("1", []))
 }
 
-struct Given(Vec<UserEvent>);
+struct Given(Vec<UserEvent>, Actor);
 
 impl Given {
+    fn by(self, actor: Actor) -> Given {
+        Given(self.0, actor)
+    }
+
     /// Users 2 and 3 are registered.
     fn when(self, command: Command) -> Scenario {
         self.when_registered(&["2", "3"], command)
@@ -37,7 +42,7 @@ impl Given {
 
     fn when_registered(self, others: &[&'static str], command: Command) -> Scenario {
         let user = User::from_history(&self.0);
-        let mut context = Context::new(NaiveDate::from_ymd_opt(2026, 11, 26).unwrap());
+        let mut context = Context::new(NaiveDate::from_ymd_opt(2026, 11, 26).unwrap(), self.1);
         for other in others {
             context
                 .stream_versions
@@ -46,6 +51,7 @@ impl Given {
         let then = user.decide(&id("1"), &command, &context);
         Scenario {
             given: self.0,
+            by: context.actor,
             registered_others: others.to_vec(),
             when: command,
             then,
@@ -253,7 +259,9 @@ fn adding_an_existing_friend_is_rejected() {
 #[test]
 fn the_policy_mirroring_an_existing_friendship_changes_nothing() {
     insta::assert_debug_snapshot!(
-        given(vec![registered(), friend_added("2")]).when(add_friend("2", true))
+        given(vec![registered(), friend_added("2")])
+            .by(policy_of_user_2())
+            .when(add_friend("2", true))
     );
 }
 
@@ -280,7 +288,96 @@ fn the_policy_mirroring_a_removal_already_done_changes_nothing() {
                 reciprocal: false
             }),
         ])
+        .by(policy_of_user_2())
         .when(remove_friend("2", true))
+    );
+}
+
+/// The friendship policy mirroring user 2's change.
+fn policy_of_user_2() -> Actor {
+    Actor::system(Some("user:2".into()))
+}
+
+fn admin() -> Actor {
+    Actor::user("root", ["admin".to_owned()])
+}
+
+#[test]
+fn a_user_cannot_change_another_user() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).by(Actor::user("2", [])).when(
+        Command::ChangePersonalInfo {
+            name: Some("Evil".into()),
+            surname: None,
+            birth_date: None,
+        }
+    ));
+}
+
+#[test]
+fn a_user_cannot_register_under_another_id() {
+    insta::assert_debug_snapshot!(
+        given(vec![])
+            .by(Actor::user("2", []))
+            .when(register("Duffy", "Duck", None))
+    );
+}
+
+#[test]
+fn a_user_cannot_act_or_befriend_for_another_user_even_an_unregistered_one() {
+    let by_2 = |command| given(vec![]).by(Actor::user("2", [])).when(command);
+    insta::assert_debug_snapshot!([
+        by_2(act(Action::Like, "carrots", None)),
+        by_2(add_friend("3", false)),
+        by_2(remove_friend("3", false)),
+    ]);
+}
+
+#[test]
+fn a_user_cannot_write_the_mirror_side_of_a_friendship() {
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(add_friend("2", true)));
+}
+
+#[test]
+fn an_admin_acts_on_anyone() {
+    insta::assert_debug_snapshot!([
+        given(vec![])
+            .by(admin())
+            .when(register("Duffy", "Duck", None)),
+        given(vec![registered()])
+            .by(admin())
+            .when(act(Action::Kick, "can", None)),
+        given(vec![registered(), friend_added("2")])
+            .by(admin())
+            .when(remove_friend("2", true)),
+    ]);
+}
+
+#[test]
+fn history_is_read_by_its_user_or_an_admin() {
+    let readers = [
+        Actor::user("1", []),
+        Actor::user("2", []),
+        admin(),
+        Actor::Anonymous,
+    ];
+    let may: Vec<(String, bool)> = readers
+        .iter()
+        .map(|actor| {
+            (
+                actor.recorded(),
+                esr_domain::may_read_history(actor, &id("1")),
+            )
+        })
+        .collect();
+    insta::assert_debug_snapshot!(may);
+}
+
+#[test]
+fn with_authentication_off_anyone_may_act() {
+    insta::assert_debug_snapshot!(
+        given(vec![registered()])
+            .by(Actor::Anonymous)
+            .when(add_friend("3", false))
     );
 }
 

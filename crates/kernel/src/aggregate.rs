@@ -2,6 +2,8 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use esr_schema::{DomainEvent, EntityId, StreamId};
+
+use crate::Actor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -10,15 +12,18 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {
     pub today: NaiveDate,
+    /// Who makes the command: `decide` refuses what this actor may not do.
+    pub actor: Actor,
     /// The current version of each stream the aggregate asked for in
     /// [`Aggregate::context_streams`] (0: no such stream).
     pub stream_versions: BTreeMap<StreamId, u64>,
 }
 
 impl Context {
-    pub fn new(today: NaiveDate) -> Self {
+    pub fn new(today: NaiveDate, actor: Actor) -> Self {
         Self {
             today,
+            actor,
             stream_versions: BTreeMap::new(),
         }
     }
@@ -30,7 +35,7 @@ impl Context {
 }
 
 /// What kind of refusal a rejection is, so a transport can answer it without knowing the
-/// aggregate (HTTP: 404, 409, 422).
+/// aggregate (HTTP: 404, 409, 422, 403).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectionKind {
     /// The aggregate (or another it names) does not exist.
@@ -39,6 +44,8 @@ pub enum RejectionKind {
     Conflict,
     /// A field of the command is invalid.
     Invalid,
+    /// The actor may not make this command.
+    Forbidden,
 }
 
 /// Why a command was refused. Nothing is written for a refused command.

@@ -17,7 +17,7 @@
 //! use std::collections::BTreeMap;
 //!
 //! use esr_kernel::fields::{self, Reader};
-//! use esr_kernel::{Aggregate, Context, FieldError, Rejection, RejectionKind, Tally, View};
+//! use esr_kernel::{Actor, Aggregate, Context, FieldError, Rejection, RejectionKind, Tally, View};
 //! use esr_schema::{
 //!     AggregateType, Category, EntityId, EventEnvelope, EventPayload, StreamId, domain_events,
 //! };
@@ -103,7 +103,7 @@
 //!
 //! // Deciding is pure: state and a context in, events or a rejection out.
 //! let jar = Jar::from_history(&[Tipped { cents: 9_000, from: "ann".into() }.into()]);
-//! let context = Context::new(chrono::NaiveDate::MIN);
+//! let context = Context::new(chrono::NaiveDate::MIN, Actor::user("bo", []));
 //! let id = EntityId::parse("jar-1")?;
 //! assert!(jar.decide(&id, &Tip { cents: 500, from: "bo".into() }, &context).is_ok());
 //! assert_eq!(jar.decide(&id, &Tip { cents: 2_000, from: "bo".into() }, &context).unwrap_err().code(), "jar_full");
@@ -111,11 +111,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod actor;
 mod aggregate;
 pub mod fields;
 mod tally;
 mod view;
 
+pub use actor::Actor;
 pub use aggregate::{Aggregate, Context, Rejection, RejectionKind};
 pub use fields::FieldError;
 pub use tally::Tally;

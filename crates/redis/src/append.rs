@@ -187,6 +187,7 @@ fn append_evalsha(store: &RedisStore, calls: &[&AppendCall]) -> redis::Cmd {
                     &event.correlation_id,
                     &event.causation_id,
                 ))
+                .arg(event.actor.as_deref().unwrap_or(""))
                 .arg(&event.payload);
         }
     }

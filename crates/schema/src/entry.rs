@@ -2,7 +2,8 @@
 //!
 //! Besides the MessagePack `payload`, an entry carries plain fields a person can read with
 //! `redis-cli XREAD`, as in the post: `type`, `<aggregate>_id` (`user_id`, `group_id`),
-//! `version`, `event_id`, `occurred_at`. The id field's name says the aggregate type.
+//! `version`, `event_id`, `occurred_at`, `actor` (who caused it; empty or absent: nobody
+//! recorded). The id field's name says the aggregate type.
 //!
 //! Two savings keep an event's two copies (its own stream and a category stream) small:
 //! - `causation_id` is stored empty when it equals `correlation_id` (a command sent without
@@ -24,6 +25,7 @@ pub const OCCURRED_AT: &str = "occurred_at";
 pub const SCHEMA_VERSION: &str = "schema_version";
 pub const CORRELATION_ID: &str = "correlation_id";
 pub const CAUSATION_ID: &str = "causation_id";
+pub const ACTOR: &str = "actor";
 pub const PAYLOAD: &str = "payload";
 
 /// One stream entry as field/value pairs, in order.
@@ -82,6 +84,7 @@ pub fn to_fields(event: &StoredEvent) -> Fields {
         text(SCHEMA_VERSION, e.schema_version.to_string()),
         text(CORRELATION_ID, e.correlation_id.clone()),
         text(CAUSATION_ID, stored_causation(e).to_owned()),
+        text(ACTOR, e.actor.clone().unwrap_or_default()),
         (PAYLOAD.to_owned(), event.payload.clone()),
     ]
 }
@@ -169,6 +172,11 @@ fn parse(
         "" => correlation_id.clone(),
         other => other.to_owned(),
     };
+    // Absent (stored before actors were recorded) or empty: nobody recorded.
+    let actor = match raw(ACTOR) {
+        Ok(bytes) if !bytes.is_empty() => Some(utf8(ACTOR, bytes)?.to_owned()),
+        _ => None,
+    };
     let envelope = EventEnvelope {
         event_type,
         stream,
@@ -178,6 +186,7 @@ fn parse(
         schema_version,
         correlation_id,
         causation_id,
+        actor,
     };
     if envelope.version == 0 {
         return Err(EntryError::InvalidField {
@@ -208,9 +217,21 @@ mod tests {
                     .with_timezone(&Utc),
                 correlation_id: "req-1".into(),
                 causation_id: "cmd-1".into(),
+                actor: Some("user:1".into()),
             },
             payload: vec![0x80],
         }
+    }
+
+    #[test]
+    fn the_actor_is_a_plain_field_and_an_entry_stored_before_actors_reads_with_none() {
+        let event = sample();
+        let fields = to_fields(&event);
+        assert_eq!(get(&fields, ACTOR), Some(&b"user:1"[..]));
+        let older: Fields = fields.into_iter().filter(|(k, _)| k != ACTOR).collect();
+        let read = from_fields(&older).unwrap();
+        assert_eq!(read.envelope.actor, None);
+        assert_eq!(read.envelope.event_id, event.envelope.event_id);
     }
 
     #[test]

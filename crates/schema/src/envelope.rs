@@ -19,6 +19,9 @@ pub struct EventEnvelope {
     pub correlation_id: String,
     /// The command or event that led directly to this one.
     pub causation_id: String,
+    /// Who caused it, as recorded (`user:<subject>`, `system:<cause>`, `anonymous`); `None`
+    /// for events stored before actors were recorded.
+    pub actor: Option<String>,
 }
 
 /// An event as it is stored: envelope plus the encoded payload, decoded on demand so a reader

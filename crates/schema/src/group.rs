@@ -22,6 +22,10 @@ domain_events! {
 pub struct GroupCreated {
     pub name: String,
     pub capacity: u32,
+    /// The user who created it and may add or remove others; absent in groups created before
+    /// owners were recorded, or by an actor that is not a user (only admins manage those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<UserId>,
 }
 
 impl EventPayload for GroupCreated {
@@ -72,6 +76,7 @@ mod tests {
             GroupCreated {
                 name: "Looney".into(),
                 capacity: 3,
+                owner: Some(user.clone()),
             }
             .into(),
             MemberJoined {

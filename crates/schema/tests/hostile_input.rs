@@ -30,6 +30,7 @@ fn stored() -> StoredEvent {
             occurred_at: chrono::DateTime::from_timestamp_micros(1_790_000_000_123_456).unwrap(),
             correlation_id: "c".into(),
             causation_id: "d".into(),
+            actor: None,
         },
         payload: encoded.payload,
     }

@@ -130,6 +130,7 @@ pub fn kick(object: &str) -> NewEvent {
         occurred_at: chrono::Utc::now(),
         correlation_id: "contract".into(),
         causation_id: "contract".into(),
+        actor: Some("user:contract".into()),
         payload: encoded.payload,
     }
 }
@@ -519,6 +520,7 @@ pub async fn envelopes_read_back_as_appended<S: ContractStore>(store: S) {
         occurred_at: at,
         correlation_id: "request-1".into(),
         causation_id: "event-9".into(),
+        actor: Some("system:user:1".into()),
         ..kick("b")
     };
     let appended = [own_command, from_a_policy];
@@ -545,6 +547,7 @@ pub async fn envelopes_read_back_as_appended<S: ContractStore>(store: S) {
             (e.correlation_id.as_str(), e.causation_id.as_str()),
             (sent.correlation_id.as_str(), sent.causation_id.as_str())
         );
+        assert_eq!(e.actor, sent.actor);
         assert_eq!(read.payload, sent.payload);
     }
 }

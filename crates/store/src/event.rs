@@ -52,6 +52,8 @@ pub struct NewEvent {
     pub occurred_at: DateTime<Utc>,
     pub correlation_id: String,
     pub causation_id: String,
+    /// Who caused it ([`esr_schema::EventEnvelope::actor`]); `None`: nobody recorded.
+    pub actor: Option<String>,
     pub payload: Vec<u8>,
 }
 
@@ -102,6 +104,7 @@ pub struct AppendOutcome {
 ///     occurred_at: chrono::Utc::now(),
 ///     correlation_id: "req-1".into(),
 ///     causation_id: "cmd-1".into(),
+///     actor: Some("user:1".into()),
 ///     payload: vec![0x80],
 /// };
 /// let request = AppendRequest {

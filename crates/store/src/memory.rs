@@ -217,6 +217,7 @@ impl EventStore for MemoryStore {
                         occurred_at,
                         correlation_id: new.correlation_id,
                         causation_id: new.causation_id,
+                        actor: new.actor,
                     },
                     payload: new.payload,
                 };

@@ -7,6 +7,7 @@ mod groups;
 mod partitions;
 mod projection;
 mod streams;
+mod token;
 
 use clap::{Parser, Subcommand};
 use esr_wiring::StoreArgs;
@@ -72,6 +73,9 @@ enum Command {
         #[command(subcommand)]
         command: DeadLettersCommand,
     },
+    /// Mint a bearer token from a local private key, for development only (production tokens
+    /// come from an identity provider). Prints the token.
+    Token(token::TokenArgs),
 }
 
 #[derive(Subcommand)]
@@ -150,6 +154,8 @@ async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         command,
     } = args;
     let command = match command {
+        // Needs no store.
+        Command::Token(token) => return token::run(&token),
         // Check reports a connection that fails as one of its problems.
         Command::Check => return check::run(&store, json).await,
         Command::DeadLetters {
@@ -163,6 +169,7 @@ async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     let store = store.open_redis().await?;
     match command {
         Command::Check => return check::run_on(&store, json).await,
+        Command::Token(token) => return token::run(&token),
         Command::Events {
             aggregate,
             id,

@@ -50,11 +50,13 @@ pub async fn events(
                 e.version.to_string(),
                 e.occurred_at.to_rfc3339(),
                 e.event_type.clone(),
+                // Events stored before actors were recorded name nobody.
+                e.actor.clone().unwrap_or_else(|| "-".into()),
                 e.data.to_string(),
             ]
         })
         .collect();
-    crate::table(&["VERSION", "OCCURRED_AT", "TYPE", "DATA"], &rows);
+    crate::table(&["VERSION", "OCCURRED_AT", "TYPE", "ACTOR", "DATA"], &rows);
     Ok(())
 }
 

@@ -65,7 +65,7 @@ fn user(id: &str) -> UserId {
 /// Users `a` and `b`, friends, `a` liking three objects.
 async fn some_history(store: &Arc<dyn Store>) -> Arc<Commands> {
     let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
-    let meta = CommandMeta::new(None);
+    let meta = CommandMeta::new(None, esr_kernel::Actor::Anonymous);
     for id in ["a", "b"] {
         let register = UserCommand::Register {
             name: "Duffy".into(),
@@ -254,7 +254,11 @@ async fn tail_follows_a_category_live() {
     };
     commands
         .users
-        .execute(&user("b"), like, &CommandMeta::new(None))
+        .execute(
+            &user("b"),
+            like,
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
         .await
         .unwrap();
     let (lines_tx, lines_rx) = std::sync::mpsc::channel();
@@ -451,7 +455,7 @@ async fn a_rebuild_on_cluster_under_traffic_resumes_switches_and_equals_a_fresh_
     let store: Arc<dyn Store> = Arc::new(redis.clone());
     let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
     let users: Vec<UserId> = (0..200).map(|i| user(&format!("r{i}"))).collect();
-    let meta = CommandMeta::new(None);
+    let meta = CommandMeta::new(None, esr_kernel::Actor::Anonymous);
     let register = || UserCommand::Register {
         name: "Duffy".into(),
         surname: "Duck".into(),

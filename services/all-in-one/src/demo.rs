@@ -2,7 +2,10 @@
 
 use std::fmt::Write as _;
 
+use std::time::Duration;
+
 use anyhow::{Context as _, bail};
+use esr_app::auth::dev::Signer;
 use esr_schema::{DomainEvent, UserEvent};
 use esr_store::{EntryId, Store};
 use esr_wiring::StoreKind;
@@ -14,9 +17,15 @@ pub struct Urls {
 }
 
 /// Register 1 Duffy Duck and 2 Bugs Bunny; 1 kicks "Bugs"; 1 dislikes "Bugs face"; 1 adds
-/// friend 2, then removes friend 2. Then print the category streams as `XREAD` shows them,
-/// and both profiles.
-pub async fn play(urls: &Urls, store: &dyn Store, kind: StoreKind) -> anyhow::Result<()> {
+/// friend 2, then removes friend 2. Each user sends their own commands with a bearer token
+/// `signer` made for them. Then print the category streams as `XREAD` shows them (each
+/// entry's `actor` says who caused it), and both profiles.
+pub async fn play(
+    urls: &Urls,
+    signer: &Signer,
+    store: &dyn Store,
+    kind: StoreKind,
+) -> anyhow::Result<()> {
     match kind {
         StoreKind::Memory => println!(
             "Store: in-memory (no REDIS_URL or REDIS_CLUSTER_NODES set); the data lives in this process only.\n"
@@ -29,8 +38,19 @@ pub async fn play(urls: &Urls, store: &dyn Store, kind: StoreKind) -> anyhow::Re
         }
     }
     let http = reqwest::Client::new();
-    let command = |method: reqwest::Method, path: &str, body: Option<Value>| {
-        let request = http.request(method.clone(), format!("{}{path}", urls.command));
+    let token = |user: &str| {
+        signer
+            .token(user, &[], Duration::from_secs(600), None, None)
+            .map_err(anyhow::Error::msg)
+    };
+    let (token_1, token_2) = (token("1")?, token("2")?);
+    println!(
+        "Each user sends their own commands with a bearer token signed by a key made for this demo.\n"
+    );
+    let command_as = |token: &str, method: reqwest::Method, path: &str, body: Option<Value>| {
+        let request = http
+            .request(method.clone(), format!("{}{path}", urls.command))
+            .bearer_auth(token);
         let request = match &body {
             Some(body) => request.json(body),
             None => request,
@@ -42,6 +62,7 @@ pub async fn play(urls: &Urls, store: &dyn Store, kind: StoreKind) -> anyhow::Re
         async move { call(request, &shown).await }
     };
     use reqwest::Method;
+    let command = |method, path, body| command_as(&token_1, method, path, body);
     command(
         Method::POST,
         "/users",
@@ -51,7 +72,8 @@ pub async fn play(urls: &Urls, store: &dyn Store, kind: StoreKind) -> anyhow::Re
     .context(
         "the demo registers users 1 and 2: it needs a store without them (an empty Redis database)",
     )?;
-    command(
+    command_as(
+        &token_2,
         Method::POST,
         "/users",
         Some(json!({"user_id": "2", "name": "Bugs", "surname": "Bunny"})),
@@ -77,7 +99,7 @@ pub async fn play(urls: &Urls, store: &dyn Store, kind: StoreKind) -> anyhow::Re
     .await?;
 
     // The friendship policy gives 2 the friend 1 too (2's version 2).
-    let friend_side = profile(&http, urls, "2", 2).await?;
+    let friend_side = profile(&http, &token_1, urls, "2", 2).await?;
     println!(
         "  friendship is mutual: user 2's friends are {}\n",
         friend_side["friends"]
@@ -93,8 +115,8 @@ pub async fn play(urls: &Urls, store: &dyn Store, kind: StoreKind) -> anyhow::Re
 
     // Wait for the read models (2 loses the friend again by the policy: version 3), so the
     // streams below hold every event.
-    let one = profile(&http, urls, "1", version_of_1).await?;
-    let two = profile(&http, urls, "2", 3).await?;
+    let one = profile(&http, &token_1, urls, "1", version_of_1).await?;
+    let two = profile(&http, &token_1, urls, "2", 3).await?;
 
     print!("{}", xread(store).await?);
     println!("\n> GET /users/1\n{}", serde_json::to_string_pretty(&one)?);
@@ -122,6 +144,7 @@ async fn call(request: reqwest::RequestBuilder, shown: &str) -> anyhow::Result<V
 /// The profile once the read model has caught up with `version`.
 async fn profile(
     http: &reqwest::Client,
+    token: &str,
     urls: &Urls,
     user: &str,
     version: u64,
@@ -129,6 +152,7 @@ async fn profile(
     let url = format!("{}/users/{user}?min_version={version}", urls.query);
     let response = http
         .get(&url)
+        .bearer_auth(token)
         .send()
         .await
         .with_context(|| format!("GET {url}: no answer"))?;

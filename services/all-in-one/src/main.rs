@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use esr_app::config::{self, CommandArgs, HttpArgs, ProjectorArgs, QueryArgs};
+use esr_app::auth::Authentication;
+use esr_app::auth::dev::Signer;
+use esr_app::config::{self, AuthArgs, CommandArgs, HttpArgs, ProjectorArgs, QueryArgs};
 use esr_app::{Commands, QueryService, sides};
 use esr_wiring::StoreArgs;
 use tokio::sync::watch;
@@ -41,6 +43,8 @@ struct Args {
     projector: ProjectorArgs,
     #[command(flatten)]
     query: QueryArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +62,16 @@ async fn main() -> anyhow::Result<()> {
     if !demo {
         config::init_tracing();
     }
-    let (store, kind) = args.store.open().await?;
+    // The demo signs its own tokens with a key that lives only in this process; `serve`
+    // authenticates as configured.
+    let (authentication, demo_signer) = if demo {
+        let (signer, keys) = Signer::ephemeral().map_err(anyhow::Error::msg)?;
+        let verifier = esr_app::auth::Verifier::new(keys, Default::default());
+        (Authentication::Jwt(Arc::new(verifier)), Some(signer))
+    } else {
+        (args.auth.authentication().await?, None)
+    };
+    let (store, kind) = args.store.open_or_memory().await?;
     let commands = Arc::new(Commands::new(store.clone(), args.command.settings()));
     let mut queries = QueryService::new(store.clone());
     queries.max_wait = Duration::from_millis(args.query.max_wait_ms);
@@ -108,9 +121,16 @@ async fn main() -> anyhow::Result<()> {
                     commands.clone(),
                     command_listener,
                     limits.clone(),
+                    authentication.clone(),
                     shutdown.clone()
                 ),
-                sides::query_side(queries, query_listener, limits.clone(), shutdown.clone()),
+                sides::query_side(
+                    queries,
+                    query_listener,
+                    limits.clone(),
+                    authentication,
+                    shutdown.clone()
+                ),
                 sides::projector_side(
                     store,
                     commands,
@@ -124,13 +144,13 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    match shutdown_tx {
-        Some(stop) => {
-            let played = demo::play(&urls, store.as_ref(), kind).await;
+    match (shutdown_tx, demo_signer) {
+        (Some(stop), Some(signer)) => {
+            let played = demo::play(&urls, &signer, store.as_ref(), kind).await;
             let _ = stop.send(true);
             running.await??;
             played
         }
-        None => running.await?,
+        _ => running.await?,
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use esr_app::config::{self, CommandArgs, HttpArgs};
+use esr_app::config::{self, AuthArgs, CommandArgs, HttpArgs};
 use esr_app::{Commands, sides};
 use esr_wiring::StoreArgs;
 
@@ -26,12 +26,15 @@ struct Args {
     http: HttpArgs,
     #[command(flatten)]
     command: CommandArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     config::init_tracing();
     let args = Args::parse();
+    let authentication = args.auth.authentication().await?;
     let (store, kind) = args.store.open().await?;
     tracing::info!(?kind, "store opened");
     let commands = Arc::new(Commands::new(store, args.command.settings()));
@@ -40,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         commands,
         listener,
         args.http.limits(),
+        authentication,
         config::shutdown_signal(),
     )
     .await

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use esr_app::config::{self, HttpArgs, QueryArgs};
+use esr_app::config::{self, AuthArgs, HttpArgs, QueryArgs};
 use esr_app::{QueryService, sides};
 use esr_wiring::StoreArgs;
 
@@ -27,12 +27,15 @@ struct Args {
     http: HttpArgs,
     #[command(flatten)]
     query: QueryArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     config::init_tracing();
     let args = Args::parse();
+    let authentication = args.auth.authentication().await?;
     let (store, kind) = args.store.open().await?;
     tracing::info!(?kind, "store opened");
     let mut queries = QueryService::new(store);
@@ -42,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(queries),
         listener,
         args.http.limits(),
+        authentication,
         config::shutdown_signal(),
     )
     .await

@@ -1,15 +1,20 @@
 //! The binaries' edge: which store to open. With `REDIS_CLUSTER_NODES` or `REDIS_URL` set, the
-//! Redis adapter; with neither, the in-memory store. The rest of the application knows only
-//! the storage port.
+//! Redis adapter; the in-memory store only when asked for (`STORE=memory`), or by the
+//! all-in-one binary, whose default it is. The rest of the application knows only the port.
 
 use std::sync::Arc;
 
 use esr_redis::{RedisConfig, RedisStore, Topology};
 use esr_store::{MemoryStore, Store};
 
-/// Which store to use. With neither variable set, the in-memory store.
+/// Which store to use.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
+    /// `memory`: the in-memory store, private to this process and lost when it exits. The
+    /// command, projector and query sides refuse to start with no Redis set unless given this,
+    /// so that a misspelt REDIS_URL cannot silently lose every command.
+    #[arg(long = "store", env = "STORE")]
+    pub store: Option<String>,
     /// `redis://` or `rediss://` (TLS) URL, with user and password for ACL.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
@@ -41,18 +46,59 @@ pub enum StoreKind {
 }
 
 impl StoreArgs {
-    /// The store the variables name: Redis when one is set, else the in-memory store.
+    /// The store the variables name: Redis when one is set, the in-memory store with
+    /// `STORE=memory`; an error with neither, saying what to set.
     pub async fn open(&self) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
+        self.open_with_default(false).await
+    }
+
+    /// As [`StoreArgs::open`], with the in-memory store when nothing is set (the all-in-one
+    /// binary on a laptop).
+    pub async fn open_or_memory(&self) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
+        self.open_with_default(true).await
+    }
+
+    async fn open_with_default(
+        &self,
+        memory_by_default: bool,
+    ) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
+        let asked = self
+            .store
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let memory = match asked {
+            Some("memory") => {
+                if self.redis_configured() {
+                    anyhow::bail!(
+                        "STORE=memory and a Redis (REDIS_URL or REDIS_CLUSTER_NODES) are both set: \
+                         unset one"
+                    );
+                }
+                true
+            }
+            Some("redis") | None => false,
+            Some(other) => anyhow::bail!("STORE={other:?}: give \"memory\" or \"redis\""),
+        };
+        if memory || (memory_by_default && asked.is_none() && !self.redis_configured()) {
+            tracing::warn!(
+                "running on the in-memory store, private to this process and lost when it exits"
+            );
+            return Ok((Arc::new(MemoryStore::new()), StoreKind::Memory));
+        }
         match self.redis().await? {
             Some((store, kind)) => Ok((Arc::new(store), kind)),
-            None => {
-                tracing::warn!(
-                    "no REDIS_URL or REDIS_CLUSTER_NODES: running on the in-memory store, private \
-                     to this process and lost when it exits"
-                );
-                Ok((Arc::new(MemoryStore::new()), StoreKind::Memory))
-            }
+            None => anyhow::bail!(
+                "no store: set REDIS_URL (or REDIS_CLUSTER_NODES) to use Redis, or STORE=memory \
+                 for an in-memory store private to this process and lost when it exits"
+            ),
         }
+    }
+
+    fn redis_configured(&self) -> bool {
+        [&self.redis_url, &self.redis_cluster_nodes]
+            .iter()
+            .any(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty()))
     }
 
     /// The Redis the variables name; an error when neither is set (the admin tool has
@@ -132,6 +178,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_ca_file_is_named_in_the_error() {
         let args = StoreArgs {
+            store: None,
             redis_url: Some("rediss://127.0.0.1:1/".into()),
             redis_cluster_nodes: None,
             redis_partitions: None,
@@ -145,5 +192,44 @@ mod tests {
             error.contains("REDIS_TLS_CA_FILE /nonexistent/esr-ca.pem"),
             "{error}"
         );
+    }
+
+    fn nothing_set() -> StoreArgs {
+        StoreArgs {
+            store: None,
+            redis_url: None,
+            redis_cluster_nodes: None,
+            redis_partitions: None,
+            redis_tls_ca_file: None,
+            redis_wait_replicas: 0,
+            redis_wait_timeout_ms: 1000,
+        }
+    }
+
+    #[tokio::test]
+    async fn no_redis_and_no_store_setting_is_refused_unless_memory_is_the_default() {
+        let error = nothing_set().open().await.err().map(|e| e.to_string());
+        let error = error.unwrap_or_default();
+        assert!(
+            error.contains("STORE=memory") && error.contains("REDIS_URL"),
+            "{error}"
+        );
+        let (_, kind) = nothing_set()
+            .open_or_memory()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kind, StoreKind::Memory);
+        let memory = StoreArgs {
+            store: Some("memory".into()),
+            ..nothing_set()
+        };
+        let (_, kind) = memory.open().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kind, StoreKind::Memory);
+        let both = StoreArgs {
+            store: Some("memory".into()),
+            redis_url: Some("redis://127.0.0.1:1/".into()),
+            ..nothing_set()
+        };
+        assert!(both.open().await.is_err());
     }
 }

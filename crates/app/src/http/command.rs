@@ -11,7 +11,7 @@ use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
 use esr_domain::{Command, GroupCommand};
-use esr_kernel::Aggregate;
+use esr_kernel::{Actor, Aggregate};
 use esr_schema::{Action, EntityId, GroupEvent};
 use serde::Deserialize;
 use serde_json::json;
@@ -21,9 +21,12 @@ use super::extract::{
 };
 use super::resource::Resource;
 use super::{ApiError, BODY_LIMIT_BYTES, health};
+use crate::auth::{self, Authentication, Caller};
 use crate::command::{Accepted, CommandMeta, CommandService, Commands};
 
-pub fn router(commands: Arc<Commands>) -> Router {
+/// The command routes, each behind `authentication`; the OpenAPI document and health checks
+/// are open.
+pub fn router(commands: Arc<Commands>, authentication: Authentication) -> Router {
     let store = commands.store().clone();
     Router::new()
         .route("/users", post(register))
@@ -34,6 +37,10 @@ pub fn router(commands: Arc<Commands>) -> Router {
         .route("/groups", post(create_group))
         .route("/groups/{id}/members", post(add_member))
         .route("/groups/{id}/members/{user_id}", delete(remove_member))
+        .route_layer(axum::middleware::from_fn_with_state(
+            authentication,
+            auth::authenticate,
+        ))
         .route("/openapi.json", get(super::openapi::command_document))
         .with_state(commands)
         .merge(health::store_health_router(store))
@@ -81,18 +88,21 @@ pub(super) struct FriendBody {
         super::openapi::CommandHeaders
     ),
     responses(
-        (status = 201, description = "Registered (a missing user_id is generated)", body = super::openapi::UserAccepted),
+        (status = 201, description = "Registered (a missing user_id is the token's subject; with authentication off, generated)", body = super::openapi::UserAccepted),
         super::openapi::CommandErrors,
     )
 )]
 pub(super) async fn register(
     State(commands): State<Arc<Commands>>,
+    Caller(actor): Caller,
     headers: HeaderMap,
     JsonBody(body): JsonBody<RegisterBody>,
 ) -> Result<Response, ApiError> {
-    let user_id = match &body.user_id {
-        Some(raw) => user_id(raw)?,
-        None => generated_id(&headers)?,
+    // An authenticated user registers as their token's subject.
+    let user_id = match (&body.user_id, actor.user_id()) {
+        (Some(raw), _) => user_id(raw)?,
+        (None, Some(subject)) => subject,
+        (None, None) => generated_id(&headers)?,
     };
     let command = Command::Register {
         name: body.name,
@@ -102,6 +112,7 @@ pub(super) async fn register(
     run(
         &commands.users,
         &headers,
+        actor,
         user_id,
         command,
         StatusCode::CREATED,
@@ -125,6 +136,7 @@ pub(super) async fn register(
 )]
 pub(super) async fn change_personal_info(
     State(commands): State<Arc<Commands>>,
+    Caller(actor): Caller,
     UserPath(user_id): UserPath,
     headers: HeaderMap,
     JsonBody(body): JsonBody<PersonalInfoBody>,
@@ -134,7 +146,15 @@ pub(super) async fn change_personal_info(
         surname: body.surname,
         birth_date: date(body.birth_date.as_deref())?,
     };
-    run(&commands.users, &headers, user_id, command, StatusCode::OK).await
+    run(
+        &commands.users,
+        &headers,
+        actor,
+        user_id,
+        command,
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -153,6 +173,7 @@ pub(super) async fn change_personal_info(
 )]
 pub(super) async fn act(
     State(commands): State<Arc<Commands>>,
+    Caller(actor): Caller,
     UserPath(user_id): UserPath,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ActivityBody>,
@@ -169,7 +190,15 @@ pub(super) async fn act(
         object: body.object,
         text: body.text,
     };
-    run(&commands.users, &headers, user_id, command, StatusCode::OK).await
+    run(
+        &commands.users,
+        &headers,
+        actor,
+        user_id,
+        command,
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -188,6 +217,7 @@ pub(super) async fn act(
 )]
 pub(super) async fn add_friend(
     State(commands): State<Arc<Commands>>,
+    Caller(actor): Caller,
     UserPath(user_id): UserPath,
     headers: HeaderMap,
     JsonBody(body): JsonBody<FriendBody>,
@@ -196,7 +226,15 @@ pub(super) async fn add_friend(
         friend_id: super::extract::user_id(&body.friend_id)?,
         reciprocal: false,
     };
-    run(&commands.users, &headers, user_id, command, StatusCode::OK).await
+    run(
+        &commands.users,
+        &headers,
+        actor,
+        user_id,
+        command,
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -215,6 +253,7 @@ pub(super) async fn add_friend(
 )]
 pub(super) async fn remove_friend(
     State(commands): State<Arc<Commands>>,
+    Caller(actor): Caller,
     FriendPath(user_id, friend_id): FriendPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -222,7 +261,15 @@ pub(super) async fn remove_friend(
         friend_id,
         reciprocal: false,
     };
-    run(&commands.users, &headers, user_id, command, StatusCode::OK).await
+    run(
+        &commands.users,
+        &headers,
+        actor,
+        user_id,
+        command,
+        StatusCode::OK,
+    )
+    .await
 }
 
 fn date(raw: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
@@ -266,6 +313,7 @@ pub(super) struct MemberBody {
 )]
 pub(super) async fn create_group(
     State(commands): State<Arc<Commands>>,
+    Caller(actor): Caller,
     headers: HeaderMap,
     JsonBody(body): JsonBody<NewGroupBody>,
 ) -> Result<Response, ApiError> {
@@ -280,6 +328,7 @@ pub(super) async fn create_group(
     run(
         &commands.groups,
         &headers,
+        actor,
         group_id,
         command,
         StatusCode::CREATED,
@@ -303,6 +352,7 @@ pub(super) async fn create_group(
 )]
 pub(super) async fn add_member(
     State(commands): State<Arc<Commands>>,
+    Caller(actor): Caller,
     GroupPath(group_id): GroupPath,
     headers: HeaderMap,
     JsonBody(body): JsonBody<MemberBody>,
@@ -313,6 +363,7 @@ pub(super) async fn add_member(
     run(
         &commands.groups,
         &headers,
+        actor,
         group_id,
         command,
         StatusCode::OK,
@@ -336,6 +387,7 @@ pub(super) async fn add_member(
 )]
 pub(super) async fn remove_member(
     State(commands): State<Arc<Commands>>,
+    Caller(actor): Caller,
     MemberPath(group_id, user_id): MemberPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -343,6 +395,7 @@ pub(super) async fn remove_member(
     run(
         &commands.groups,
         &headers,
+        actor,
         group_id,
         command,
         StatusCode::OK,
@@ -367,13 +420,14 @@ fn generated_id(headers: &HeaderMap) -> Result<EntityId, ApiError> {
 async fn run<A: Aggregate<Event: Resource>>(
     commands: &CommandService<A>,
     headers: &HeaderMap,
+    actor: Actor,
     id: EntityId,
     command: A::Command,
     success: StatusCode,
 ) -> Result<Response, ApiError> {
-    let mut meta = CommandMeta::new(token_header(headers, "x-correlation-id")?);
+    let mut meta = CommandMeta::new(token_header(headers, "x-correlation-id")?, actor);
     meta.idempotency_key = token_header(headers, "idempotency-key")?;
-    meta.fingerprint = Some(crate::command::fingerprint::<A>(&command));
+    meta.fingerprint = Some(crate::command::fingerprint::<A>(&command, &meta.actor));
     meta.if_match = if_match(headers)?;
     let accepted = commands.execute(&id, command, &meta).await?;
     Ok(answer::<A>(&id, accepted, &meta, success))

@@ -62,6 +62,7 @@ impl ApiError {
             RejectionKind::NotFound => StatusCode::NOT_FOUND,
             RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
             RejectionKind::Conflict => StatusCode::CONFLICT,
+            RejectionKind::Forbidden => StatusCode::FORBIDDEN,
         };
         Self::new(status, rejection.code(), rejection.to_string())
     }

@@ -76,6 +76,10 @@ pub struct EventBody {
     pub occurred_at: String,
     pub correlation_id: String,
     pub causation_id: String,
+    /// Who caused it: `user:<subject>`, `system:<cause>` (a policy acting on an event
+    /// `<cause>` caused), `anonymous` (authentication off); null for events stored before
+    /// actors were recorded.
+    pub actor: Option<String>,
     /// The event's own fields.
     pub data: serde_json::Map<String, serde_json::Value>,
 }
@@ -127,6 +131,13 @@ pub enum CommandErrors {
     /// Malformed request: not JSON, unknown field, bad header.
     #[response(status = 400)]
     Malformed(ErrorBody),
+    /// No bearer token, or one that does not verify (expired, wrong issuer or audience, bad
+    /// signature, unknown key); `WWW-Authenticate: Bearer` says so too.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// The caller may not make this command (`forbidden`): a user acts on their own stream.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
     /// Unknown user or group.
     #[response(status = 404)]
     Unknown(ErrorBody),
@@ -154,6 +165,12 @@ pub enum QueryErrors {
     /// Malformed query string.
     #[response(status = 400)]
     Malformed(ErrorBody),
+    /// No bearer token, or one that does not verify.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// A user's history is read by that user or an admin.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
     /// Unknown user, group or object.
     #[response(status = 404)]
     Unknown(ErrorBody),

@@ -20,12 +20,15 @@ use serde_json::json;
 use super::extract::{QueryParams, entity_id};
 use super::resource::Resource;
 use super::{ApiError, health};
+use crate::auth::{self, Authentication, Caller};
 use crate::query::{Fresh, QueryService};
 
 pub const MAX_EVENTS_PAGE: usize = 1000;
 pub const MAX_TOP: usize = 100;
 
-pub fn router(queries: Arc<QueryService>) -> Router {
+/// The query routes, each behind `authentication`; the OpenAPI document and health checks
+/// are open.
+pub fn router(queries: Arc<QueryService>, authentication: Authentication) -> Router {
     let store = queries.store().clone();
     Router::new()
         .route("/users/{id}", get(user_view))
@@ -34,6 +37,10 @@ pub fn router(queries: Arc<QueryService>) -> Router {
         .route("/groups/{id}/events", get(group_events))
         .route("/objects/top", get(top_objects))
         .route("/objects/{object}", get(object))
+        .route_layer(axum::middleware::from_fn_with_state(
+            authentication,
+            auth::authenticate,
+        ))
         .route("/openapi.json", get(super::openapi::query_document))
         .with_state(queries)
         .merge(health::store_health_router(store))
@@ -69,10 +76,19 @@ pub(super) async fn user_view(
     )
 )]
 pub(super) async fn user_events(
+    Caller(actor): Caller,
     state: State<Arc<QueryService>>,
     path: Path<String>,
     params: QueryParams<EventsParams>,
 ) -> Result<Response, ApiError> {
+    let user = super::extract::user_id(&path.0)?;
+    if !esr_domain::may_read_history(&actor, &user) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("{actor} may read only their own history, not user {user}'s"),
+        ));
+    }
     events::<Profile>(state, path, params).await
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use esr_domain::{User, friendship};
-use esr_kernel::Aggregate as _;
+use esr_kernel::{Actor, Aggregate as _};
 use esr_schema::user::USER_FRIENDS;
 use esr_schema::{Category, StoredEvent, UserEvent};
 
@@ -141,6 +141,8 @@ impl FriendshipPolicy {
             fingerprint: None,
             correlation_id: stored.envelope.correlation_id.clone(),
             causation_id: reaction.causation_id.clone(),
+            // The service mirrors on behalf of whoever made the friendship change.
+            actor: Actor::system(stored.envelope.actor.clone()),
         };
         match self
             .commands

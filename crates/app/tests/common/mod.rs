@@ -36,12 +36,20 @@ pub async fn register_with_likes(
 ) {
     for user in users {
         service
-            .execute(user, register(), &CommandMeta::new(None))
+            .execute(
+                user,
+                register(),
+                &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+            )
             .await
             .unwrap();
         for i in 0..likes {
             service
-                .execute(user, like(&format!("o{i}")), &CommandMeta::new(None))
+                .execute(
+                    user,
+                    like(&format!("o{i}")),
+                    &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+                )
                 .await
                 .unwrap();
         }

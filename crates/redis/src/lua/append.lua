@@ -15,8 +15,9 @@
 --         number of events
 --         the id field's name (user_id, group_id, ...) and the stream's id
 --         the request's fingerprint (empty: not compared)
---         per event, 7 values: type, event_id, occurred_at, schema_version,
---         correlation_id, causation_id (empty when equal to correlation_id), payload
+--         per event, 8 values: type, event_id, occurred_at, schema_version,
+--         correlation_id, causation_id (empty when equal to correlation_id), actor (empty:
+--         none recorded), payload
 --
 -- Returns, per request, two numbers: 1, version when appended; 0, actual on a version
 -- conflict; 2, version when the idempotency key was used before (the version that first call
@@ -37,7 +38,7 @@
 -- The category entry carries every field, so XREAD alone shows what happened. The stream's own
 -- entry leaves out the id and version: its key names the stream, its entry id is the version.
 
-local PER_REQUEST, PER_EVENT = 6, 7
+local PER_REQUEST, PER_EVENT = 6, 8
 
 -- Codes for a request refused before its first write (see the header).
 local UNUSABLE_KEY, STREAM_AHEAD = 4, 5
@@ -151,7 +152,8 @@ local function append(k, a)
             'schema_version', ARGV[at + 3],
             'correlation_id', ARGV[at + 4],
             'causation_id', ARGV[at + 5],
-            'payload', ARGV[at + 6])
+            'actor', ARGV[at + 6],
+            'payload', ARGV[at + 7])
         -- Only the first can fail (later ids are higher still), and nothing is written yet:
         -- the key holds another type, or an entry past the counter not written here.
         if failed(written) then
@@ -169,7 +171,8 @@ local function append(k, a)
             'schema_version', ARGV[at + 3],
             'correlation_id', ARGV[at + 4],
             'causation_id', ARGV[at + 5],
-            'payload', ARGV[at + 6])
+            'actor', ARGV[at + 6],
+            'payload', ARGV[at + 7])
         at = at + PER_EVENT
     end
 
