@@ -204,6 +204,23 @@ impl Connector {
             .await
     }
 
+    /// A plain connection to the server, or to the first node of a cluster.
+    pub async fn probe(&self) -> RedisResult<MultiplexedConnection> {
+        match (&self.single, &self.first_node) {
+            (Some(client), _) => client.get_multiplexed_async_connection().await,
+            (None, Some(first)) => {
+                let address = match first.addr() {
+                    ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                        format!("{host}:{port}")
+                    }
+                    other => return Err(invalid_input(format!("no node address in {other}"))),
+                };
+                self.node(&address).await
+            }
+            (None, None) => Err(invalid_input("no server configured".to_owned())),
+        }
+    }
+
     /// `AUTH`/`AUTH2` arguments for a `MIGRATE` between nodes, from the configured credentials.
     pub fn migrate_auth(&self, migrate: &mut Cmd) {
         let Some(info) = &self.first_node else {

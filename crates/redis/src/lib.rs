@@ -10,6 +10,7 @@
 //! - Blocking reads use dedicated connections ([`conn`]); the shared connection keeps a short
 //!   response timeout and reconnects by itself.
 
+pub mod acl;
 pub mod admin;
 mod append;
 pub mod conn;
@@ -179,6 +180,12 @@ impl RedisStore {
         let id: String = cmd.query_async(&mut self.conn()).await.map_err(classify)?;
         id.parse()
             .map_err(|_| corrupt("XADD reply", format!("bad entry id {id:?}")))
+    }
+
+    /// A connection of its own for the permission check's transaction: on Cluster, to the
+    /// first node (permissions are checked before redirections, so any node answers them).
+    async fn probe_connection(&self) -> Result<redis::aio::MultiplexedConnection> {
+        self.inner.connector.probe().await.map_err(unavailable)
     }
 
     fn conn(&self) -> Conn {
@@ -401,15 +408,25 @@ pub(crate) fn texts(value: &Value) -> Vec<String> {
 /// partition comes from its id and the count, so another count would put its new events in
 /// other keys than its history.
 async fn check_partitions(conn: &mut Conn, configured: u32) -> Result<()> {
-    // SET NX GET (Redis 7.0): the stored count, or nil when this call stored ours.
-    let stored: Option<String> = redis::cmd("SET")
+    // Read first, so that a side allowed only to read (the query side) starts on a store a
+    // writer created.
+    let stored: Option<String> = redis::cmd("GET")
         .arg(keys::PARTITIONS)
-        .arg(configured)
-        .arg("NX")
-        .arg("GET")
         .query_async(conn)
         .await
         .map_err(classify)?;
+    // SET NX GET (Redis 7.0): the stored count, or nil when this call stored ours.
+    let stored = match stored {
+        Some(stored) => Some(stored),
+        None => redis::cmd("SET")
+            .arg(keys::PARTITIONS)
+            .arg(configured)
+            .arg("NX")
+            .arg("GET")
+            .query_async(conn)
+            .await
+            .map_err(classify)?,
+    };
     let Some(stored) = stored else {
         return Ok(());
     };
@@ -450,7 +467,10 @@ pub(crate) fn reply_pairs(what: &str, reply: &[i64], items: usize) -> Result<Vec
 /// Server error codes that say a condition will pass (memory full, persistence failing, a
 /// script running, too few replicas, a group gone with a restart, a cluster reconfiguring):
 /// worth retrying, never the data's fault.
-const TRANSIENT_CODES: [&str; 10] = [
+const TRANSIENT_CODES: [&str; 11] = [
+    // A user not allowed a command: the deployment's fault, not the data's. Reported, and
+    // retried once the permission is granted; never a reason to dead-letter an entry.
+    "NOPERM",
     "OOM",
     "MISCONF",
     "BUSY",
@@ -513,6 +533,7 @@ pub(crate) fn classify(error: RedisError) -> StoreError {
         || error
             .code()
             .is_some_and(|code| TRANSIENT_CODES.contains(&code))
+        || denied_inside_a_script(&error)
         || matches!(
             error.kind(),
             ErrorKind::Server(
@@ -530,6 +551,15 @@ pub(crate) fn classify(error: RedisError) -> StoreError {
     } else {
         corrupt("redis reply", error.to_string())
     }
+}
+
+/// A command a script ran was refused by the user's ACL. Redis 7.0 answers that with a plain
+/// `ERR` (a script's own keys refused answer `NOPERM`), so only its text says so.
+fn denied_inside_a_script(error: &RedisError) -> bool {
+    error.code() == Some("ERR")
+        && error
+            .to_string()
+            .contains("The user executing the script can't")
 }
 
 pub(crate) fn unavailable(error: RedisError) -> StoreError {

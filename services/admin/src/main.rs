@@ -76,6 +76,10 @@ enum Command {
     /// Mint a bearer token from a local private key, for development only (production tokens
     /// come from an identity provider). Prints the token.
     Token(token::TokenArgs),
+    /// One `ACL SETUSER` line per side (esr-command, esr-projector, esr-query, esr-admin), each
+    /// allowing only the commands and keys that side uses, with a fresh random password: run
+    /// them on every Redis node, and put each user and password in that side's REDIS_URL.
+    Acl,
 }
 
 #[derive(Subcommand)]
@@ -154,8 +158,9 @@ async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         command,
     } = args;
     let command = match command {
-        // Needs no store.
+        // Need no store.
         Command::Token(token) => return token::run(&token),
+        Command::Acl => return acl(),
         // Check reports a connection that fails as one of its problems.
         Command::Check => return check::run(&store, json).await,
         Command::DeadLetters {
@@ -170,6 +175,7 @@ async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     match command {
         Command::Check => return check::run_on(&store, json).await,
         Command::Token(token) => return token::run(&token),
+        Command::Acl => return acl(),
         Command::Events {
             aggregate,
             id,
@@ -195,6 +201,16 @@ async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `esr acl`: the least-privilege users, from the code's key layout and each side's uses.
+fn acl() -> anyhow::Result<std::process::ExitCode> {
+    let layout = esr_wiring::layout();
+    for side in esr_redis::acl::Side::ALL {
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        println!("{}", layout.setuser(side, &password));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Print `rows` as a table under `header`, columns as wide as their widest cell.

@@ -83,11 +83,14 @@ pub async fn tail(
             .parse()
             .map_err(|_| anyhow::anyhow!("{id:?} is not an entry id (<ms>-<seq>, or 0)"))?,
     };
+    // Listening for Ctrl-C from before the first line: a future made by `ctrl_c()` listens only
+    // once polled, and `select!` may not poll it while reads are ready.
+    let mut interrupt = interrupted()?;
+    let stop = interrupt.recv();
+    tokio::pin!(stop);
     if !json {
         eprintln!("following {category} after {after}; Ctrl-C to stop");
     }
-    let stop = tokio::signal::ctrl_c();
-    tokio::pin!(stop);
     loop {
         let page = tokio::select! {
             page = store.read_category(&category, after, 100) => page?,
@@ -115,6 +118,17 @@ pub async fn tail(
             }
         }
     }
+}
+
+#[cfg(unix)]
+fn interrupted() -> anyhow::Result<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    Ok(signal(SignalKind::interrupt())?)
+}
+
+#[cfg(not(unix))]
+fn interrupted() -> anyhow::Result<tokio::signal::windows::CtrlC> {
+    Ok(tokio::signal::windows::ctrl_c()?)
 }
 
 /// An event as one JSON value: stream, version, type, and its data decoded when this build

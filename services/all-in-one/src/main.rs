@@ -11,6 +11,7 @@ use esr_app::auth::Authentication;
 use esr_app::auth::dev::Signer;
 use esr_app::config::{self, AuthArgs, CommandArgs, HttpArgs, ProjectorArgs, QueryArgs};
 use esr_app::{Commands, QueryService, sides};
+use esr_redis::acl::Side;
 use esr_wiring::StoreArgs;
 use tokio::sync::watch;
 
@@ -71,7 +72,10 @@ async fn main() -> anyhow::Result<()> {
     } else {
         (args.auth.authentication().await?, None)
     };
-    let (store, kind) = args.store.open_or_memory().await?;
+    let (store, kind) = args
+        .store
+        .open_or_memory(&[Side::Projector, Side::Query])
+        .await?;
     let commands = Arc::new(Commands::new(store.clone(), args.command.settings()));
     let mut queries = QueryService::new(store.clone());
     queries.max_wait = Duration::from_millis(args.query.max_wait_ms);

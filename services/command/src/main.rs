@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     config::init_tracing();
     let args = Args::parse();
     let authentication = args.auth.authentication().await?;
-    let (store, kind) = args.store.open().await?;
+    let (store, kind) = args.store.open(&[esr_redis::acl::Side::Command]).await?;
     tracing::info!(?kind, "store opened");
     let commands = Arc::new(Commands::new(store, args.command.settings()));
     let listener = sides::bind("command side", &args.listen).await?;

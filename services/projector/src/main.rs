@@ -36,7 +36,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     config::init_tracing();
     let args = Args::parse();
-    let (store, kind) = args.store.open().await?;
+    let (store, kind) = args.store.open(&[esr_redis::acl::Side::Projector]).await?;
     tracing::info!(?kind, "store opened");
     let commands = Arc::new(Commands::new(store.clone(), args.command.settings()));
     let listener = sides::bind("projector", &args.listen).await?;

@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
     config::init_tracing();
     let args = Args::parse();
     let authentication = args.auth.authentication().await?;
-    let (store, kind) = args.store.open().await?;
+    let (store, kind) = args.store.open(&[esr_redis::acl::Side::Query]).await?;
     tracing::info!(?kind, "store opened");
     let mut queries = QueryService::new(store);
     queries.max_wait = Duration::from_millis(args.query.max_wait_ms);

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use esr_redis::acl::{Layout, Side};
 use esr_redis::{RedisConfig, RedisStore, Topology};
 use esr_store::{MemoryStore, Store};
 
@@ -45,21 +46,82 @@ pub enum StoreKind {
     RedisCluster { partitions: u32 },
 }
 
+/// What the registered domain keeps in Redis, for the sides' permissions (`esr acl`, and the
+/// check at start).
+pub fn layout() -> Layout {
+    use esr_kernel::{Tally as _, View as _};
+    use esr_schema::DomainEvent as _;
+    Layout {
+        aggregates: vec![
+            esr_schema::UserEvent::AGGREGATE,
+            esr_schema::GroupEvent::AGGREGATE,
+        ],
+        categories: esr_schema::UserEvent::CATEGORIES
+            .iter()
+            .chain(esr_schema::GroupEvent::CATEGORIES)
+            .cloned()
+            .collect(),
+        read_models: vec![
+            esr_domain::Profile::NAME.to_owned(),
+            esr_domain::GroupView::NAME.to_owned(),
+        ],
+        tallies: vec![esr_domain::MostLiked::NAME.to_owned()],
+    }
+}
+
+/// Refuse a Redis user that cannot do what `sides` do, naming each missing permission.
+pub async fn check_permissions(store: &RedisStore, sides: &[Side]) -> anyhow::Result<()> {
+    let layout = layout();
+    let mut missing = Vec::new();
+    for side in sides {
+        for lack in store
+            .missing_permissions(*side, &layout)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot check the Redis user's permissions: {}",
+                    esr_app::projector::error_chain(&e)
+                )
+            })?
+        {
+            missing.push(format!("{} ({}): {}", lack.probe, side.user(), lack.reply));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the Redis user cannot do what this side needs; grant it the rules `esr acl` prints \
+         for {}. Refused:\n  {}",
+        sides
+            .iter()
+            .map(|s| s.user())
+            .collect::<Vec<_>>()
+            .join(", "),
+        missing.join("\n  ")
+    )
+}
+
 impl StoreArgs {
-    /// The store the variables name: Redis when one is set, the in-memory store with
-    /// `STORE=memory`; an error with neither, saying what to set.
-    pub async fn open(&self) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
-        self.open_with_default(false).await
+    /// The store the variables name, for `sides`: Redis when one is set (its user checked for
+    /// what those sides do), the in-memory store with `STORE=memory`; an error with neither,
+    /// saying what to set.
+    pub async fn open(&self, sides: &[Side]) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
+        self.open_with_default(sides, false).await
     }
 
     /// As [`StoreArgs::open`], with the in-memory store when nothing is set (the all-in-one
     /// binary on a laptop).
-    pub async fn open_or_memory(&self) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
-        self.open_with_default(true).await
+    pub async fn open_or_memory(
+        &self,
+        sides: &[Side],
+    ) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
+        self.open_with_default(sides, true).await
     }
 
     async fn open_with_default(
         &self,
+        sides: &[Side],
         memory_by_default: bool,
     ) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
         let asked = self
@@ -87,7 +149,10 @@ impl StoreArgs {
             return Ok((Arc::new(MemoryStore::new()), StoreKind::Memory));
         }
         match self.redis().await? {
-            Some((store, kind)) => Ok((Arc::new(store), kind)),
+            Some((store, kind)) => {
+                check_permissions(&store, sides).await?;
+                Ok((Arc::new(store), kind))
+            }
             None => anyhow::bail!(
                 "no store: set REDIS_URL (or REDIS_CLUSTER_NODES) to use Redis, or STORE=memory \
                  for an in-memory store private to this process and lost when it exits"
@@ -186,7 +251,7 @@ mod tests {
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 1000,
         };
-        let error = args.open().await.err().map(|e| e.to_string());
+        let error = args.open(&[]).await.err().map(|e| e.to_string());
         let error = error.unwrap_or_default();
         assert!(
             error.contains("REDIS_TLS_CA_FILE /nonexistent/esr-ca.pem"),
@@ -208,14 +273,14 @@ mod tests {
 
     #[tokio::test]
     async fn no_redis_and_no_store_setting_is_refused_unless_memory_is_the_default() {
-        let error = nothing_set().open().await.err().map(|e| e.to_string());
+        let error = nothing_set().open(&[]).await.err().map(|e| e.to_string());
         let error = error.unwrap_or_default();
         assert!(
             error.contains("STORE=memory") && error.contains("REDIS_URL"),
             "{error}"
         );
         let (_, kind) = nothing_set()
-            .open_or_memory()
+            .open_or_memory(&[])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(kind, StoreKind::Memory);
@@ -223,13 +288,13 @@ mod tests {
             store: Some("memory".into()),
             ..nothing_set()
         };
-        let (_, kind) = memory.open().await.unwrap_or_else(|e| panic!("{e}"));
+        let (_, kind) = memory.open(&[]).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(kind, StoreKind::Memory);
         let both = StoreArgs {
             store: Some("memory".into()),
             redis_url: Some("redis://127.0.0.1:1/".into()),
             ..nothing_set()
         };
-        assert!(both.open().await.is_err());
+        assert!(both.open(&[]).await.is_err());
     }
 }
