@@ -593,3 +593,39 @@ fn the_separate_sides_refuse_to_start_without_a_redis_setting() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_listen_serves_liveness_readiness_and_metrics_apart_from_the_api() {
+    let keys = Keys::new(&rcgen::PKCS_ED25519);
+    let (api, ops) = (free_port(), free_port());
+    let _command = Service::start(
+        "command",
+        &[],
+        &[
+            ("AUTH", "on".to_owned()),
+            ("AUTH_JWT_KEY_FILE", keys.public_pem.display().to_string()),
+            ("COMMAND_LISTEN", format!("127.0.0.1:{api}")),
+            ("OPS_LISTEN", format!("127.0.0.1:{ops}")),
+        ],
+    );
+    wait_healthy(&format!("http://127.0.0.1:{ops}/livez")).await;
+    // `/readyz` answers there too: 503 `groups_missing`, as no projector ran on this store.
+    for (route, status) in [("/livez", 200), ("/readyz", 503), ("/metrics", 200)] {
+        let on_ops = reqwest::get(format!("http://127.0.0.1:{ops}{route}"))
+            .await
+            .unwrap();
+        assert_eq!(on_ops.status(), status, "{route} on OPS_LISTEN");
+        let on_api = reqwest::get(format!("http://127.0.0.1:{api}{route}"))
+            .await
+            .unwrap();
+        assert_eq!(on_api.status(), 404, "{route} is not on the API's address");
+    }
+    let (status, _, _) = send(
+        reqwest::Method::POST,
+        &format!("http://127.0.0.1:{api}/users"),
+        None,
+        Some(json!({"name": "A", "surname": "B"})),
+    )
+    .await;
+    assert_eq!(status, 401);
+}

@@ -12,31 +12,88 @@ use crate::config::{HttpLimits, serve_on};
 use crate::http::{self, Ops, ProjectorHealth};
 use crate::{CommandSettings, Commands, ProjectorSettings, Projectors, QueryService};
 
-/// The command side's HTTP API on `listener`.
+/// Where a side listens: its API, and `/livez`, `/readyz`, `/metrics` on their own address
+/// when `ops` is given (`OPS_LISTEN`), else beside the API.
+pub struct Listeners {
+    pub api: tokio::net::TcpListener,
+    pub ops: Option<tokio::net::TcpListener>,
+}
+
+impl From<tokio::net::TcpListener> for Listeners {
+    fn from(api: tokio::net::TcpListener) -> Self {
+        Self { api, ops: None }
+    }
+}
+
+/// Serve `api` and `ops` on `listeners`: together, or each on its own address.
+async fn serve_with_ops(
+    side: &'static str,
+    listeners: Listeners,
+    api: axum::Router,
+    ops: axum::Router,
+    limits: HttpLimits,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    match listeners.ops {
+        None => {
+            serve_on(
+                side,
+                listeners.api,
+                api.merge(ops),
+                limits,
+                stopped(shutdown),
+            )
+            .await
+        }
+        Some(ops_listener) => {
+            let api = serve_on(
+                side,
+                listeners.api,
+                api,
+                limits.clone(),
+                stopped(shutdown.clone()),
+            );
+            let ops = serve_on("ops", ops_listener, ops, limits, stopped(shutdown));
+            tokio::try_join!(api, ops).map(|_| ())
+        }
+    }
+}
+
+/// The command side's HTTP API on `listeners`.
 pub async fn command_side(
     commands: Arc<Commands>,
-    listener: tokio::net::TcpListener,
+    listeners: impl Into<Listeners>,
     limits: HttpLimits,
     authentication: Authentication,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    authentication.check_listener(listener.local_addr()?, "COMMAND_LISTEN")?;
+    let listeners = listeners.into();
+    authentication.check_listener(listeners.api.local_addr()?, "COMMAND_LISTEN")?;
     let store = commands.store().clone();
     let handlers = Projectors::standard_handlers(&store, commands.users.clone());
     let ops = Ops::new(store, &handlers, shutdown.clone());
-    let router = http::command_router(commands, authentication).merge(http::ops_router(ops));
-    serve_on("command", listener, router, limits, stopped(shutdown)).await
+    let api = http::command_router(commands, authentication);
+    serve_with_ops(
+        "command",
+        listeners,
+        api,
+        http::ops_router(ops),
+        limits,
+        shutdown,
+    )
+    .await
 }
 
-/// The query side's HTTP API on `listener`.
+/// The query side's HTTP API on `listeners`.
 pub async fn query_side(
     queries: Arc<QueryService>,
-    listener: tokio::net::TcpListener,
+    listeners: impl Into<Listeners>,
     limits: HttpLimits,
     authentication: Authentication,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    authentication.check_listener(listener.local_addr()?, "QUERY_LISTEN")?;
+    let listeners = listeners.into();
+    authentication.check_listener(listeners.api.local_addr()?, "QUERY_LISTEN")?;
     let store = queries.store().clone();
     // Only for the names of the groups whose read models this side serves.
     let users = Arc::new(CommandService::new(
@@ -45,8 +102,16 @@ pub async fn query_side(
     ));
     let handlers = Projectors::standard_handlers(&store, users);
     let ops = Ops::new(store, &handlers, shutdown.clone());
-    let router = http::query_router(queries, authentication).merge(http::ops_router(ops));
-    serve_on("query", listener, router, limits, stopped(shutdown)).await
+    let api = http::query_router(queries, authentication);
+    serve_with_ops(
+        "query",
+        listeners,
+        api,
+        http::ops_router(ops),
+        limits,
+        shutdown,
+    )
+    .await
 }
 
 /// The projections and policies, plus `/healthz` on `listener`. Returns once every handler

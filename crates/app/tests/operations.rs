@@ -532,9 +532,15 @@ async fn the_openapi_documents_list_every_route_with_its_errors_and_true_bodies(
         (
             sides.command,
             COMMAND_ROUTES,
-            &["400", "404", "409", "412", "413", "422", "503"][..],
+            &[
+                "400", "401", "403", "404", "409", "412", "413", "422", "503",
+            ][..],
         ),
-        (sides.query, QUERY_ROUTES, &["400", "404", "422", "503"][..]),
+        (
+            sides.query,
+            QUERY_ROUTES,
+            &["400", "401", "403", "404", "422", "503"][..],
+        ),
     ] {
         let (status, document) = get_json(side, "/openapi.json").await;
         assert_eq!(status, 200);
@@ -542,6 +548,12 @@ async fn the_openapi_documents_list_every_route_with_its_errors_and_true_bodies(
             document["openapi"].as_str().unwrap().starts_with("3.1"),
             "{document}"
         );
+        // Every route needs a bearer token.
+        assert_eq!(
+            document["components"]["securitySchemes"]["bearer"],
+            json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+        );
+        assert_eq!(document["security"], json!([{"bearer": []}]));
         let mut refs = Vec::new();
         references(&document, &mut refs);
         for target in refs {

@@ -775,8 +775,31 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         probe_freshness(&base, &probe_token, store.as_ref(), scale.duration)
     );
     let mut paced_freshness = paced_freshness?;
+    // The same load on a command side with authentication off (the same Authorization header
+    // sent, not read): what verifying a token costs.
+    let open_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let open_address = open_listener.local_addr()?;
+    let open_task = tokio::spawn(esr_app::sides::command_side(
+        commands.clone(),
+        open_listener,
+        esr_app::config::HttpLimits::default(),
+        esr_app::auth::Authentication::Off,
+        shutdown.clone(),
+    ));
+    // With the freshness probe beside it too, as the load it is compared with had.
+    let open_base = format!("http://{open_address}");
+    let ((open, _), open_probe) = tokio::join!(
+        post_likes(
+            scale.duration,
+            |task| format!("{open_base}/users/h{task}/activity"),
+            &token,
+        ),
+        probe_freshness(&open_base, &probe_token, store.as_ref(), scale.duration)
+    );
+    open_probe?;
     let _ = stop.send(true);
     server_task.await??;
+    open_task.await??;
     projector_task.await??;
     let (p50, p99) = (
         percentile(&mut latencies, 50.0),
@@ -800,8 +823,19 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             "commands/s",
             Some(raw64),
             format!(
-                "64 connections; p50 {p50:.2} ms, p99 {p99:.2} ms; {} failed; raw: EVALSHA c64",
-                counted.failed
+                "64 connections, each request's bearer token (EdDSA) verified; p50 {p50:.2} ms, p99 {p99:.2} ms; {} failed; {:.2} of the same load with authentication off; raw: EVALSHA c64",
+                counted.failed,
+                counted.ok_per_second() / open.ok_per_second().max(f64::MIN_POSITIVE)
+            ),
+        ),
+        Row::new(
+            "http_commands_auth_off",
+            open.ok_per_second(),
+            "commands/s",
+            Some(raw64),
+            format!(
+                "as http_commands with AUTH=off (tokens sent, not verified), measured after it; {} failed",
+                open.failed
             ),
         ),
         Row::new(

@@ -28,6 +28,9 @@ struct Args {
     command: CommandArgs,
     #[command(flatten)]
     auth: AuthArgs,
+    /// Serve `/livez`, `/readyz` and `/metrics` on this address instead of beside the API.
+    #[arg(long, env = "OPS_LISTEN")]
+    ops_listen: Option<String>,
 }
 
 #[tokio::main]
@@ -38,7 +41,13 @@ async fn main() -> anyhow::Result<()> {
     let (store, kind) = args.store.open(&[esr_redis::acl::Side::Command]).await?;
     tracing::info!(?kind, "store opened");
     let commands = Arc::new(Commands::new(store, args.command.settings()));
-    let listener = sides::bind("command side", &args.listen).await?;
+    let listener = sides::Listeners {
+        api: sides::bind("command side", &args.listen).await?,
+        ops: match &args.ops_listen {
+            Some(address) => Some(sides::bind("operations", address).await?),
+            None => None,
+        },
+    };
     sides::command_side(
         commands,
         listener,

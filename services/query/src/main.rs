@@ -29,6 +29,9 @@ struct Args {
     query: QueryArgs,
     #[command(flatten)]
     auth: AuthArgs,
+    /// Serve `/livez`, `/readyz` and `/metrics` on this address instead of beside the API.
+    #[arg(long, env = "OPS_LISTEN")]
+    ops_listen: Option<String>,
 }
 
 #[tokio::main]
@@ -40,7 +43,13 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(?kind, "store opened");
     let mut queries = QueryService::new(store);
     queries.max_wait = Duration::from_millis(args.query.max_wait_ms);
-    let listener = sides::bind("query side", &args.listen).await?;
+    let listener = sides::Listeners {
+        api: sides::bind("query side", &args.listen).await?,
+        ops: match &args.ops_listen {
+            Some(address) => Some(sides::bind("operations", address).await?),
+            None => None,
+        },
+    };
     sides::query_side(
         Arc::new(queries),
         listener,

@@ -27,6 +27,8 @@ pub struct JwksSource {
     url: String,
     client: reqwest::Client,
     keys: RwLock<Arc<Keys>>,
+    /// Counts the key sets fetched: a token verified under an older set is checked again.
+    generation: std::sync::atomic::AtomicU64,
     /// Held while a refresh runs (so that one runs at a time), with when the last one ended.
     refreshing: tokio::sync::Mutex<Instant>,
 }
@@ -48,6 +50,7 @@ impl JwksSource {
             url: url.to_owned(),
             client,
             keys: RwLock::new(Arc::new(keys)),
+            generation: std::sync::atomic::AtomicU64::new(0),
             refreshing: tokio::sync::Mutex::new(Instant::now()),
         });
         let weak = Arc::downgrade(&source);
@@ -59,6 +62,10 @@ impl JwksSource {
             }
         });
         Ok(source)
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn cached(&self, kid: &str) -> Option<(DecodingKey, Algorithm)> {
@@ -108,6 +115,8 @@ impl JwksSource {
                     Ok(mut held) => *held = keys,
                     Err(poisoned) => *poisoned.into_inner() = keys,
                 }
+                self.generation
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             }
             Err(error) => tracing::warn!(%error, "JWKS refresh failed; keeping the keys known"),
         }

@@ -1,6 +1,8 @@
 //! Verifying a JWT: signature by a known public key, `exp`/`nbf` with a small leeway, `iss` and
 //! `aud` when configured, a subject, and roles from a configured claim.
 
+use std::collections::HashMap;
+
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
@@ -126,15 +128,84 @@ impl KeySource {
 pub struct Verifier {
     keys: KeySource,
     settings: TokenSettings,
+    /// Tokens whose signature verified, with what they said: a client sends one token with
+    /// many requests, and checking a signature costs more than the rest of a command's HTTP
+    /// handling. A hit is the very same token text, still within its times, verified against
+    /// the key set still in use.
+    verified: std::sync::Mutex<HashMap<String, Verified>>,
 }
+
+#[derive(Clone)]
+struct Verified {
+    actor: Actor,
+    not_before: i64,
+    expires: i64,
+    key_generation: u64,
+}
+
+/// Tokens remembered as verified; when full, forgotten all at once (a miss is one check).
+const VERIFIED_TOKENS: usize = 10_000;
 
 impl Verifier {
     pub fn new(keys: KeySource, settings: TokenSettings) -> Self {
-        Self { keys, settings }
+        Self {
+            keys,
+            settings,
+            verified: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key_generation(&self) -> u64 {
+        match &self.keys {
+            KeySource::Static { .. } => 0,
+            KeySource::Jwks(jwks) => jwks.generation(),
+        }
     }
 
     /// The actor a token names, or why it names nobody.
     pub async fn verify(&self, token: &str) -> Result<Actor, TokenError> {
+        let generation = self.key_generation();
+        let now = chrono::Utc::now().timestamp();
+        let leeway = i64::try_from(self.settings.leeway_secs).unwrap_or(i64::MAX / 4);
+        let remembered = self
+            .lock_verified()
+            .get(token)
+            .filter(|v| {
+                v.key_generation == generation
+                    && now + leeway >= v.not_before
+                    && now - leeway < v.expires
+            })
+            .map(|v| v.actor.clone());
+        if let Some(actor) = remembered {
+            return Ok(actor);
+        }
+        let (actor, claims) = self.check(token).await?;
+        let time = |name: &str| claims.get(name).and_then(Value::as_i64);
+        let verified = Verified {
+            actor: actor.clone(),
+            not_before: time("nbf").unwrap_or(i64::MIN),
+            expires: time("exp").unwrap_or(i64::MIN),
+            key_generation: generation,
+        };
+        let mut remembered = self.lock_verified();
+        if remembered.len() >= VERIFIED_TOKENS {
+            remembered.clear();
+        }
+        remembered.insert(token.to_owned(), verified);
+        Ok(actor)
+    }
+
+    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<String, Verified>> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Verify the token's signature and claims: the actor, and the claims for the cache.
+    async fn check(
+        &self,
+        token: &str,
+    ) -> Result<(Actor, serde_json::Map<String, Value>), TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         let (key, algorithm) = match &self.keys {
@@ -166,7 +237,7 @@ impl Verifier {
                 .ok_or_else(|| TokenError::BadRoles(claim.clone()))?,
             Some(_) => return Err(TokenError::BadRoles(claim.clone())),
         };
-        Ok(Actor::user(subject, roles))
+        Ok((Actor::user(subject, roles), claims))
     }
 
     fn validation(&self, algorithm: Algorithm) -> Validation {
@@ -190,5 +261,56 @@ impl Verifier {
         }
         validation.set_required_spec_claims(&required);
         validation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::dev::Signer;
+
+    fn verifier(leeway_secs: u64) -> (Signer, Verifier) {
+        let (signer, keys) = Signer::ephemeral().unwrap_or_else(|e| panic!("{e}"));
+        let settings = TokenSettings {
+            leeway_secs,
+            ..TokenSettings::default()
+        };
+        (signer, Verifier::new(keys, settings))
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_refused_once_it_expires() {
+        let (signer, verifier) = verifier(0);
+        let now = chrono::Utc::now().timestamp();
+        let token = signer
+            .sign(&serde_json::json!({"sub": "1", "exp": now + 1}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(verifier.verify(&token).await, Ok(Actor::user("1", [])));
+        assert_eq!(verifier.verify(&token).await, Ok(Actor::user("1", [])));
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(verifier.verify(&token).await, Err(TokenError::Expired));
+    }
+
+    #[tokio::test]
+    async fn a_token_changed_by_one_character_is_checked_again() {
+        let (signer, verifier) = verifier(30);
+        let token = signer
+            .token(
+                "1",
+                &["admin".to_owned()],
+                Duration::from_secs(60),
+                None,
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(verifier.verify(&token).await.is_ok());
+        let mut forged = token.clone();
+        let last = forged
+            .pop()
+            .map_or('A', |c| if c == 'A' { 'B' } else { 'A' });
+        forged.push(last);
+        assert!(verifier.verify(&forged).await.is_err());
     }
 }

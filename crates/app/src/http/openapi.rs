@@ -185,8 +185,35 @@ pub enum QueryErrors {
     NotFreshYet(ErrorBody),
 }
 
+/// Every route of both documents needs `Authorization: Bearer <JWT>` (unless the side runs
+/// with `AUTH=off`).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerAuth),
     info(
         title = "esr command side",
         description = "Commands on users and groups: each appends events to the aggregate's stream, with optimistic concurrency (If-Match) and idempotency (Idempotency-Key)."
@@ -208,6 +235,7 @@ pub struct CommandApi;
 
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerAuth),
     info(
         title = "esr query side",
         description = "Read models folded by the projectors, time travel and history."
