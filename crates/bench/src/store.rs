@@ -56,6 +56,14 @@ pub(crate) fn like(i: u64) -> NewEvent {
     }))
 }
 
+/// A like by `user` itself, as the command side records it for a user acting on their stream.
+fn like_by(user: &UserId, i: u64) -> NewEvent {
+    NewEvent {
+        actor: Some(format!("user:{user}")),
+        ..like(i)
+    }
+}
+
 pub(crate) fn registered() -> NewEvent {
     event(&UserEvent::Registered(Registered {
         name: "Duffy".into(),
@@ -977,7 +985,7 @@ async fn memory_row(scale: &Scale) -> anyhow::Result<(Row, f64)> {
         .collect();
     // Raw: one copy of the same events, their category entries as we write them, in one stream.
     let raw_bytes = raw::bytes_per_entry(&conn, scale.memory_events, |j| {
-        let new = like(j as u64);
+        let new = like_by(&users[j % users.len()], j as u64);
         entry::to_fields(&StoredEvent {
             envelope: EventEnvelope {
                 event_id: new.event_id,
@@ -1023,11 +1031,8 @@ async fn append_likes(
     while written < events {
         let batch: Vec<AppendRequest> = (0..1000.min(events - written))
             .map(|j| {
-                request(
-                    &users[(written + j) % users.len()],
-                    ExpectedVersion::Any,
-                    vec![like(j as u64)],
-                )
+                let user = &users[(written + j) % users.len()];
+                request(user, ExpectedVersion::Any, vec![like_by(user, j as u64)])
             })
             .collect();
         written += batch.len();
