@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Outcome counts of a timed run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Counted {
     pub ok: u64,
     pub failed: u64,
@@ -14,6 +14,13 @@ pub struct Counted {
 }
 
 impl Counted {
+    /// Another run's counts and time added to these.
+    pub fn add(&mut self, other: &Counted) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.seconds += other.seconds;
+    }
+
     pub fn ok_per_second(&self) -> f64 {
         self.ok as f64 / self.seconds
     }
