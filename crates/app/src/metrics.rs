@@ -2,7 +2,8 @@
 //! named here and nowhere else.
 //!
 //! HTTP: `esr_http_requests_total` and `esr_http_request_duration_seconds` by side, route
-//! (the route's pattern, never the raw path), method and status. Command runtime:
+//! (the route's pattern, never the raw path), method (the nine standard ones, any other
+//! `other`) and status: every label from a fixed set, whatever clients send. Command runtime:
 //! `esr_append_duration_seconds`, `esr_command_conflicts_total`, `esr_command_retries_total`,
 //! `esr_command_replays_total` by aggregate. Projector: `esr_projector_batch_size`,
 //! `esr_projector_batch_duration_seconds`, `esr_projector_events_applied_total`,
@@ -55,15 +56,34 @@ pub fn render() -> String {
     install().map(PrometheusHandle::render).unwrap_or_default()
 }
 
+/// The method as a label: the standard ones by name, any other `other`, so that a client
+/// making up methods cannot grow the series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 pub fn http_request(
     side: &'static str,
     route: String,
-    method: String,
+    method: &axum::http::Method,
     status: u16,
     took: Duration,
 ) {
+    let method = method_label(method);
     let status = status.to_string();
-    counter!("esr_http_requests_total", "side" => side, "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
+    counter!("esr_http_requests_total", "side" => side, "route" => route.clone(), "method" => method, "status" => status).increment(1);
     histogram!("esr_http_request_duration_seconds", "side" => side, "route" => route, "method" => method)
         .record(took.as_secs_f64());
 }

@@ -655,3 +655,43 @@ async fn the_openapi_documents_list_every_route_with_its_errors_and_true_bodies(
     let _ = stop_projector.send(true);
     let _ = sides.stop.send(true);
 }
+
+/// A client picks the method: the metrics must not keep a series per made-up one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_do_not_grow_the_metrics() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let sides = command_and_query(store).await;
+    let client = reqwest::Client::new();
+    let series = |text: &str| {
+        text.lines()
+            .filter(|line| line.starts_with("esr_http_requests_total"))
+            .count()
+    };
+    let made_up = |i: usize| reqwest::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
+    client
+        .request(made_up(0), format!("http://{}/users", sides.command))
+        .send()
+        .await
+        .unwrap();
+    let (_, before) = get(sides.command, "/metrics").await;
+    for i in 1..=100 {
+        for path in ["/users", "/nowhere"] {
+            let answer = client
+                .request(made_up(i), format!("http://{}{path}", sides.command))
+                .send()
+                .await
+                .unwrap();
+            assert!(answer.status().is_client_error(), "{path}");
+        }
+    }
+    let (_, after) = get(sides.command, "/metrics").await;
+    assert!(
+        series(&after) <= series(&before) + 4,
+        "{} series before, {} after:\n{after}",
+        series(&before),
+        series(&after)
+    );
+    assert!(!after.contains("method=\"M7\""), "{after}");
+    assert!(after.contains("method=\"other\""), "{after}");
+    let _ = sides.stop.send(true);
+}

@@ -133,7 +133,7 @@ pub async fn observe(State(side): State<&'static str>, request: Request, next: N
     };
     let took = started.elapsed();
     let status = response.status().as_u16();
-    metrics::http_request(side, route, method.to_string(), status, took);
+    metrics::http_request(side, route, &method, status, took);
     tracing::info!(
         %method,
         %path,
