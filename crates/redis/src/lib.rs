@@ -274,15 +274,7 @@ impl RedisStore {
                     .and_then(|r| r.ok())
                     .as_ref()
                     .and_then(parse::int);
-                shortfall = acknowledged.is_none_or(|n| n < i64::from(wait.replicas)).then(|| {
-                    format!(
-                        "written on the primary but acknowledged by {} of {} replicas within {} ms: \
-                         a failover now could lose it; send it again with the same Idempotency-Key",
-                        acknowledged.map_or("no".to_owned(), |n| n.to_string()),
-                        wait.replicas,
-                        wait.timeout.as_millis()
-                    )
-                });
+                shortfall = replication_shortfall(wait, acknowledged);
             }
             let mut missing_script = vec![];
             for (&i, reply) in to_send.iter().zip(replies) {
@@ -312,6 +304,46 @@ impl RedisStore {
             .collect();
         Ok((answered, shortfall))
     }
+}
+
+impl RedisStore {
+    /// With `WAIT` configured, make sure what a read just found (an idempotency record, a
+    /// duplicate) is on the replicas before it is answered as stored: `touch` (a write that
+    /// changes nothing) follows the original writes in the replication stream, so replicas
+    /// acknowledging it hold them. `WAIT` alone covers only this connection's own writes,
+    /// which may not include them (another instance wrote them).
+    async fn replicated_since_read(&self, touch: redis::Cmd) -> Result<()> {
+        let Some(wait) = self.inner.wait_for_replicas else {
+            return Ok(());
+        };
+        let mut pipe = redis::pipe();
+        pipe.add_command(touch).ignore();
+        pipe.cmd("WAIT")
+            .arg(wait.replicas)
+            .arg(u64::try_from(wait.timeout.as_millis()).unwrap_or(u64::MAX));
+        let (acknowledged,): (i64,) = pipe.query_async(&mut self.conn()).await.map_err(classify)?;
+        match replication_shortfall(wait, Some(acknowledged)) {
+            None => Ok(()),
+            Some(shortfall) => Err(StoreError::Unavailable(Box::new(std::io::Error::other(
+                shortfall,
+            )))),
+        }
+    }
+}
+
+/// Why an append acknowledged by `acknowledged` replicas is not answered as stored, if it is not.
+fn replication_shortfall(wait: WaitForReplicas, acknowledged: Option<i64>) -> Option<String> {
+    acknowledged
+        .is_none_or(|n| n < i64::from(wait.replicas))
+        .then(|| {
+            format!(
+                "written on the primary but acknowledged by {} of {} replicas within {} ms: a \
+                 failover now could lose it; send it again with the same Idempotency-Key",
+                acknowledged.map_or("no".to_owned(), |n| n.to_string()),
+                wait.replicas,
+                wait.timeout.as_millis()
+            )
+        })
 }
 
 /// Refuse a server older than 7.0 (the scripts use its SET NX GET and script flags); warn of a
@@ -637,8 +669,9 @@ impl EventStore for RedisStore {
         key: &str,
         fingerprint: &str,
     ) -> Result<Option<AppendOutcome>> {
+        let record = self.inner.keys.idempotency(stream, key);
         let recorded: Option<String> = redis::cmd("GET")
-            .arg(self.inner.keys.idempotency(stream, key))
+            .arg(&record)
             .query_async(&mut self.conn())
             .await
             .map_err(classify)?;
@@ -655,6 +688,10 @@ impl EventStore for RedisStore {
                 key: key.to_owned(),
             });
         }
+        // The first call may have been answered 503 for want of replicas: not stored yet.
+        let mut touch = redis::cmd("SET");
+        touch.arg(&record).arg(&recorded).arg("KEEPTTL").arg("XX");
+        self.replicated_since_read(touch).await?;
         Ok(Some(AppendOutcome {
             version,
             duplicate: true,

@@ -283,3 +283,76 @@ async fn a_cluster_master_killed_under_load_loses_no_acknowledged_event() {
         .unwrap();
     assert_nothing_acknowledged_was_lost(&reader, &acknowledged).await;
 }
+
+/// A retry of an append that was written on the primary but not acknowledged by a replica
+/// (503) must not be answered as done before a replica has it, whether it meets the
+/// idempotency record first (the command side's check before deciding) or the append script's
+/// duplicate answer, and whichever instance (connection) it comes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_of_an_unreplicated_append_waits_for_replicas_too() {
+    use esr_store::Idempotency;
+    let primary = RedisServer::start();
+    let primary_port = primary.port().to_string();
+    let replica = RedisServer::start_with(&[
+        "--replicaof",
+        "127.0.0.1",
+        &primary_port,
+        "--enable-debug-command",
+        "local",
+    ]);
+    primary.wait_for_replicas(1);
+    let connect = || async {
+        RedisStore::connect(waiting(RedisConfig::new(Topology::Single(primary.url()))))
+            .await
+            .unwrap()
+    };
+    let (first, second) = (connect().await, connect().await);
+    let user = StreamId::new(esr_schema::user::USER, EntityId::parse("late").unwrap());
+    let request = AppendRequest {
+        stream: user.clone(),
+        expected: ExpectedVersion::NoStream,
+        events: vec![kick()],
+        idempotency: Some(Idempotency {
+            key: "retry-me".into(),
+            ttl: Duration::from_secs(60),
+            fingerprint: "f".into(),
+        }),
+    };
+    // The replica stops acknowledging for 3 s.
+    let replica_port = replica.port();
+    let asleep = std::thread::spawn(move || {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{replica_port}/")).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let _: () = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(3)
+            .query(&mut conn)
+            .unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let written = first.append(request.clone()).await;
+    assert!(
+        matches!(written, Err(StoreError::Unavailable(_))),
+        "not acknowledged by the replica: {written:?}"
+    );
+    // The retries, through another instance, while the replica still sleeps.
+    let checked = second.idempotent_outcome(&user, "retry-me", "f").await;
+    assert!(
+        matches!(checked, Err(StoreError::Unavailable(_))),
+        "the idempotency record answered before a replica had the event: {checked:?}"
+    );
+    let resent = second.append(request.clone()).await;
+    assert!(
+        matches!(resent, Err(StoreError::Unavailable(_))),
+        "the duplicate answered before a replica had the event: {resent:?}"
+    );
+    asleep.join().unwrap();
+    // Once the replica has it, the retry is answered with the first result.
+    let replayed = second.append(request).await.unwrap();
+    assert_eq!((replayed.version, replayed.duplicate), (1, true));
+    let replayed = second
+        .idempotent_outcome(&user, "retry-me", "f")
+        .await
+        .unwrap();
+    assert_eq!(replayed.map(|o| o.version), Some(1));
+}

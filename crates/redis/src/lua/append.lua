@@ -187,6 +187,16 @@ local replies = {}
 local k, a = 1, 2
 for _ = 1, tonumber(ARGV[1]) do
     local code, version = append(k, a)
+    if code == 2 then
+        -- A duplicate is answered after the caller's WAIT, which covers this connection's
+        -- writes: rewriting the counter as it is puts a write after the first call's in the
+        -- replication stream, so that WAIT waits for them too (the first call may have come
+        -- through another connection, and been answered 503 for want of replicas).
+        local counter = redis.call('GET', KEYS[k])
+        if counter then
+            redis.call('SET', KEYS[k], counter)
+        end
+    end
     replies[#replies + 1] = code
     replies[#replies + 1] = version
     local count = tonumber(ARGV[a + 2])
