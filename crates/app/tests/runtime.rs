@@ -835,3 +835,28 @@ async fn two_processes_taking_turns_on_one_stream_both_fold_it_right() {
     }
     assert_eq!(stored_profile(&store, &user).await.unwrap(), Some(fold));
 }
+
+/// Two handlers in one consumer group would take each other's entries and ack them unhandled:
+/// the projector refuses to start instead.
+#[tokio::test]
+async fn two_handlers_with_one_group_are_refused_at_start() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let twice: Vec<Arc<dyn esr_app::projector::Handler>> = vec![
+        Arc::new(esr_app::projector::ViewProjection::<Profile>::new(
+            store.clone(),
+        )),
+        Arc::new(esr_app::projector::ViewProjection::<Profile>::new(
+            store.clone(),
+        )),
+    ];
+    let projectors = Arc::new(Projectors::new(store, twice, quick_settings("doubled")));
+    let (_stop, shutdown) = watch::channel(false);
+    let ended = tokio::time::timeout(Duration::from_secs(5), projectors.run(shutdown))
+        .await
+        .expect("the projector ran with two handlers in one group");
+    let error = ended.expect_err("the projector reported success");
+    assert!(
+        error.to_string().contains("share the consumer group"),
+        "{error:#}"
+    );
+}
