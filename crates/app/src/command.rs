@@ -82,9 +82,9 @@ pub struct Accepted {
 
 /// Why a command was not accepted.
 ///
-/// HTTP: `Rejected` as its [`esr_kernel::RejectionKind`] says (404, 409 or 422);
+/// HTTP: `Rejected` as its [`esr_kernel::RejectionKind`] says (404, 409, 422 or 403);
 /// `PreconditionFailed` 412; `Conflict` 409; `Store` 503 when unavailable, else 500;
-/// `Corrupt` 500.
+/// `Corrupt` 500; `FromNewerBuild` 503 (an instance of the newer build can serve it).
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError<R: std::error::Error + 'static> {
     #[error(transparent)]
@@ -97,6 +97,10 @@ pub enum CommandError<R: std::error::Error + 'static> {
     Store(#[from] StoreError),
     #[error("stored history of {stream} cannot be read: {reason}")]
     Corrupt { stream: StreamId, reason: String },
+    /// The stream holds an event of a type or schema version this build does not know: a
+    /// newer build wrote it, and only such a build can decide on the stream now.
+    #[error("{stream} holds an event this build does not know (a newer build wrote it): {reason}")]
+    FromNewerBuild { stream: StreamId, reason: String },
 }
 
 /// Runs commands for aggregate `A`. Serializes commands per stream inside this instance (so
@@ -352,9 +356,16 @@ impl<A: Aggregate> CommandService<A> {
                         stored.envelope.version
                     )));
                 }
-                let event = stored
-                    .decode::<A::Event>()
-                    .map_err(|e| corrupt(e.to_string()))?;
+                let event = stored.decode::<A::Event>().map_err(|e| {
+                    if e.is_from_a_newer_build() {
+                        CommandError::FromNewerBuild {
+                            stream: stream.clone(),
+                            reason: e.to_string(),
+                        }
+                    } else {
+                        corrupt(e.to_string())
+                    }
+                })?;
                 state.evolve(&event);
             }
             if page.len() < PAGE {

@@ -860,3 +860,70 @@ async fn two_handlers_with_one_group_are_refused_at_start() {
         "{error:#}"
     );
 }
+
+/// During a rolling deploy an older projector meets a friendship change whose initiator's
+/// stream already holds an event of a type only a newer build knows. It cannot mirror the
+/// friendship yet, and must not dead-letter it (that would leave it one-sided for good): the
+/// entry stays pending for a build that knows the event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_friendship_whose_initiator_has_an_event_from_a_newer_build_stays_pending() {
+    use esr_store::{AppendRequest, ExpectedVersion, NewEvent};
+    let store = MemoryStore::new();
+    let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
+    let service = commands(&store, 0);
+    let meta = || CommandMeta::new(None, esr_kernel::Actor::Anonymous);
+    for user in ["1", "2"] {
+        service
+            .execute(&id(user), register(), &meta())
+            .await
+            .unwrap();
+    }
+    // A newer build recorded an event of 1 this build does not know, then 1 befriended 2.
+    let encoded = esr_schema::codec::encode(&UserEvent::FriendAdded(esr_schema::FriendAdded {
+        friend_id: id("2"),
+        reciprocal: false,
+    }))
+    .unwrap();
+    let new_event = |event_type: &str, payload: Vec<u8>| NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: event_type.into(),
+        schema_version: 1,
+        category: esr_schema::user::USER_FRIENDS,
+        occurred_at: chrono::Utc::now(),
+        correlation_id: "newer".into(),
+        causation_id: "newer".into(),
+        actor: Some("user:1".into()),
+        payload,
+    };
+    store
+        .append(AppendRequest {
+            stream: stream(&id("1")),
+            expected: ExpectedVersion::Exactly(1),
+            events: vec![
+                new_event("friend_muted", vec![0x80]),
+                new_event(encoded.event_type, encoded.payload),
+            ],
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    let policy = esr_app::projector::FriendshipPolicy::new(service.clone());
+    let projectors = Arc::new(Projectors::new(
+        dyn_store,
+        vec![Arc::new(policy)],
+        quick_settings("older-build"),
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(projectors.clone().run(shutdown));
+    // Past the delivery limit (3) many times over.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (groups, dead_letters) = projectors.health().await.unwrap();
+    assert_eq!(dead_letters, 0, "{groups:?}");
+    let policy_group = &groups[0];
+    assert!(
+        policy_group.pending > 0 && policy_group.from_newer_build > 0,
+        "{groups:?}"
+    );
+    let _ = stop.send(true);
+    running.await.unwrap().unwrap();
+}

@@ -106,6 +106,11 @@ impl<R: Rejection> From<CommandError<R>> for ApiError {
                 "internal",
                 error.to_string(),
             ),
+            CommandError::FromNewerBuild { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "from_newer_build",
+                error.to_string(),
+            ),
         }
     }
 }

@@ -124,6 +124,11 @@ impl FriendshipPolicy {
         match self.commands.load(&stored.envelope.stream.id).await {
             Ok((state, _)) => Ok(state),
             Err(CommandError::Store(e)) => Err(e.into()),
+            // A rolling deploy: a newer build's projector can mirror it; this one must not
+            // dead-letter it (the friendship would stay one-sided).
+            Err(newer @ CommandError::FromNewerBuild { .. }) => {
+                Err(HandlerError::FromNewerBuild(newer.to_string()))
+            }
             Err(other) => Err(HandlerError::Poison(other.to_string())),
         }
     }
@@ -157,6 +162,9 @@ impl FriendshipPolicy {
                 Ok(())
             }
             Err(CommandError::Store(e)) => Err(e.into()),
+            Err(newer @ CommandError::FromNewerBuild { .. }) => {
+                Err(HandlerError::FromNewerBuild(newer.to_string()))
+            }
             Err(other) => Err(HandlerError::Transient(other.to_string())),
         }
     }

@@ -145,7 +145,10 @@ impl Projectors {
     pub async fn create_groups(&self) -> Result<(), StoreError> {
         // Two handlers in one group would each take the other's entries and ack them unhandled.
         for (i, handler) in self.handlers.iter().enumerate() {
-            if self.handlers[..i].iter().any(|h| h.group() == handler.group()) {
+            if self.handlers[..i]
+                .iter()
+                .any(|h| h.group() == handler.group())
+            {
                 return Err(StoreError::Invalid(format!(
                     "two handlers share the consumer group {:?}: each handler needs its own",
                     handler.group()
