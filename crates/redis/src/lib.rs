@@ -496,25 +496,6 @@ pub(crate) fn reply_pairs(what: &str, reply: &[i64], items: usize) -> Result<Vec
         .collect())
 }
 
-/// Server error codes that say a condition will pass (memory full, persistence failing, a
-/// script running, too few replicas, a group gone with a restart, a cluster reconfiguring):
-/// worth retrying, never the data's fault.
-const TRANSIENT_CODES: [&str; 11] = [
-    // A user not allowed a command: the deployment's fault, not the data's. Reported, and
-    // retried once the permission is granted; never a reason to dead-letter an entry.
-    "NOPERM",
-    "OOM",
-    "MISCONF",
-    "BUSY",
-    "NOREPLICAS",
-    "NOGROUP",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
-    "LOADING",
-    "MASTERDOWN",
-    "READONLY",
-];
-
 /// How often the shared cluster connection is pinged, and how many pings in a row may go
 /// unanswered before it is replaced.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -562,10 +543,10 @@ pub(crate) fn classify(error: RedisError) -> StoreError {
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
+        || denied_inside_a_script(&error)
         || error
             .code()
-            .is_some_and(|code| TRANSIENT_CODES.contains(&code))
-        || denied_inside_a_script(&error)
+            .is_some_and(|code| !DATA_FAULT_CODES.contains(&code))
         || matches!(
             error.kind(),
             ErrorKind::Server(
@@ -584,6 +565,14 @@ pub(crate) fn classify(error: RedisError) -> StoreError {
         corrupt("redis reply", error.to_string())
     }
 }
+
+/// Server errors that say the request or the data is wrong (a key of another type, a command
+/// the server refuses as such): retrying cannot mend them. Every other server error is a store
+/// fault, retried and reported and never a reason to dead-letter an event: a condition that
+/// passes (OOM, MISCONF, BUSY, NOREPLICAS, NOGROUP after a restart, TRYAGAIN, CLUSTERDOWN,
+/// LOADING, MASTERDOWN, READONLY), a permission missing (NOPERM), a transaction discarded
+/// (EXECABORT), and any code this build does not know (a newer Redis, a proxy).
+const DATA_FAULT_CODES: [&str; 2] = ["ERR", "WRONGTYPE"];
 
 /// A command a script ran was refused by the user's ACL. Redis 7.0 answers that with a plain
 /// `ERR` (a script's own keys refused answer `NOPERM`), so only its text says so.
@@ -773,5 +762,53 @@ impl esr_store::contract::ForeignProducer for RedisStore {
         if let Err(error) = self.append_foreign(category, 0, &fields).await {
             panic!("foreign XADD failed: {error}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The error Redis answers to `EVAL "return redis.error_reply('<reply>')" 0`.
+    async fn server_error(server: &esr_testkit::RedisServer, reply: &str) -> RedisError {
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("EVAL")
+            .arg(format!("return redis.error_reply('{reply}')"))
+            .arg(0)
+            .query_async::<Value>(&mut conn)
+            .await
+            .unwrap_err()
+    }
+
+    /// Only what says the data is wrong is corrupt: a server error this code does not know
+    /// (a newer Redis, a proxy, a module) is a store fault to retry and report, never a reason
+    /// to dead-letter an event.
+    #[tokio::test]
+    async fn server_errors_are_store_faults_unless_they_say_the_data_is_wrong() {
+        let server = esr_testkit::RedisServer::start();
+        for reply in [
+            "EXECABORT Transaction discarded because of previous errors.",
+            "NOPERM this user has no permissions",
+            "SOMETHINGNEW a code from a future Redis",
+        ] {
+            let error = classify(server_error(&server, reply).await);
+            assert!(
+                matches!(error, StoreError::Unavailable(_)),
+                "{reply}: {error:?}"
+            );
+        }
+        let wrong_type = classify(
+            server_error(
+                &server,
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            )
+            .await,
+        );
+        assert!(
+            matches!(wrong_type, StoreError::Corrupt { .. }),
+            "{wrong_type:?}"
+        );
     }
 }
