@@ -190,45 +190,20 @@ impl RedisStore {
             .await?
             .ok_or_else(|| StoreError::Invalid(format!("no dead letter {id}")))?;
         let entry = letter.entry.id.to_string();
-        let still_there: Value = redis::cmd("XRANGE")
-            .arg(&letter.entry.stream)
-            .arg(&entry)
-            .arg(&entry)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(classify)?;
-        if parse::entries(still_there)
-            .map_err(|r| corrupt(&letter.entry.stream, r))?
-            .is_empty()
-        {
-            return Err(StoreError::Invalid(format!(
-                "dead letter {id}: entry {entry} is no longer in {}; it cannot be redriven (purge \
-                 it instead)",
-                letter.entry.stream
-            )));
-        }
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        redis::pipe()
-            .atomic()
-            .cmd("XCLAIM")
-            .arg(&letter.entry.stream)
+        // One script: the checks and the three writes together (see `lua/redrive.lua`).
+        let outcome: i64 = self
+            .inner
+            .redrive
+            .key(&letter.entry.stream)
+            .key(Keys::dead_letters(id.partition))
+            .key(Keys::redriven(id.partition))
             .arg(&letter.group)
             .arg(REDRIVE_CONSUMER)
-            .arg(0)
             .arg(&entry)
-            // Idle since the epoch: older than any claim's minimum idle time.
-            .arg("TIME")
-            .arg(1)
-            .arg("RETRYCOUNT")
-            .arg(0)
-            .arg("FORCE")
-            .arg("JUSTID")
-            .ignore()
-            .cmd("XADD")
-            .arg(Keys::redriven(id.partition))
-            .arg("*")
+            .arg(id.id.to_string())
             .arg("dead_letter")
             .arg(id.to_string())
             .arg("group")
@@ -241,15 +216,23 @@ impl RedisStore {
             .arg(&letter.reason)
             .arg("redriven_at_ms")
             .arg(now_ms)
-            .ignore()
-            .cmd("XDEL")
-            .arg(Keys::dead_letters(id.partition))
-            .arg(id.id.to_string())
-            .ignore()
-            .query_async::<()>(&mut self.conn())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(classify)?;
-        Ok(letter)
+        let refused = |why: String| Err(StoreError::Invalid(format!("dead letter {id}: {why}")));
+        match outcome {
+            1 => Ok(letter),
+            0 => refused("it was redriven or purged meanwhile".into()),
+            -1 => refused(format!(
+                "entry {entry} is no longer in {}; it cannot be redriven (purge it instead)",
+                letter.entry.stream
+            )),
+            -2 => refused(format!(
+                "group {} no longer reads {}; nothing was changed",
+                letter.group, letter.entry.stream
+            )),
+            other => Err(corrupt("redrive reply", format!("unknown outcome {other}"))),
+        }
     }
 
     /// Delete every dead letter; how many there were.

@@ -699,3 +699,58 @@ async fn partitions_are_listed_and_spread_evenly_over_the_masters() {
         String::from_utf8_lossy(&single.stderr)
     );
 }
+
+/// A redrive that cannot hand the entry back (its group is gone) changes nothing: the dead
+/// letter stays, and nothing is recorded as redriven.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_that_cannot_claim_keeps_the_dead_letter_and_records_nothing() {
+    let server = RedisServer::start();
+    let redis = connect(&server).await;
+    let store: Arc<dyn Store> = Arc::new(redis.clone());
+    let commands = some_history(&store).await;
+    redis
+        .append_foreign(
+            &esr_schema::user::USER_ACTIVITY,
+            0,
+            &vec![("junk".to_owned(), b"not an event".to_vec())],
+        )
+        .await
+        .unwrap();
+    let stop = run_projectors(&store, &commands, "worker-1");
+    until("dead-lettered", async || {
+        redis.dead_letter_count().await.unwrap_or(0) >= 2
+    })
+    .await;
+    stop.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let letters = json(&esr(&server, &["dead-letters", "list", "--json"]));
+    let letters = letters.as_array().unwrap().clone();
+    let tally = letters
+        .iter()
+        .find(|l| l["group"] == "most_liked")
+        .unwrap_or_else(|| panic!("{letters:#?}"));
+    let id = tally["id"].as_str().unwrap().to_owned();
+    let destroyed: i64 = server
+        .query(
+            redis::cmd("XGROUP")
+                .arg("DESTROY")
+                .arg("user_activity:{p0}")
+                .arg("most_liked"),
+        )
+        .unwrap();
+    assert_eq!(destroyed, 1);
+
+    let redriven = esr(&server, &["dead-letters", "redrive", &id]);
+    assert_eq!(
+        redriven.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&redriven.stderr)
+    );
+    let left = json(&esr(&server, &["dead-letters", "list", "--json"]));
+    assert_eq!(left.as_array().unwrap().len(), letters.len(), "{left:#}");
+    let records: i64 = server
+        .query(redis::cmd("XLEN").arg("redriven:{p0}"))
+        .unwrap();
+    assert_eq!(records, 0, "recorded as redriven without being redriven");
+}
