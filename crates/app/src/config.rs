@@ -233,6 +233,9 @@ pub struct HttpArgs {
     /// After a shutdown signal, how long requests in hand may still finish (ms).
     #[arg(long, env = "SHUTDOWN_DEADLINE_MS", default_value_t = 10_000)]
     pub shutdown_deadline_ms: u64,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 }
 
 impl HttpArgs {
@@ -241,6 +244,7 @@ impl HttpArgs {
             request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
             max_in_flight: self.max_in_flight.max(1),
             shutdown_deadline: Duration::from_millis(self.shutdown_deadline_ms),
+            max_connections: self.max_connections.max(1),
         }
     }
 }
@@ -251,6 +255,8 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     pub max_in_flight: usize,
     pub shutdown_deadline: Duration,
+    /// Connections open at once; past it a new connection is closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for HttpLimits {
@@ -259,6 +265,7 @@ impl Default for HttpLimits {
             request_timeout: Duration::from_secs(10),
             max_in_flight: 1024,
             shutdown_deadline: Duration::from_secs(10),
+            max_connections: 10_000,
         }
     }
 }
@@ -294,6 +301,7 @@ pub async fn serve_on(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.request_timeout);
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    let open_connections = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
@@ -313,14 +321,33 @@ pub async fn serve_on(
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "TCP_NODELAY not set on an accepted connection");
         }
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), service.clone())
-            .into_owned();
-        let connection = connections.watch(connection);
+        // Past the connection limit a connection is closed at once: open sockets are bounded
+        // whatever clients hold.
+        let Ok(open) = open_connections.clone().try_acquire_owned() else {
+            tracing::debug!(
+                "{side} side: {} connections open; one more closed",
+                limits.max_connections
+            );
+            drop(tcp);
+            continue;
+        };
+        let (builder, service, watcher) = (builder.clone(), service.clone(), connections.watcher());
+        let silence = limits.request_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            // The HTTP/1-or-2 detection waits for the first bytes with no timer of its own: a
+            // connection that sends nothing within the request timeout is closed.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(silence, tcp.peek(&mut first)).await {
+                Ok(Ok(read)) if read > 0 => {}
+                _ => return,
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, "connection ended with an error");
             }
+            drop(open);
         });
     }
     drop(listener);

@@ -190,3 +190,57 @@ async fn a_shutdown_lets_requests_in_hand_finish_within_the_deadline_only() {
         .unwrap();
     assert!(stopping.elapsed() < Duration::from_secs(2));
 }
+
+/// A connection that sends nothing at all is closed after the request timeout: silent sockets
+/// must not pile up until the file descriptors run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed() {
+    let side = command_side(HttpLimits {
+        request_timeout: Duration::from_millis(300),
+        ..HttpLimits::default()
+    })
+    .await;
+    let started = Instant::now();
+    let answer = exchange(side.address, "").await;
+    assert_eq!(answer.as_deref(), Some(""), "closed without an answer");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// An idle keep-alive connection (a request answered, nothing after) is closed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let side = command_side(HttpLimits {
+        request_timeout: Duration::from_millis(300),
+        ..HttpLimits::default()
+    })
+    .await;
+    let started = Instant::now();
+    let answer = exchange(side.address, "GET /livez HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .expect("closed after the answer, once idle");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// Past `max_connections` a new connection is closed at once, while those open are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_at_once() {
+    let side = command_side(HttpLimits {
+        max_connections: 2,
+        ..HttpLimits::default()
+    })
+    .await;
+    let held = [
+        TcpStream::connect(side.address).await.unwrap(),
+        TcpStream::connect(side.address).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let refused = exchange(side.address, &get("/livez")).await;
+    assert_eq!(refused.as_deref(), Some(""), "closed with no answer");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let served = exchange(side.address, &get("/livez")).await.unwrap();
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+}
