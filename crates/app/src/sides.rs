@@ -137,6 +137,7 @@ pub async fn projector_side(
         .with_projectors(projectors.clone());
     let router = http::projector_router(ProjectorHealth {
         projectors: projectors.clone(),
+        cache: Default::default(),
     })
     .merge(http::ops_router(ops));
     let server = serve_on(

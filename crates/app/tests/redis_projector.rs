@@ -489,3 +489,82 @@ async fn a_redelivered_event_restores_a_model_the_store_lost() {
         Some(fold)
     );
 }
+
+/// `XINFO` calls Redis has answered so far (`INFO commandstats`).
+fn xinfo_calls(server: &RedisServer) -> u64 {
+    let stats: String = server
+        .query(redis::cmd("INFO").arg("commandstats"))
+        .unwrap();
+    stats
+        .lines()
+        .filter(|line| line.starts_with("cmdstat_xinfo"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Probes read every group of every partition: a flood of them must not become a flood of
+/// reads. 50 `/readyz` and 50 `/healthz` within a second cost one reading each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_probes_reads_the_store_once_a_second() {
+    let server = RedisServer::start();
+    let store = store_on(&server, 16).await;
+    let commands = Arc::new(esr_app::Commands::new(
+        store.clone(),
+        CommandSettings::default(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let side = tokio::spawn(esr_app::sides::projector_side(
+        store,
+        commands,
+        settings("prober"),
+        listener,
+        esr_app::config::HttpLimits::default(),
+        shutdown,
+    ));
+    let client = reqwest::Client::new();
+    let probe = |path: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("http://{address}{path}"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    };
+    // Up, groups created, and one reading of each done.
+    for _ in 0..100 {
+        if probe("/readyz").await.is_ok_and(|s| s == 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(probe("/healthz").await.unwrap(), 200);
+    let before = xinfo_calls(&server);
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        assert_eq!(probe("/readyz").await.unwrap(), 200);
+        assert_eq!(probe("/healthz").await.unwrap(), 200);
+    }
+    let elapsed = started.elapsed();
+    let per_reading = 4 * 16; // a group per handler and category partition, at least
+    let calls = xinfo_calls(&server) - before;
+    // At most one fresh reading of each per second elapsed (and one more at its edge).
+    let readings = 2 * (elapsed.as_secs() + 2);
+    assert!(
+        calls <= readings * 3 * per_reading,
+        "{calls} XINFO calls for 100 probes in {elapsed:?}"
+    );
+    assert!(calls < 50 * per_reading, "{calls}");
+    let _ = stop.send(true);
+    side.await.unwrap().unwrap();
+}

@@ -48,6 +48,8 @@ fn unavailable(reason: &str) -> Response {
 #[derive(Clone)]
 pub struct ProjectorHealth {
     pub projectors: Arc<Projectors>,
+    /// The answer, reused for a second (see [`super::ops::PROBE_CACHE`]).
+    pub cache: super::ops::CachedProbe,
 }
 
 /// The projector side's HTTP: `/healthz` with each group's lag and pending count and the
@@ -60,15 +62,26 @@ pub fn projector_router(health: ProjectorHealth) -> Router {
 }
 
 async fn projector_health(State(health): State<ProjectorHealth>) -> Response {
-    match health.projectors.health().await {
-        Ok((groups, dead_letters)) => Json(json!({
-            "status": "ok",
-            "groups": groups,
-            "dead_letters": dead_letters,
-        }))
-        .into_response(),
-        Err(error) => unavailable(&error.to_string()),
-    }
+    let projectors = health.projectors.clone();
+    health
+        .cache
+        .answer(async move {
+            match projectors.health().await {
+                Ok((groups, dead_letters)) => (
+                    StatusCode::OK,
+                    json!({
+                        "status": "ok",
+                        "groups": groups,
+                        "dead_letters": dead_letters,
+                    }),
+                ),
+                Err(error) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"status": "unavailable", "error": "store_unavailable", "message": error.to_string()}),
+                ),
+            }
+        })
+        .await
 }
 
 pub async fn not_found() -> ApiError {

@@ -19,6 +19,34 @@ use tokio::sync::watch;
 use crate::metrics;
 use crate::projector::{Handler, Projectors, error_chain};
 
+/// How long a probe's answer is reused: `/readyz` and the projector's `/healthz` read every
+/// group of every partition (hundreds of `XINFO` calls), so a flood of probes must not become
+/// a flood of reads.
+pub const PROBE_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A probe's answer, computed at most once per [`PROBE_CACHE`]; probes that arrive meanwhile,
+/// or while it is computed, get the same answer.
+#[derive(Clone, Default)]
+pub struct CachedProbe(Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, serde_json::Value)>>>);
+
+impl CachedProbe {
+    pub async fn answer(
+        &self,
+        compute: impl std::future::Future<Output = (StatusCode, serde_json::Value)>,
+    ) -> Response {
+        let mut held = self.0.lock().await;
+        let (status, body) = match held.as_ref() {
+            Some((at, status, body)) if at.elapsed() < PROBE_CACHE => (*status, body.clone()),
+            _ => {
+                let (status, body) = compute.await;
+                *held = Some((Instant::now(), status, body.clone()));
+                (status, body)
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
 /// What `/readyz` checks and `/metrics` reads.
 #[derive(Clone)]
 pub struct Ops {
@@ -26,6 +54,7 @@ pub struct Ops {
     groups: Arc<Vec<(String, Vec<Category>)>>,
     shutdown: watch::Receiver<bool>,
     projectors: Option<Arc<Projectors>>,
+    readiness: CachedProbe,
 }
 
 impl Ops {
@@ -44,6 +73,7 @@ impl Ops {
             groups: Arc::new(groups),
             shutdown,
             projectors: None,
+            readiness: CachedProbe::default(),
         }
     }
 
@@ -68,11 +98,16 @@ async fn live() -> Response {
 
 async fn ready(State(ops): State<Ops>) -> Response {
     if *ops.shutdown.borrow() {
-        return not_ready(
+        let (status, body) = not_ready(
             "shutting_down",
             "shutting down: send requests elsewhere".into(),
         );
+        return (status, Json(body)).into_response();
     }
+    ops.readiness.answer(readiness(&ops)).await
+}
+
+async fn readiness(ops: &Ops) -> (StatusCode, serde_json::Value) {
     let mut missing = Vec::new();
     for (group, categories) in ops.groups.iter() {
         match ops.store.group_present(group, categories).await {
@@ -90,15 +125,14 @@ async fn ready(State(ops): State<Ops>) -> Response {
             ),
         );
     }
-    Json(json!({"status": "ready"})).into_response()
+    (StatusCode::OK, json!({"status": "ready"}))
 }
 
-fn not_ready(code: &'static str, message: String) -> Response {
+fn not_ready(code: &'static str, message: String) -> (StatusCode, serde_json::Value) {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"status": "not_ready", "error": code, "message": message})),
+        json!({"status": "not_ready", "error": code, "message": message}),
     )
-        .into_response()
 }
 
 async fn scrape(State(ops): State<Ops>) -> Response {
