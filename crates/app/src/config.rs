@@ -236,6 +236,10 @@ pub struct HttpArgs {
     /// Connections open at once; one more is closed as soon as it is accepted.
     #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// `min_version` reads waiting at once (they do not count in HTTP_MAX_IN_FLIGHT); more are
+    /// answered 503 `overloaded` at once.
+    #[arg(long, env = "HTTP_MAX_WAITING", default_value_t = 4096)]
+    pub max_waiting: usize,
 }
 
 impl HttpArgs {
@@ -245,6 +249,7 @@ impl HttpArgs {
             max_in_flight: self.max_in_flight.max(1),
             shutdown_deadline: Duration::from_millis(self.shutdown_deadline_ms),
             max_connections: self.max_connections.max(1),
+            max_waiting: self.max_waiting.max(1),
         }
     }
 }
@@ -257,6 +262,8 @@ pub struct HttpLimits {
     pub shutdown_deadline: Duration,
     /// Connections open at once; past it a new connection is closed at once.
     pub max_connections: usize,
+    /// `min_version` reads waiting at once, apart from `max_in_flight`; more are refused.
+    pub max_waiting: usize,
 }
 
 impl Default for HttpLimits {
@@ -266,6 +273,7 @@ impl Default for HttpLimits {
             max_in_flight: 1024,
             shutdown_deadline: Duration::from_secs(10),
             max_connections: 10_000,
+            max_waiting: 4096,
         }
     }
 }

@@ -121,16 +121,22 @@ async fn headers_sent_too_slowly_close_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_past_the_in_flight_limit_are_refused_at_once() {
-    let side = query_side(
-        HttpLimits {
-            max_in_flight: 1,
-            ..HttpLimits::default()
-        },
-        Duration::from_millis(1500),
-    )
+    let side = command_side(HttpLimits {
+        max_in_flight: 1,
+        request_timeout: Duration::from_millis(1500),
+        ..HttpLimits::default()
+    })
     .await;
     let address = side.address;
-    let waiting = tokio::spawn(async move { exchange(address, &waiting_read()).await });
+    // A request in flight: its body is promised and never comes.
+    let slow = tokio::spawn(async move {
+        exchange(
+            address,
+            "POST /users HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let started = Instant::now();
@@ -143,11 +149,42 @@ async fn requests_past_the_in_flight_limit_are_refused_at_once() {
     );
     assert!(started.elapsed() < Duration::from_millis(500));
 
-    // The waiting read was served in full; then there is room again.
-    let first = waiting.await.unwrap().unwrap();
-    assert!(first.starts_with("HTTP/1.1 404"), "{first}");
+    // The slow request ended (timed out); then there is room again.
+    let first = slow.await.unwrap().unwrap();
+    assert!(first.starts_with("HTTP/1.1 503"), "{first}");
     let later = exchange(address, &get("/healthz")).await.unwrap();
     assert!(later.starts_with("HTTP/1.1 200"), "{later}");
+}
+
+/// `min_version` waits have their own cap: while they wait, other requests are served, and a
+/// wait past the cap is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_version_waits_do_not_take_the_in_flight_places_and_have_their_own_cap() {
+    let side = query_side(
+        HttpLimits {
+            max_in_flight: 1,
+            max_waiting: 2,
+            ..HttpLimits::default()
+        },
+        Duration::from_millis(1500),
+    )
+    .await;
+    let address = side.address;
+    let waits: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { exchange(address, &waiting_read()).await }))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let served = exchange(address, &get("/healthz")).await.unwrap();
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    let started = Instant::now();
+    let refused = exchange(address, &waiting_read()).await.unwrap();
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("\"overloaded\""), "{refused}");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    for wait in waits {
+        let answer = wait.await.unwrap().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

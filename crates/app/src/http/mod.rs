@@ -53,6 +53,7 @@ pub fn observed(side: &'static str, router: Router) -> Router {
 pub fn guarded(router: Router, limits: &HttpLimits) -> Router {
     let guard = Guard {
         in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        waiting: Arc::new(Semaphore::new(limits.max_waiting)),
         limits: limits.clone(),
     };
     router.layer(axum::middleware::from_fn_with_state(guard, admit))
@@ -61,20 +62,42 @@ pub fn guarded(router: Router, limits: &HttpLimits) -> Router {
 #[derive(Clone)]
 struct Guard {
     in_flight: Arc<Semaphore>,
+    /// `min_version` reads, which mostly wait: counted apart, so that they cannot lock every
+    /// other request out of the in-flight places.
+    waiting: Arc<Semaphore>,
     limits: HttpLimits,
+}
+
+/// A read that may wait for its read model (`?min_version=`).
+fn waits(request: &Request) -> bool {
+    request.uri().query().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair.starts_with("min_version="))
+    })
 }
 
 /// Refuse at once past the in-flight limit (queueing would only make every answer late), and
 /// answer 503 when the request, body read included, outlasts the timeout.
 async fn admit(State(guard): State<Guard>, request: Request, next: Next) -> Response {
-    let Ok(_permit) = guard.in_flight.clone().try_acquire_owned() else {
+    let (places, limit, what) = if waits(&request) {
+        (
+            &guard.waiting,
+            guard.limits.max_waiting,
+            "min_version reads are waiting",
+        )
+    } else {
+        (
+            &guard.in_flight,
+            guard.limits.max_in_flight,
+            "requests are in flight",
+        )
+    };
+    let Ok(_permit) = places.clone().try_acquire_owned() else {
         let refusal = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
-            format!(
-                "{} requests are in flight already; try again shortly",
-                guard.limits.max_in_flight
-            ),
+            format!("{limit} {what} already; try again shortly"),
         );
         return ([(axum::http::header::RETRY_AFTER, "1")], refusal).into_response();
     };
