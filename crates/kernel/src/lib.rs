@@ -7,6 +7,8 @@
 //!   flat field map ([`fields`]).
 //! - [`Tally`]: counts over many streams keyed by anything (likes per object), each event
 //!   counted once.
+//! - [`Actor`]: who makes a command, in the [`Context`]: `decide` refuses what the actor may
+//!   not do ([`RejectionKind::Forbidden`]), and every event records it.
 //!
 //! The events themselves, their names, versions and categories, are declared in `esr-schema`
 //! ([`esr_schema::domain_events!`]).

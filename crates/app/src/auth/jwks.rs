@@ -94,20 +94,19 @@ impl JwksSource {
         if last.elapsed() < MIN_REFRESH_INTERVAL {
             return Err(unknown());
         }
-        self.replace_keys().await;
-        *last = Instant::now();
+        self.replace_keys(&mut last).await;
         self.cached(kid).ok_or_else(unknown)
     }
 
     async fn refresh(&self) {
         let mut last = self.refreshing.lock().await;
-        self.replace_keys().await;
-        *last = Instant::now();
+        self.replace_keys(&mut last).await;
     }
 
-    /// A failed fetch keeps the keys already known: the key server being down must not log
+    /// Fetch the document again, with the refresh lock held (`last`: when one last ended). A
+    /// failed fetch keeps the keys already known: the key server being down must not log
     /// everyone out.
-    async fn replace_keys(&self) {
+    async fn replace_keys(&self, last: &mut Instant) {
         match download(&self.client, &self.url).await {
             Ok(keys) => {
                 let keys = Arc::new(keys);
@@ -120,6 +119,7 @@ impl JwksSource {
             }
             Err(error) => tracing::warn!(%error, "JWKS refresh failed; keeping the keys known"),
         }
+        *last = Instant::now();
     }
 }
 

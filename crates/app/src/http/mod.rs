@@ -1,8 +1,9 @@
 //! HTTP: the routers of the three sides and the JSON error contract shared by all of them.
 //!
 //! Every error is `{"error": "<code>", "message": "..."}` with the status the README lists
-//! gives: 400 malformed request, 404 unknown user, 409 domain rule, 412 `If-Match` mismatch,
-//! 413 body too large, 422 invalid field (ids included), 503 store unavailable.
+//! gives: 400 malformed request, 401 no valid bearer token, 403 refused by the domain for this
+//! caller, 404 unknown user, 409 domain rule, 412 `If-Match` mismatch, 413 body too large, 422
+//! invalid field (ids included), 503 store unavailable.
 
 mod command;
 mod error;
