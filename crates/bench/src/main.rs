@@ -10,6 +10,7 @@ mod raw;
 mod report;
 mod scaleout;
 mod store;
+mod top;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,8 +28,8 @@ struct Args {
     /// Run each measurement briefly, on small data: proves the benchmarks still run.
     #[arg(long)]
     quick: bool,
-    /// Only these groups (comma-separated): appends, loads, projector, http, scaleout, memory,
-    /// aof.
+    /// Only these groups (comma-separated): appends, loads, projector, http, top, scaleout,
+    /// memory, aof.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Events in the projector's backlog (default: 1,000,000; 5,000 with --quick), for
@@ -49,6 +50,7 @@ pub struct Scale {
     pub memory_events: usize,
     pub load_runs: usize,
     pub only: Vec<String>,
+    pub quick: bool,
 }
 
 impl Scale {
@@ -65,6 +67,7 @@ impl Scale {
                 memory_events: 5_000,
                 load_runs: 3,
                 only,
+                quick,
             }
         } else {
             Self {
@@ -74,6 +77,7 @@ impl Scale {
                 memory_events: 100_000,
                 load_runs: 31,
                 only,
+                quick,
             }
         }
     }

@@ -263,6 +263,10 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         eprintln!("http and freshness ...");
         rows.extend(http_rows(scale).await?);
     }
+    if scale.wants("top") {
+        eprintln!("top of a long tail ...");
+        rows.extend(crate::top::rows(scale).await?);
+    }
     if scale.wants("scaleout") {
         eprintln!("scale-out ...");
         rows.extend(crate::scaleout::rows(scale).await?);
@@ -533,6 +537,7 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         }
         let _: () = redis::cmd("DEL")
             .arg(esr_redis::keys::Keys::tally(MostLiked::NAME, 0))
+            .arg(esr_redis::keys::Keys::tally_sources(MostLiked::NAME, 0))
             .query_async(&mut c)
             .await?;
         for u in &users {

@@ -211,6 +211,8 @@ const PROJECTOR: &[Use] = &[
     on("zrem", Family::Tally, &["ZREM", "KEY", "m"]),
     on("get", Family::Tally, &["GET", "KEY"]),
     on("set", Family::Tally, &["SET", "KEY", "1"]),
+    on("hget", Family::Tally, &["HGET", "KEY", "f"]),
+    on("hset", Family::Tally, &["HSET", "KEY", "f", "1"]),
     on("xadd", Family::DeadLetters, &["XADD", "KEY", "*", "f", "v"]),
     on("xlen", Family::DeadLetters, &["XLEN", "KEY"]),
     on("get", Family::Generation, &["GET", "KEY"]),
@@ -229,7 +231,6 @@ const QUERY: &[Use] = &[
     ),
     on("get", Family::Version, &["GET", "KEY"]),
     on("zrange", Family::Tally, &["ZRANGE", "KEY", "0", "0"]),
-    on("zmscore", Family::Tally, &["ZMSCORE", "KEY", "m"]),
     on("zscore", Family::Tally, &["ZSCORE", "KEY", "m"]),
     on("get", Family::Generation, &["GET", "KEY"]),
     on(
@@ -375,7 +376,8 @@ impl Layout {
             Family::Tally => {
                 let mut found = Vec::new();
                 for name in &self.tallies {
-                    // Counts and positions share the prefix `tally:{pN}:<name>`.
+                    // Counts, what each partition counted, and positions share the prefix
+                    // `tally:{pN}:<name>`.
                     let (pattern, probe) = pattern_and_probe(&Keys::tally(name, 0));
                     found.push((format!("{pattern}*"), probe));
                     for stream in &streams {

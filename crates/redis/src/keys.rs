@@ -10,8 +10,9 @@
 //! | `<category>:{pN}` (`user_activity:{p0}`) | stream + consumer groups | append script | projectors, `XREAD` |
 //! | `snapshot:{pN}:<stream>` | hash `version`, `state` | snapshot script | command side |
 //! | `<read model>:{pN}:<stream>` (`profile:{p0}:1`) | hash, with `version` | read-model script | query side, projectors |
-//! | `tally:{pN}:<tally>` | sorted set: member, minus its count | tally script | query side |
-//! | `tally:{pN}:<tally>:<stream>` | string: the stream's last version counted | tally script | projectors |
+//! | `tally:{pN}:<tally>` | sorted set: member, minus its count; N from the member, not a stream | tally count script | query side |
+//! | `tally:{pN}:<tally>:sources` | hash: `<aggregate>:<id>` to the last version counted into this partition | tally count script | the same |
+//! | `tally:{pN}:<tally>:<stream>` | string: the stream's last version counted | tally position script | projectors |
 //! | `dead_letters:{pN}` | stream | projectors | operators |
 //! | `generation:<read model>` | string: the generation served, absent for 1 (`<name>_gen<N>` holds generation N's models) | `esr projection rebuild` | projectors, query side |
 //! | `rebuild:<read model>` | hash: a rebuild in progress (`generation`, `done`, `position:<category>`) | `esr projection rebuild` | the same, resuming |
@@ -31,8 +32,13 @@ pub const PARTITIONS: &str = "layout:partitions";
 /// Which partition an id belongs to. FNV-1a, fixed forever: a stream's partition must never
 /// change, so neither may this function, nor the partition count of a deployment.
 pub fn partition_of(id: &EntityId, partitions: u32) -> u32 {
+    partition_of_key(id.as_str(), partitions)
+}
+
+/// Which partition a tally keeps a counted key in (the same function as a stream's id).
+pub fn partition_of_key(key: &str, partitions: u32) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
-    for byte in id.as_str().bytes() {
+    for byte in key.bytes() {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
@@ -123,9 +129,20 @@ impl Keys {
         self.stream_key(&format!("checkpoint:{name}"), stream)
     }
 
-    /// A tally's counts in one partition.
+    /// A tally's counts of the keys in one partition (a key's whole count is in one).
     pub fn tally(name: &str, partition: u32) -> String {
         format!("tally:{}:{name}", Self::tag(partition))
+    }
+
+    /// The partition a tally keeps `key`'s count in.
+    pub fn tally_partition(&self, key: &str) -> u32 {
+        partition_of_key(key, self.partitions)
+    }
+
+    /// How far a tally's counts in one partition have counted each source stream: a hash of
+    /// `<aggregate>:<id>` to the version of the last event counted there.
+    pub fn tally_sources(name: &str, partition: u32) -> String {
+        format!("tally:{}:{name}:sources", Self::tag(partition))
     }
 
     /// How far a tally has counted a stream's events.

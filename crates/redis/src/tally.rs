@@ -1,20 +1,25 @@
-//! Tallies on Redis: per partition, a sorted set of counts (scores are minus the counts, so
-//! `ZRANGE` gives the order the port promises) and a position per source stream, changed
-//! together by one script (`lua/tally.lua`). A count is spread over the partitions of the
-//! streams that fed it: a key's count is the sum of its scores, and the top keys are found
-//! by reading every partition's sets down to where no unseen key could still enter.
+//! Tallies on Redis. A key's whole count lives in one partition, the one its name picks
+//! (`keys::partition_of_key`): a sorted set per partition (scores are minus the counts, so
+//! `ZRANGE` gives the order the port promises), so the top of the tally is a merge of each
+//! partition's first `limit` members, whatever the tail. Counts come from source streams in
+//! every partition, so they cannot be written in one step with the source's position (another
+//! slot on Cluster); instead each partition records, per source, the version of the last event
+//! it counted (`lua/tally_count.lua`) and counts only newer ones, and the source's position is
+//! moved after (`lua/tally_position.lua`). A crash between the two leaves counts that the
+//! redelivery finds already counted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use esr_schema::StreamId;
-use esr_store::{ExpectedVersion, Result, StoreError, Tallies, TallyWrite};
+use esr_store::{ExpectedVersion, Result, StoreError, Tallies, TallyCount, TallyWrite};
 
 use crate::keys::{self, Keys};
 use crate::partitioned::by_partition;
-use crate::{RedisStore, classify, corrupt, is_noscript, reply_pairs};
+use crate::{RedisStore, classify, reply_pairs};
 
-/// Changes per script call: enough to spread a call's cost, few enough to keep it short.
+/// Counts (or positions) per script call: enough to spread a call's cost, few enough to keep
+/// it short.
 const CHANGES_PER_CALL: usize = 128;
 
 fn check_name(name: &str) -> Result<()> {
@@ -62,6 +67,8 @@ impl Tallies for RedisStore {
 
     async fn apply_tallies(&self, name: &str, writes: Vec<TallyWrite>) -> Result<Vec<Result<()>>> {
         check_name(name)?;
+        // Counts first: were the positions moved first, a crash between would lose counts.
+        self.add_counts(name, &writes).await?;
         let name = name.to_owned();
         by_partition(
             self,
@@ -69,7 +76,7 @@ impl Tallies for RedisStore {
             |w| &w.source,
             move |store, writes| {
                 let name = name.clone();
-                async move { apply_pipeline(&store, &name, &writes).await }
+                async move { store.move_positions(&name, &writes).await }
             },
         )
         .await
@@ -77,8 +84,14 @@ impl Tallies for RedisStore {
 
     async fn tally_count(&self, name: &str, key: &str) -> Result<i64> {
         check_name(name)?;
-        let totals = self.totals(name, vec![key.to_owned()]).await?;
-        Ok(totals.first().map_or(0, |(_, count)| *count))
+        let partition = self.inner.keys.tally_partition(key);
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg(Keys::tally(name, partition))
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        Ok(score.map_or(0, score_to_count))
     }
 
     async fn tally_top(&self, name: &str, limit: usize) -> Result<Vec<(String, i64)>> {
@@ -86,157 +99,175 @@ impl Tallies for RedisStore {
         if limit == 0 {
             return Ok(vec![]);
         }
-        let partitions = self.partitions();
-        // Read each partition's set in pages, in count order. Every key not yet seen has, in
-        // each partition, at most the count last read there (0 once a set is exhausted): the
-        // sum of those is the most it can have. Stop when `limit` seen keys beat it outright.
-        let page = limit.max(16);
-        let mut offsets = vec![0usize; partitions as usize];
-        let mut frontier = vec![i64::MAX; partitions as usize];
-        let mut seen: BTreeSet<String> = BTreeSet::new();
-        let mut totals: BTreeMap<String, i64> = BTreeMap::new();
-        let mut fresh: Vec<String> = Vec::new();
-        loop {
-            for partition in 0..partitions {
-                let p = partition as usize;
-                if frontier[p] == 0 {
-                    continue;
-                }
-                let entries: Vec<(String, f64)> = redis::cmd("ZRANGE")
-                    .arg(Keys::tally(name, partition))
-                    .arg(offsets[p])
-                    .arg(offsets[p] + page - 1)
+        // Each partition's first `limit` are the only candidates it has: a key's count is
+        // whole in its partition. Partitions are read concurrently (different masters on
+        // Cluster).
+        let mut reads = tokio::task::JoinSet::new();
+        for partition in 0..self.partitions() {
+            let mut conn = self.conn();
+            let key = Keys::tally(name, partition);
+            reads.spawn(async move {
+                redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(limit - 1)
                     .arg("WITHSCORES")
-                    .query_async(&mut self.conn())
+                    .query_async::<Vec<(String, f64)>>(&mut conn)
                     .await
-                    .map_err(classify)?;
-                offsets[p] += entries.len();
-                frontier[p] = if entries.len() < page {
-                    0
-                } else {
-                    entries.last().map_or(0, |(_, s)| score_to_count(*s))
-                };
-                fresh.extend(
-                    entries
-                        .into_iter()
-                        .map(|(key, _)| key)
-                        .filter(|k| seen.insert(k.clone())),
-                );
-            }
-            // The keys first seen this round: their whole counts, one ZMSCORE per partition.
-            for (key, count) in self.totals(name, std::mem::take(&mut fresh)).await? {
-                totals.insert(key, count);
-            }
-            let bound: i64 = frontier.iter().sum();
-            let mut ranked: Vec<(String, i64)> = totals
-                .iter()
-                .filter(|(_, count)| **count > 0)
-                .map(|(k, c)| (k.clone(), *c))
-                .collect();
-            ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            let settled = bound == 0 || ranked.get(limit - 1).is_some_and(|(_, c)| *c > bound);
-            if settled {
-                ranked.truncate(limit);
-                return Ok(ranked);
-            }
+                    .map_err(classify)
+            });
         }
+        let mut ranked: Vec<(String, i64)> = Vec::new();
+        while let Some(read) = reads.join_next().await {
+            let entries = read.map_err(|e| StoreError::Unavailable(Box::new(e)))??;
+            ranked.extend(
+                entries
+                    .into_iter()
+                    .map(|(key, score)| (key, score_to_count(score)))
+                    .filter(|(_, count)| *count > 0),
+            );
+        }
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ranked.truncate(limit);
+        Ok(ranked)
     }
+}
+
+/// One source's counts for one partition of a tally: a unit never split between calls, since
+/// the script tells counted from not by version.
+struct SourceCounts<'a> {
+    source: String,
+    counts: Vec<&'a TallyCount>,
+    /// The write that added the last counts, and the last version before it: a later write
+    /// of the same source in one batch adds only versions above it.
+    last_write: usize,
+    floor: u64,
 }
 
 impl RedisStore {
-    /// The whole counts of `keys`: their scores summed over every partition's set.
-    async fn totals(&self, name: &str, keys: Vec<String>) -> Result<Vec<(String, i64)>> {
-        if keys.is_empty() {
-            return Ok(vec![]);
-        }
-        let mut sums = vec![0i64; keys.len()];
-        for partition in 0..self.partitions() {
-            let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
-                .arg(Keys::tally(name, partition))
-                .arg(&keys)
-                .query_async(&mut self.conn())
-                .await
-                .map_err(classify)?;
-            for (sum, score) in sums.iter_mut().zip(scores) {
-                *sum += score.map_or(0, score_to_count);
+    /// Add every write's counts to the partitions of their keys, each event's counts once.
+    async fn add_counts(&self, name: &str, writes: &[TallyWrite]) -> Result<()> {
+        let keys = &self.inner.keys;
+        let mut partitions: BTreeMap<u32, Vec<SourceCounts<'_>>> = BTreeMap::new();
+        let mut unit_of: HashMap<(u32, &StreamId), usize> = HashMap::new();
+        for (w, write) in writes.iter().enumerate() {
+            for count in &write.counts {
+                let partition = keys.tally_partition(&count.key);
+                let units = partitions.entry(partition).or_default();
+                let unit = *unit_of
+                    .entry((partition, &write.source))
+                    .or_insert_with(|| {
+                        units.push(SourceCounts {
+                            source: format!("{}:{}", write.source.aggregate, write.source.id),
+                            counts: vec![],
+                            last_write: w,
+                            floor: 0,
+                        });
+                        units.len() - 1
+                    });
+                let unit = &mut units[unit];
+                if unit.last_write != w {
+                    unit.floor = unit.counts.last().map_or(0, |c| c.version);
+                    unit.last_write = w;
+                }
+                if count.version > unit.floor {
+                    unit.counts.push(count);
+                }
             }
         }
-        Ok(keys.into_iter().zip(sums).collect())
-    }
-}
-
-/// One partition's changes: script calls of up to [`CHANGES_PER_CALL`], in one pipeline.
-async fn apply_pipeline(
-    store: &RedisStore,
-    name: &str,
-    writes: &[TallyWrite],
-) -> Result<Vec<Result<()>>> {
-    if writes.is_empty() {
-        return Ok(vec![]);
-    }
-    let chunks: Vec<&[TallyWrite]> = writes.chunks(CHANGES_PER_CALL).collect();
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    for chunk in &chunks {
-        pipe.add_command(apply_call(store, name, chunk));
-    }
-    let replies: Vec<redis::RedisResult<Vec<i64>>> = pipe
-        .query_async(&mut store.conn())
-        .await
-        .map_err(classify)?;
-    if replies.len() != chunks.len() {
-        return Err(corrupt(
-            "tally pipeline",
-            format!("{} replies for {} calls", replies.len(), chunks.len()),
-        ));
-    }
-    let mut outcomes = Vec::with_capacity(writes.len());
-    for (chunk, reply) in chunks.into_iter().zip(replies) {
-        let reply = match reply {
-            Ok(reply) => reply,
-            // A restart emptied the script cache: this call loads it and is sent again.
-            Err(e) if is_noscript(&e) => {
-                store
-                    .query_script(&store.inner.tally, &apply_call(store, name, chunk))
-                    .await?
-            }
-            Err(e) => return Err(classify(e)),
-        };
-        for (write, (applied, stored)) in
-            chunk
-                .iter()
-                .zip(reply_pairs("tally reply", &reply, chunk.len())?)
-        {
-            outcomes.push(if applied == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::Conflict {
-                    expected: ExpectedVersion::Exactly(write.expected),
-                    actual: u64::try_from(stored).unwrap_or(0),
-                })
+        let mut calls = tokio::task::JoinSet::new();
+        for (partition, units) in partitions {
+            let cmds = self.count_calls(name, partition, &units);
+            let store = self.clone();
+            calls.spawn(async move {
+                let (replies, _) = store
+                    .script_pipeline(&store.inner.tally_count, &cmds, None)
+                    .await?;
+                replies.into_iter().try_for_each(|r| r.map(drop))
             });
         }
-    }
-    Ok(outcomes)
-}
-
-/// One EVALSHA of the tally script for `writes` (all in one partition).
-fn apply_call(store: &RedisStore, name: &str, writes: &[TallyWrite]) -> redis::Cmd {
-    let keys = &store.inner.keys;
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(store.inner.tally.get_hash()).arg(writes.len() * 2);
-    for write in writes {
-        cmd.arg(keys.tally_position(name, &write.source))
-            .arg(Keys::tally(name, keys.partition(&write.source)));
-    }
-    cmd.arg(writes.len());
-    for write in writes {
-        cmd.arg(write.expected)
-            .arg(write.version)
-            .arg(write.counts.len());
-        for (key, amount) in &write.counts {
-            cmd.arg(key).arg(amount);
+        while let Some(call) = calls.join_next().await {
+            call.map_err(|e| StoreError::Unavailable(Box::new(e)))??;
         }
+        Ok(())
     }
-    cmd
+
+    /// EVALSHAs of the count script for one partition, about [`CHANGES_PER_CALL`] counts each.
+    fn count_calls(
+        &self,
+        name: &str,
+        partition: u32,
+        units: &[SourceCounts<'_>],
+    ) -> Vec<redis::Cmd> {
+        let mut calls = Vec::new();
+        let mut start = 0;
+        while start < units.len() {
+            let mut end = start;
+            let mut counts = 0;
+            while end < units.len()
+                && (end == start || counts + units[end].counts.len() <= CHANGES_PER_CALL)
+            {
+                counts += units[end].counts.len();
+                end += 1;
+            }
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(self.inner.tally_count.get_hash())
+                .arg(2)
+                .arg(Keys::tally(name, partition))
+                .arg(Keys::tally_sources(name, partition))
+                .arg(end - start);
+            for unit in &units[start..end] {
+                cmd.arg(&unit.source).arg(unit.counts.len());
+                for count in &unit.counts {
+                    cmd.arg(count.version).arg(&count.key).arg(count.amount);
+                }
+            }
+            calls.push(cmd);
+            start = end;
+        }
+        calls
+    }
+
+    /// Move each write's source position (all in one partition), conditioned on the expected.
+    async fn move_positions(&self, name: &str, writes: &[TallyWrite]) -> Result<Vec<Result<()>>> {
+        let chunks: Vec<&[TallyWrite]> = writes.chunks(CHANGES_PER_CALL).collect();
+        let calls: Vec<redis::Cmd> = chunks
+            .iter()
+            .map(|chunk| {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(self.inner.tally_position.get_hash())
+                    .arg(chunk.len());
+                for write in *chunk {
+                    cmd.arg(self.inner.keys.tally_position(name, &write.source));
+                }
+                cmd.arg(chunk.len());
+                for write in *chunk {
+                    cmd.arg(write.expected).arg(write.version);
+                }
+                cmd
+            })
+            .collect();
+        let (replies, _) = self
+            .script_pipeline(&self.inner.tally_position, &calls, None)
+            .await?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for (chunk, reply) in chunks.into_iter().zip(replies) {
+            let reply = reply?;
+            for (write, (moved, stored)) in
+                chunk
+                    .iter()
+                    .zip(reply_pairs("tally reply", &reply, chunk.len())?)
+            {
+                outcomes.push(if moved == 1 {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict {
+                        expected: ExpectedVersion::Exactly(write.expected),
+                        actual: u64::try_from(stored).unwrap_or(0),
+                    })
+                });
+            }
+        }
+        Ok(outcomes)
+    }
 }

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::{
     AppendRequest, EntryId, EventStore, ExpectedVersion, Idempotency, NewEvent, ReadModel,
-    ReadModelWrite, Snapshot, Store, StoreError, TallyWrite,
+    ReadModelWrite, Snapshot, Store, StoreError, TallyCount, TallyWrite,
 };
 
 /// Lets the suite write an entry the way a foreign producer would (`XADD` by hand).
@@ -88,7 +88,9 @@ macro_rules! contract_suite {
             trimming_removes_only_what_every_group_has_acked,
             a_read_model_is_served_from_generation_1_until_switched,
             checkpoints_answer_the_latest_at_or_before_a_time,
-            tallies_count_each_position_once_and_rank_across_partitions
+            tallies_count_each_position_once_and_rank_across_partitions,
+            overlapping_tally_writes_count_each_event_once,
+            a_tally_top_ranks_a_long_tail_by_count_then_key
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1549,9 +1551,13 @@ pub async fn a_read_model_is_served_from_generation_1_until_switched<S: Contract
 pub async fn tallies_count_each_position_once_and_rank_across_partitions<S: ContractStore>(
     store: S,
 ) {
-    let name = format!("t{}", &Uuid::new_v4().simple().to_string()[..16]);
+    let name = tally_name();
     let sources: Vec<StreamId> = (0..40).map(|_| fresh_user()).collect();
-    let count = |key: &str, amount: i64| (key.to_owned(), amount);
+    let count = |key: &str, amount: i64| TallyCount {
+        version: 2,
+        key: key.to_owned(),
+        amount,
+    };
     let first: Vec<TallyWrite> = sources
         .iter()
         .enumerate()
@@ -1587,7 +1593,10 @@ pub async fn tallies_count_each_position_once_and_rank_across_partitions<S: Cont
         source: sources[0].clone(),
         expected: 3,
         version: 5,
-        counts: vec![count("gone", -1)],
+        counts: vec![TallyCount {
+            version: 4,
+            ..count("gone", -1)
+        }],
     };
     assert!(store.apply_tallies(&name, vec![later]).await.unwrap()[0].is_ok());
 
@@ -1608,4 +1617,114 @@ pub async fn tallies_count_each_position_once_and_rank_across_partitions<S: Cont
     );
     let positions = store.tally_positions(&name, &sources[..3]).await.unwrap();
     assert_eq!(positions, [5, 3, 3]);
+}
+
+fn tally_name() -> String {
+    format!("t{}", &Uuid::new_v4().simple().to_string()[..16])
+}
+
+fn counts_of(events: &[(u64, &str)]) -> Vec<TallyCount> {
+    events
+        .iter()
+        .map(|(version, key)| TallyCount {
+            version: *version,
+            key: (*key).to_owned(),
+            amount: 1,
+        })
+        .collect()
+}
+
+/// Two consumers hold overlapping batches of one stream (a claim while the first still ran),
+/// and one batch holds a stream twice: whichever lands first, each event counts once, and the
+/// loser's retry from the stored position completes the count.
+pub async fn overlapping_tally_writes_count_each_event_once<S: ContractStore>(store: S) {
+    let name = tally_name();
+    let source = fresh_user();
+    let keys = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let events: Vec<(u64, &str)> = (1..=6)
+        .map(|v| (v, keys[v as usize % keys.len()]))
+        .collect();
+    let write = |expected: u64, version: u64| TallyWrite {
+        source: source.clone(),
+        expected,
+        version,
+        counts: counts_of(&events[expected as usize..version as usize]),
+    };
+    // Events 1..=2, then a batch with 3..=4 twice, then two racing batches 5 and 5..=6.
+    assert!(store.apply_tallies(&name, vec![write(0, 2)]).await.unwrap()[0].is_ok());
+    let twice = store
+        .apply_tallies(&name, vec![write(2, 4), write(2, 4)])
+        .await
+        .unwrap();
+    assert!(twice[0].is_ok(), "{twice:?}");
+    assert!(
+        matches!(twice[1], Err(StoreError::Conflict { actual: 4, .. })),
+        "{twice:?}"
+    );
+    assert!(store.apply_tallies(&name, vec![write(4, 5)]).await.unwrap()[0].is_ok());
+    let late = store.apply_tallies(&name, vec![write(4, 6)]).await.unwrap();
+    assert!(
+        matches!(late[0], Err(StoreError::Conflict { actual: 5, .. })),
+        "{late:?}"
+    );
+    assert!(store.apply_tallies(&name, vec![write(5, 6)]).await.unwrap()[0].is_ok());
+    for key in keys {
+        let expected = events.iter().filter(|(_, k)| *k == key).count() as i64;
+        assert_eq!(
+            store.tally_count(&name, key).await.unwrap(),
+            expected,
+            "{key}"
+        );
+    }
+    assert_eq!(store.tally_positions(&name, &[source]).await.unwrap(), [6]);
+}
+
+/// Hundreds of keys counted once each (a long tail over every partition), a few counted more:
+/// the top is the most counted, then equal counts by key, ascending.
+pub async fn a_tally_top_ranks_a_long_tail_by_count_then_key<S: ContractStore>(store: S) {
+    let name = tally_name();
+    let tail: Vec<String> = (0..300).map(|i| format!("o{i:03}")).collect();
+    let mut writes: Vec<TallyWrite> = tail
+        .chunks(10)
+        .map(|keys| TallyWrite {
+            source: fresh_user(),
+            expected: 0,
+            version: keys.len() as u64,
+            counts: keys
+                .iter()
+                .enumerate()
+                .map(|(i, key)| TallyCount {
+                    version: i as u64 + 1,
+                    key: key.clone(),
+                    amount: 1,
+                })
+                .collect(),
+        })
+        .collect();
+    for (key, extra) in [("o150", 3), ("o299", 2), ("o007", 2)] {
+        for _ in 0..extra {
+            writes.push(TallyWrite {
+                source: fresh_user(),
+                expected: 0,
+                version: 1,
+                counts: counts_of(&[(1, key)]),
+            });
+        }
+    }
+    let outcomes = store.apply_tallies(&name, writes).await.unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let top = store.tally_top(&name, 6).await.unwrap();
+    let expected: Vec<(String, i64)> = [
+        ("o150", 4),
+        ("o007", 3),
+        ("o299", 3),
+        ("o000", 1),
+        ("o001", 1),
+        ("o002", 1),
+    ]
+    .iter()
+    .map(|(k, c)| ((*k).to_owned(), *c))
+    .collect();
+    assert_eq!(top, expected);
+    assert_eq!(store.tally_top(&name, 1000).await.unwrap().len(), 300);
 }

@@ -31,7 +31,7 @@ pub use memory::MemoryStore;
 pub use read_model::{Checkpoint, ReadModel, ReadModelWrite, ReadModels, generation_name};
 pub use snapshot::{Snapshot, SnapshotStore};
 pub use subscription::{DeadLetter, Delivery, EntryRef, GroupStats, Subscriptions};
-pub use tally::{Tallies, TallyWrite};
+pub use tally::{Tallies, TallyCount, TallyWrite};
 
 /// Every storage capability at once; what services hold as `Arc<dyn Store>`.
 pub trait Store:

@@ -3,7 +3,8 @@
 //! One mutex guards all state, so every operation is atomic exactly as a Redis script is.
 //! Blocking reads wait on a [`Notify`] that every append wakes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -46,8 +47,31 @@ struct State {
     checkpoints: HashMap<(String, StreamId), BTreeMap<u64, Checkpoint>>,
     tally_positions: HashMap<(String, StreamId), u64>,
     live_generations: HashMap<String, u32>,
-    tallies: HashMap<String, HashMap<String, i64>>,
+    tallies: HashMap<String, TallyCounts>,
     dead_letters: Vec<DeadLetter>,
+}
+
+/// One tally's counts, and the same kept in rank order so its top is read, not sorted.
+#[derive(Default)]
+struct TallyCounts {
+    by_key: HashMap<String, i64>,
+    ranked: BTreeSet<(Reverse<i64>, String)>,
+}
+
+impl TallyCounts {
+    fn add(&mut self, key: String, amount: i64) {
+        let before = self.by_key.get(&key).copied().unwrap_or(0);
+        let after = before + amount;
+        if before > 0 {
+            self.ranked.remove(&(Reverse(before), key.clone()));
+        }
+        if after > 0 {
+            self.ranked.insert((Reverse(after), key.clone()));
+            self.by_key.insert(key, after);
+        } else {
+            self.by_key.remove(&key);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -745,12 +769,8 @@ impl Tallies for MemoryStore {
             }
             state.tally_positions.insert(key, write.version);
             let counts = state.tallies.entry(name.to_owned()).or_default();
-            for (counted, amount) in write.counts {
-                let count = counts.entry(counted.clone()).or_default();
-                *count += amount;
-                if *count <= 0 {
-                    counts.remove(&counted);
-                }
+            for count in write.counts {
+                counts.add(count.key, count.amount);
             }
             outcomes.push(Ok(()));
         }
@@ -762,20 +782,24 @@ impl Tallies for MemoryStore {
             .lock()
             .tallies
             .get(name)
-            .and_then(|counts| counts.get(key))
+            .and_then(|counts| counts.by_key.get(key))
             .copied()
             .unwrap_or(0))
     }
 
     async fn tally_top(&self, name: &str, limit: usize) -> Result<Vec<(String, i64)>> {
         let state = self.lock();
-        let mut top: Vec<(String, i64)> = state
+        Ok(state
             .tallies
             .get(name)
-            .map(|counts| counts.iter().map(|(k, v)| (k.clone(), *v)).collect())
-            .unwrap_or_default();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        top.truncate(limit);
-        Ok(top)
+            .map(|counts| {
+                counts
+                    .ranked
+                    .iter()
+                    .take(limit)
+                    .map(|(Reverse(count), key)| (key.clone(), *count))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }

@@ -1,7 +1,8 @@
 //! Tallies: counts keyed by anything (an object, a name), fed by many streams, each event
-//! counted once. Each stream's position (the version of its last event counted) is stored
-//! with the counts and changed in the same atomic step, so a redelivered event, a claimed
-//! one, or two consumers never count twice.
+//! counted once. Each count carries the version of the event it comes from and each stream's
+//! position (the version of its last event counted) is kept, so a redelivered event, a
+//! claimed one, or two consumers never count twice. The top keys are found in work bounded
+//! by the number asked for, however many keys have been counted.
 
 use async_trait::async_trait;
 use esr_schema::StreamId;
@@ -16,8 +17,17 @@ pub struct TallyWrite {
     pub expected: u64,
     /// The position after this change: the version of the last event it counts.
     pub version: u64,
-    /// (key, amount) to add.
-    pub counts: Vec<(String, i64)>,
+    /// What the events after `expected` up to `version` add, in version order.
+    pub counts: Vec<TallyCount>,
+}
+
+/// What one event adds to one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TallyCount {
+    /// The version of the event counted.
+    pub version: u64,
+    pub key: String,
+    pub amount: i64,
 }
 
 #[async_trait]
@@ -25,14 +35,18 @@ pub trait Tallies: Send + Sync {
     /// How far tally `name` has counted each stream (0: not at all), in order.
     async fn tally_positions(&self, name: &str, sources: &[StreamId]) -> Result<Vec<u64>>;
 
-    /// Each change applied only if its stream's position is the expected one; otherwise
-    /// nothing changes and its outcome is `Conflict` with the stored position. One outcome
-    /// per change, in order; the outer error is for the store failing as a whole.
+    /// Each change's position moved only if its stream's position is the expected one;
+    /// otherwise its outcome is `Conflict` with the stored position. Whatever the outcome, an
+    /// event counted before is never counted again, and a conflicting change may count the
+    /// events of its own that were not counted yet (a later change's position then covers
+    /// them). One outcome per change, in order; the outer error is for the store failing as a
+    /// whole.
     async fn apply_tallies(&self, name: &str, writes: Vec<TallyWrite>) -> Result<Vec<Result<()>>>;
 
     /// The count of `key` (0 when never counted).
     async fn tally_count(&self, name: &str, key: &str) -> Result<i64>;
 
-    /// Up to `limit` keys with a count above 0: highest count first, then key ascending.
+    /// Up to `limit` keys with a count above 0: highest count first, then key ascending. Its
+    /// work grows with `limit` (and the partitions), not with the keys counted.
     async fn tally_top(&self, name: &str, limit: usize) -> Result<Vec<(String, i64)>>;
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use esr_kernel::Tally;
 use esr_schema::{Category, StoredEvent, StreamId};
-use esr_store::{Store, StoreError, TallyWrite};
+use esr_store::{Store, StoreError, TallyCount, TallyWrite};
 
 use super::HandlerError;
 use super::per_stream::{PerStreamProjection, StreamSink};
@@ -34,7 +34,7 @@ impl<T: Tally> TallyProjection<T> {
 impl<T: Tally> StreamSink for TallySink<T> {
     type Event = T::Event;
     type State = ();
-    type Write = (u64, Vec<(String, i64)>);
+    type Write = (u64, Vec<TallyCount>);
 
     fn group(&self) -> &str {
         T::NAME
@@ -57,18 +57,27 @@ impl<T: Tally> StreamSink for TallySink<T> {
         _stored: (),
         expected: u64,
         events: &[(&StoredEvent, T::Event)],
-    ) -> (u64, Vec<(String, i64)>) {
+    ) -> (u64, Vec<TallyCount>) {
         let target = events.last().map_or(expected, |(e, _)| e.envelope.version);
         let counts = events
             .iter()
-            .flat_map(|(stored, event)| T::count(&stored.envelope, event))
+            .flat_map(|(stored, event)| {
+                let version = stored.envelope.version;
+                T::count(&stored.envelope, event)
+                    .into_iter()
+                    .map(move |(key, amount)| TallyCount {
+                        version,
+                        key,
+                        amount,
+                    })
+            })
             .collect();
         (target, counts)
     }
 
     async fn save(
         &self,
-        writes: Vec<(StreamId, u64, (u64, Vec<(String, i64)>))>,
+        writes: Vec<(StreamId, u64, (u64, Vec<TallyCount>))>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let writes = writes
             .into_iter()
