@@ -579,6 +579,37 @@ async fn an_idempotency_key_sent_again_with_another_body_is_refused() {
     assert_eq!(history.body["version"], 2, "{}", history.body);
 }
 
+/// A key names one request whatever its target: sent again for another user, it is refused
+/// (422), and that user's stream is untouched.
+#[tokio::test]
+async fn an_idempotency_key_sent_again_for_another_user_is_refused() {
+    let app = app();
+    app.register("1").await;
+    app.register("2").await;
+    let act = |user: &'static str| {
+        let app = &app;
+        async move {
+            send(
+                &app.commands,
+                Method::POST,
+                &format!("/users/{user}/activity"),
+                Some(&json!({"action": "like", "object": "carrots"}).to_string()),
+                &[("idempotency-key", "like-once")],
+            )
+            .await
+        }
+    };
+    let first = act("1").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_error(
+        &act("2").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    );
+    let history = app.get("/users/2/events").await;
+    assert_eq!(history.body["version"], 1, "{}", history.body);
+}
+
 #[tokio::test]
 async fn correlation_ids_flow_from_the_request_into_the_events() {
     let app = app();

@@ -54,6 +54,7 @@ enum Family {
     Stream,
     Version,
     Idempotency,
+    IdempotencyClaim,
     Snapshot,
     Category,
     ReadModel,
@@ -139,6 +140,11 @@ const COMMAND: &[Use] = &[
     on("set", Family::Version, &["SET", "KEY", "v"]),
     on("get", Family::Idempotency, &["GET", "KEY"]),
     on("set", Family::Idempotency, &["SET", "KEY", "v", "PX", "1"]),
+    on(
+        "set",
+        Family::IdempotencyClaim,
+        &["SET", "KEY", "v", "NX", "GET", "PX", "1"],
+    ),
     on("xadd", Family::Category, &["XADD", "KEY", "*", "f", "v"]),
     on("type", Family::Category, &["TYPE", "KEY"]),
     on(
@@ -365,6 +371,7 @@ impl Layout {
             // Users' keys name the id alone, others `<aggregate>:<id>`: `*` takes both in.
             Family::Version => per_stream(&|s| keys.version(s)),
             Family::Idempotency => per_stream(&|s| keys.idempotency(s, ID)),
+            Family::IdempotencyClaim => vec![pattern_and_probe(&keys.idempotency_claim(ID))],
             Family::Snapshot => per_stream(&|s| keys.snapshot(s)),
             Family::Category => self
                 .categories

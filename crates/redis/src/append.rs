@@ -19,6 +19,9 @@ pub(crate) struct AppendCall<'a> {
 
 pub async fn append(store: &RedisStore, request: &AppendRequest) -> Result<AppendOutcome> {
     let call = append_call(store, request)?;
+    if let Some(claimed) = claim_keys(store, &[request]).await?.pop() {
+        claimed?;
+    }
     let cmd = append_evalsha(store, &[&call]);
     let (mut replies, shortfall) = match store.inner.wait_for_replicas {
         None => (vec![query_append(store, &cmd).await], None),
@@ -61,8 +64,10 @@ async fn append_pipeline(
     let mut outcomes: Vec<Option<Result<AppendOutcome>>> = requests.iter().map(|_| None).collect();
     let mut chunks: Vec<Vec<(usize, AppendCall)>> = vec![];
     let mut events_in_chunk = 0;
-    for (position, request) in requests.iter().enumerate() {
-        let call = match append_call(store, request) {
+    let all: Vec<&AppendRequest> = requests.iter().collect();
+    let claims = claim_keys(store, &all).await?;
+    for ((position, request), claimed) in requests.iter().enumerate().zip(claims) {
+        let call = match claimed.and_then(|()| append_call(store, request)) {
             Ok(call) => call,
             Err(e) => {
                 outcomes[position] = Some(Err(e));
@@ -116,6 +121,73 @@ async fn append_pipeline(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(StoreError::Invalid("append left unanswered".into()))))
         .collect())
+}
+
+/// Claim each request's idempotency key for its stream (`SET NX GET`, in the key's own
+/// partition, so one key names one request whatever its stream): `KeyReused` for a key first
+/// sent for another stream. A request without a key passes. The claim outlives a failed
+/// append, so the same request sent again passes it; it expires with the key's record.
+async fn claim_keys(store: &RedisStore, requests: &[&AppendRequest]) -> Result<Vec<Result<()>>> {
+    let keys = &store.inner.keys;
+    let mut outcomes: Vec<Result<()>> = requests.iter().map(|_| Ok(())).collect();
+    let mut by_partition: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for (i, request) in requests.iter().enumerate() {
+        if let Some(idempotency) = &request.idempotency {
+            by_partition
+                .entry(crate::keys::partition_of_key(
+                    &idempotency.key,
+                    keys.partitions,
+                ))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut claims = tokio::task::JoinSet::new();
+    for (_, indexes) in by_partition {
+        let mut pipe = redis::pipe();
+        let mut streams = Vec::with_capacity(indexes.len());
+        for &i in &indexes {
+            let request = requests[i];
+            let Some(idempotency) = &request.idempotency else {
+                continue;
+            };
+            let stream = format!("{}:{}", request.stream.aggregate, request.stream.id);
+            pipe.cmd("SET")
+                .arg(keys.idempotency_claim(&idempotency.key))
+                .arg(&stream)
+                .arg("NX")
+                .arg("GET")
+                .arg("PX")
+                .arg(
+                    u64::try_from(idempotency.ttl.as_millis())
+                        .unwrap_or(u64::MAX)
+                        .max(1),
+                );
+            streams.push((i, stream, idempotency.key.clone()));
+        }
+        let mut conn = store.conn();
+        claims.spawn(async move {
+            let claimed: redis::RedisResult<Vec<Option<String>>> =
+                pipe.query_async(&mut conn).await;
+            (streams, claimed)
+        });
+    }
+    while let Some(joined) = claims.join_next().await {
+        let (streams, claimed) = joined.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let claimed = claimed.map_err(crate::classify)?;
+        if claimed.len() != streams.len() {
+            return Err(corrupt(
+                "idempotency claims",
+                format!("{} replies for {} claims", claimed.len(), streams.len()),
+            ));
+        }
+        for ((i, stream, key), before) in streams.into_iter().zip(claimed) {
+            if before.is_some_and(|before| before != stream) {
+                outcomes[i] = Err(StoreError::KeyReused { key });
+            }
+        }
+    }
+    Ok(outcomes)
 }
 
 /// A request checked, with its share of the append script's KEYS (see `lua/append.lua`).

@@ -7,6 +7,7 @@
 //! | `<aggregate>:{pN}:<id>` (`user:{p0}:1`, `group:{p0}:g1`) | stream, entry id `<version>-0` | append script | command side, `?at=`, history, gap filling |
 //! | `version:{pN}:<stream>` | string `<version>\|<last event's occurred_at>` | append script | append script, `stream_version` |
 //! | `idem:{pN}:<stream>:<key>` | string (expires) | append script | append script, command side |
+//! | `idem_key:{pN}:<key>` | string (expires): the stream the key was first sent for; N from the key | the append, before the script | the same |
 //! | `<category>:{pN}` (`user_activity:{p0}`) | stream + consumer groups | append script | projectors, `XREAD` |
 //! | `snapshot:{pN}:<stream>` | hash `version`, `state` | snapshot script | command side |
 //! | `<read model>:{pN}:<stream>` (`profile:{p0}:1`) | hash, with `version` | read-model script | query side, projectors |
@@ -114,6 +115,15 @@ impl Keys {
 
     pub fn idempotency(&self, stream: &StreamId, key: &str) -> String {
         format!("{}:{key}", self.stream_key("idem", stream))
+    }
+
+    /// Which stream an idempotency key was first sent for: a key names one request, whatever
+    /// its stream, so a key is claimed here (in the key's own partition) before the append.
+    pub fn idempotency_claim(&self, key: &str) -> String {
+        format!(
+            "idem_key:{}:{key}",
+            Self::tag(partition_of_key(key, self.partitions))
+        )
     }
 
     pub fn snapshot(&self, stream: &StreamId) -> String {

@@ -51,7 +51,8 @@ async fn write_until(
                 expected: ExpectedVersion::Exactly(version),
                 events: vec![event],
                 idempotency: Some(Idempotency {
-                    key: format!("v{version}"),
+                    // A key names one request in the whole store: the stream is part of it.
+                    key: format!("{id}-v{version}"),
                     ttl: Duration::from_secs(600),
                     fingerprint: String::new(),
                 }),
@@ -243,7 +244,7 @@ async fn requests_after_their_partitions_moved_are_answered_and_go_through_when_
                         expected: ExpectedVersion::Exactly(version),
                         events: vec![esr_store::contract::kick("Bugs")],
                         idempotency: Some(Idempotency {
-                            key: format!("v{version}"),
+                            key: format!("single{w}-v{version}"),
                             ttl: Duration::from_secs(600),
                             fingerprint: String::new(),
                         }),
@@ -285,7 +286,7 @@ async fn requests_after_their_partitions_moved_are_answered_and_go_through_when_
                     expected: ExpectedVersion::Exactly(round),
                     events: vec![esr_store::contract::kick("Bugs")],
                     idempotency: Some(Idempotency {
-                        key: format!("r{round}"),
+                        key: format!("{}-r{round}", u.id),
                         ttl: Duration::from_secs(600),
                         fingerprint: String::new(),
                     }),

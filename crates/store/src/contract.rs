@@ -24,8 +24,8 @@ use esr_schema::{
 use uuid::Uuid;
 
 use crate::{
-    AppendRequest, EntryId, EventStore, ExpectedVersion, Idempotency, NewEvent, ReadModel,
-    ReadModelWrite, Snapshot, Store, StoreError, TallyCount, TallyWrite,
+    AppendOutcome, AppendRequest, EntryId, EventStore, ExpectedVersion, Idempotency, NewEvent,
+    ReadModel, ReadModelWrite, Snapshot, Store, StoreError, TallyCount, TallyWrite,
 };
 
 /// Lets the suite write an entry the way a foreign producer would (`XADD` by hand).
@@ -63,7 +63,7 @@ macro_rules! contract_suite {
             unknown_user_reads_empty_at_version_0,
             idempotency_key_returns_the_first_outcome_and_appends_once,
             an_append_delivered_twice_is_applied_once,
-            idempotency_keys_are_per_user_and_recorded,
+            an_idempotency_key_names_one_stream_and_is_recorded,
             an_idempotency_key_reused_for_another_request_is_refused,
             concurrent_appends_on_one_user_have_one_winner_per_version,
             concurrent_appends_on_distinct_users_all_succeed,
@@ -110,6 +110,11 @@ fn fresh_id() -> EntityId {
 
 fn fresh_user() -> StreamId {
     StreamId::new(USER, fresh_id())
+}
+
+/// Idempotency keys name one request in the whole store: each case makes its own.
+fn fresh_key(name: &str) -> String {
+    format!("{name}-{}", Uuid::new_v4().simple())
 }
 
 fn fresh_group() -> String {
@@ -327,7 +332,8 @@ fn joined(user: &EntityId) -> NewEvent {
 }
 
 /// A user and a group with the same id share a partition (the id picks it) but nothing else:
-/// versions, histories, idempotency keys, snapshots and read models are per stream.
+/// versions, histories, snapshots and read models are per stream (an idempotency key names one
+/// request, so it is not).
 pub async fn two_aggregate_types_with_one_id_are_separate_streams<S: ContractStore>(store: S) {
     use esr_schema::group::{GROUP, GROUP_MEMBERSHIP};
     let id = fresh_id();
@@ -335,9 +341,10 @@ pub async fn two_aggregate_types_with_one_id_are_separate_streams<S: ContractSto
         StreamId::new(USER, id.clone()),
         StreamId::new(GROUP, id.clone()),
     );
+    let same_key = fresh_key("same-key");
     let keyed = |stream: &StreamId, event: NewEvent| AppendRequest {
         idempotency: Some(Idempotency {
-            key: "same-key".into(),
+            key: same_key.clone(),
             ttl: Duration::from_secs(60),
             fingerprint: String::new(),
         }),
@@ -399,18 +406,22 @@ pub async fn two_aggregate_types_with_one_id_are_separate_streams<S: ContractSto
         2
     );
 
-    // The same idempotency key on both streams: two appends, two records.
+    // The same idempotency key on the other stream: refused, the key still the user's.
     let first = store.append(keyed(&user, kick("k"))).await.unwrap();
-    let second = store.append(keyed(&group, joined(&id))).await.unwrap();
     assert_eq!((first.version, first.duplicate), (3, false));
-    assert_eq!((second.version, second.duplicate), (4, false));
+    let second = store.append(keyed(&group, joined(&id))).await;
+    assert!(
+        matches!(second, Err(StoreError::KeyReused { .. })),
+        "{second:?}"
+    );
+    assert_eq!(store.stream_version(&group).await.unwrap(), 3);
     assert_eq!(
         store
-            .idempotent_outcome(&group, "same-key", "")
+            .idempotent_outcome(&user, &same_key, "")
             .await
             .unwrap()
             .map(|o| o.version),
-        Some(4)
+        Some(3)
     );
 
     // Snapshots and read models are per stream too.
@@ -581,9 +592,10 @@ pub async fn idempotency_key_returns_the_first_outcome_and_appends_once<S: Contr
     store: S,
 ) {
     let user = fresh_user();
+    let retry_key = fresh_key("retry-me");
     let with_key = |expected| AppendRequest {
         idempotency: Some(Idempotency {
-            key: "retry-me".into(),
+            key: retry_key.clone(),
             ttl: Duration::from_secs(60),
             fingerprint: "kick once".into(),
         }),
@@ -656,24 +668,46 @@ pub async fn an_append_delivered_twice_is_applied_once<S: ContractStore>(store: 
     );
 }
 
-pub async fn idempotency_keys_are_per_user_and_recorded<S: ContractStore>(store: S) {
+pub async fn an_idempotency_key_names_one_stream_and_is_recorded<S: ContractStore>(store: S) {
     let (a, b) = (fresh_user(), fresh_user());
-    for user in [&a, &b] {
-        let outcome = store
-            .append(AppendRequest {
-                idempotency: Some(Idempotency {
-                    key: "same".into(),
-                    ttl: Duration::from_secs(60),
-                    fingerprint: String::new(),
-                }),
-                ..request(user, ExpectedVersion::Any, vec![kick("x")])
+    let key = fresh_key("same");
+    let keyed = |user: &StreamId| AppendRequest {
+        idempotency: Some(Idempotency {
+            key: key.clone(),
+            ttl: Duration::from_secs(60),
+            fingerprint: String::new(),
+        }),
+        ..request(user, ExpectedVersion::Any, vec![kick("x")])
+    };
+    let first = store.append(keyed(&a)).await.unwrap();
+    assert!(!first.duplicate);
+    // The same key for another stream is another request: refused, nothing appended.
+    let other = store.append(keyed(&b)).await;
+    assert!(
+        matches!(&other, Err(StoreError::KeyReused { key: k }) if *k == key),
+        "{other:?}"
+    );
+    assert_eq!(store.stream_version(&b).await.unwrap(), 0);
+    let batch = store
+        .append_batch(vec![keyed(&b), keyed(&a)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(batch[0], Err(StoreError::KeyReused { .. })),
+        "{batch:?}"
+    );
+    assert!(
+        matches!(
+            batch[1],
+            Ok(AppendOutcome {
+                version: 1,
+                duplicate: true
             })
-            .await
-            .unwrap();
-        assert!(!outcome.duplicate);
-    }
+        ),
+        "{batch:?}"
+    );
     let recorded = store
-        .idempotent_outcome(&a, "same", "")
+        .idempotent_outcome(&a, &key, "")
         .await
         .unwrap()
         .unwrap();
@@ -689,9 +723,10 @@ pub async fn idempotency_keys_are_per_user_and_recorded<S: ContractStore>(store:
 /// written before fingerprints, or a caller that has none) is not compared.
 pub async fn an_idempotency_key_reused_for_another_request_is_refused<S: ContractStore>(store: S) {
     let user = fresh_user();
+    let k1 = fresh_key("k-1");
     let keyed = |fingerprint: &str, object: &str| AppendRequest {
         idempotency: Some(Idempotency {
-            key: "k-1".into(),
+            key: k1.clone(),
             ttl: Duration::from_secs(60),
             fingerprint: fingerprint.into(),
         }),
@@ -701,7 +736,7 @@ pub async fn an_idempotency_key_reused_for_another_request_is_refused<S: Contrac
     assert_eq!((first.version, first.duplicate), (1, false));
     let reused = store.append(keyed("like b", "b")).await;
     assert!(
-        matches!(&reused, Err(StoreError::KeyReused { key }) if key == "k-1"),
+        matches!(&reused, Err(StoreError::KeyReused { key }) if *key == k1),
         "{reused:?}"
     );
     let replay = store.append(keyed("like a", "a")).await.unwrap();
@@ -709,11 +744,11 @@ pub async fn an_idempotency_key_reused_for_another_request_is_refused<S: Contrac
     let unchecked = store.append(keyed("", "c")).await.unwrap();
     assert_eq!((unchecked.version, unchecked.duplicate), (1, true));
     assert!(matches!(
-        store.idempotent_outcome(&user, "k-1", "like b").await,
+        store.idempotent_outcome(&user, &k1, "like b").await,
         Err(StoreError::KeyReused { .. })
     ));
     let looked_up = store
-        .idempotent_outcome(&user, "k-1", "like a")
+        .idempotent_outcome(&user, &k1, "like a")
         .await
         .unwrap();
     assert_eq!(looked_up.map(|o| o.version), Some(1));

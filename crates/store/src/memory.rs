@@ -41,6 +41,9 @@ struct State {
     groups: HashMap<(String, Category), Group>,
     /// Outcome, fingerprint, expiry.
     idempotency: HashMap<(StreamId, String), (AppendOutcome, String, Instant)>,
+    /// The stream each idempotency key was first sent for, until it expires: a key names one
+    /// request, whatever its stream.
+    idempotency_claims: HashMap<String, (StreamId, Instant)>,
     snapshots: HashMap<StreamId, Snapshot>,
     read_models: HashMap<(String, StreamId), ReadModel>,
     /// By version.
@@ -188,6 +191,19 @@ impl EventStore for MemoryStore {
             let mut state = self.lock();
             let now = Instant::now();
             if let Some(idem) = &request.idempotency {
+                match state.idempotency_claims.get(&idem.key) {
+                    Some((stream, expires)) if *expires > now && *stream != request.stream => {
+                        return Err(StoreError::KeyReused {
+                            key: idem.key.clone(),
+                        });
+                    }
+                    Some((_, expires)) if *expires > now => {}
+                    _ => {
+                        state
+                            .idempotency_claims
+                            .insert(idem.key.clone(), (request.stream.clone(), now + idem.ttl));
+                    }
+                }
                 let key = (request.stream.clone(), idem.key.clone());
                 match state.idempotency.get(&key) {
                     Some((outcome, recorded, expires)) if *expires > now => {
