@@ -261,11 +261,34 @@ pub struct RebuildState {
     pub generation: u32,
     /// Category entries handled so far.
     pub done: u64,
-    /// The last entry handled, per category.
-    pub positions: std::collections::BTreeMap<String, EntryId>,
+    /// The last entry handled, per category and partition: entry ids are made per stream
+    /// (and on Cluster by each master's clock), so one position for every partition would
+    /// pass over an entry that arrived later in another partition with a lower id.
+    pub positions: std::collections::BTreeMap<(String, u32), EntryId>,
 }
 
 impl RedisStore {
+    /// Up to `limit` entries of one partition of `category` after `after`, in id order.
+    pub async fn read_category_partition(
+        &self,
+        category: &Category,
+        partition: u32,
+        after: EntryId,
+        limit: usize,
+    ) -> Result<Vec<esr_store::CategoryEntry>> {
+        let stream = Keys::category_stream(category, partition);
+        Ok(self
+            .xrange(&stream, &format!("({after}"), limit)
+            .await?
+            .into_iter()
+            .map(|(id, fields)| esr_store::CategoryEntry {
+                stream: stream.clone(),
+                id,
+                fields: fields.unwrap_or_default(),
+            })
+            .collect())
+    }
+
     /// Entries in every partition of `category`.
     pub async fn category_length(&self, category: &Category) -> Result<u64> {
         let mut total = 0;
@@ -338,12 +361,20 @@ impl RedisStore {
         };
         let mut positions = std::collections::BTreeMap::new();
         for (field, value) in &fields {
-            if let Some(category) = field.strip_prefix("position:") {
-                let id = value
-                    .parse()
-                    .map_err(|_| corrupt(&key, format!("{value:?} is not an entry id")))?;
-                positions.insert(category.to_owned(), id);
-            }
+            // `position:<category>` without a partition (an earlier build's one position for
+            // all) is not trusted: that category is read again from the start, which the
+            // version-conditioned writes make harmless.
+            let Some((category, partition)) = field
+                .strip_prefix("position:")
+                .and_then(|rest| rest.rsplit_once(':'))
+                .and_then(|(c, p)| Some((c, p.parse::<u32>().ok()?)))
+            else {
+                continue;
+            };
+            let id = value
+                .parse()
+                .map_err(|_| corrupt(&key, format!("{value:?} is not an entry id")))?;
+            positions.insert((category.to_owned(), partition), id);
         }
         Ok(Some(RebuildState {
             generation: u32::try_from(number("generation")?)
@@ -377,12 +408,13 @@ impl RedisStore {
         &self,
         name: &str,
         category: &Category,
+        partition: u32,
         position: EntryId,
         done: u64,
     ) -> Result<()> {
         redis::cmd("HSET")
             .arg(Keys::rebuild(name))
-            .arg(format!("position:{category}"))
+            .arg(format!("position:{category}:{partition}"))
             .arg(position.to_string())
             .arg("done")
             .arg(done)

@@ -16,7 +16,7 @@
 //! | `tally:{pN}:<tally>:<stream>` | string: the stream's last version counted | tally position script | projectors |
 //! | `dead_letters:{pN}` | stream | projectors | operators |
 //! | `generation:<read model>` | string: the generation served, absent for 1 (`<name>_gen<N>` holds generation N's models) | `esr projection rebuild` | projectors, query side |
-//! | `rebuild:<read model>` | hash: a rebuild in progress (`generation`, `done`, `position:<category>`) | `esr projection rebuild` | the same, resuming |
+//! | `rebuild:<read model>` | hash: a rebuild in progress (`generation`, `done`, `position:<category>:<partition>`) | `esr projection rebuild` | the same, resuming |
 //! | `redriven:{pN}` | stream: dead letters handed back to their group | `esr dead-letters redrive` | operators |
 //! | `layout:partitions` | string: the partition count the store was created with | first start | every start |
 //!

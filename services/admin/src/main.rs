@@ -108,8 +108,17 @@ enum PartitionsCommand {
 enum ProjectionCommand {
     /// Rebuild a read model (`profile`, `group_view`) from the start of history into a new
     /// generation while the served one stays up, then switch to it in one step. Ctrl-C stops
-    /// it; the same command resumes.
-    Rebuild { name: String },
+    /// it; the same command resumes. It stops without switching when an entry cannot be
+    /// folded (an event that does not decode, a store error) or when the categories are
+    /// trimmed while it runs.
+    Rebuild {
+        name: String,
+        /// Fold past entries that cannot be folded (each named on stderr) instead of
+        /// stopping: they are missing from the new generation, as they are from the live one
+        /// once its projector dead-lettered them.
+        #[arg(long)]
+        skip_poison: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -191,8 +200,8 @@ async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             command: Some(PartitionsCommand::Spread { dry_run }),
         } => partitions::spread(&store, dry_run).await?,
         Command::Projection {
-            command: ProjectionCommand::Rebuild { name },
-        } => return projection::rebuild(store, &name).await,
+            command: ProjectionCommand::Rebuild { name, skip_poison },
+        } => return projection::rebuild(store, &name, skip_poison).await,
         Command::DeadLetters { command } => match command {
             DeadLettersCommand::List { limit } => dead_letters::list(&store, limit, json).await?,
             DeadLettersCommand::Show { id } => dead_letters::show(&store, &id, json).await?,

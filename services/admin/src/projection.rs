@@ -2,11 +2,15 @@
 //! new generation, while the served one keeps serving and the projectors keep writing it; then
 //! the switch, one write that every reader follows.
 //!
-//! The rebuild walks each category the view reads, a page at a time, and hands the pages to the
-//! same projection runtime the projectors run, pinned to the new generation: every write is
-//! conditioned on the stored version and gaps are filled from the streams, so the order of the
-//! pages, a page handled twice after a resume, or a projector writing the same stream never
-//! matter. Caught up (a page shorter than a full one in every category), it switches. A
+//! The rebuild walks each partition of each category the view reads, a page at a time, with a
+//! position per partition (entry ids are made per stream, and by each master's clock on
+//! Cluster: one position for all would pass over a later entry with a lower id), and hands the
+//! pages to the same projection runtime the projectors run, pinned to the new generation: every
+//! write is conditioned on the stored version and gaps are filled from the streams, so the
+//! order of the pages, a page handled twice after a resume, or a projector writing the same
+//! stream never matter. An entry that cannot be folded stops it (unless `--skip-poison`), and so
+//! does trimming that starts while it runs: either would leave the new generation short.
+//! Caught up (a page shorter than a full one in every partition), it switches. A
 //! projector may still write the old generation for up to `GENERATION_TTL` after that (it
 //! trusts the generation it read that long), so the rebuild waits longer, then folds whatever
 //! arrived into the new one. Its position is saved after every page: Ctrl-C or a crash loses
@@ -29,23 +33,30 @@ const PAGE: usize = 1000;
 /// Tries of a page whose writes kept losing races or met an outage.
 const PAGE_TRIES: u32 = 10;
 
-pub async fn rebuild(store: RedisStore, name: &str) -> anyhow::Result<ExitCode> {
+pub async fn rebuild(store: RedisStore, name: &str, skip_poison: bool) -> anyhow::Result<ExitCode> {
     match name {
-        "profile" => run::<Profile>(store).await,
-        "group_view" => run::<GroupView>(store).await,
+        "profile" => run::<Profile>(store, skip_poison).await,
+        "group_view" => run::<GroupView>(store, skip_poison).await,
         other => anyhow::bail!("no read model {other:?} to rebuild: profile or group_view"),
     }
 }
 
-async fn run<V: View>(store: RedisStore) -> anyhow::Result<ExitCode> {
+/// Refuse when a category's history no longer starts at its first event.
+async fn refuse_trimmed<V: View>(store: &RedisStore, when: &str) -> anyhow::Result<()> {
     for category in V::categories() {
         if store.category_trimmed(category).await? {
             anyhow::bail!(
-                "{category} has been trimmed (CATEGORY_TRIM_EVERY_MS): its history no longer \
-                 starts at the first event, so a rebuild from it would miss events"
+                "{category} has been trimmed{when} (CATEGORY_TRIM_EVERY_MS): its history no \
+                 longer starts at the first event, so a rebuild from it would miss events; \
+                 nothing was switched"
             );
         }
     }
+    Ok(())
+}
+
+async fn run<V: View>(store: RedisStore, skip_poison: bool) -> anyhow::Result<ExitCode> {
+    refuse_trimmed::<V>(&store, "").await?;
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let live = store.live_generation(V::NAME).await?;
     let (generation, done, positions, switched) = match store.rebuild_state(V::NAME).await? {
@@ -72,19 +83,21 @@ async fn run<V: View>(store: RedisStore) -> anyhow::Result<ExitCode> {
         }
     };
     let mut rebuild = Rebuild::<V> {
-        projection: ViewProjection::<V>::pinned(shared.clone(), generation),
-        shared,
+        projection: ViewProjection::<V>::pinned(shared, generation),
         store: store.clone(),
         done,
         positions: V::categories()
             .iter()
-            .map(|c| {
-                (
-                    c.clone(),
-                    positions.get(c.as_str()).copied().unwrap_or(EntryId::ZERO),
-                )
+            .flat_map(|c| (0..store.partitions()).map(move |p| (c.clone(), p)))
+            .map(|(c, p)| {
+                let at = positions
+                    .get(&(c.as_str().to_owned(), p))
+                    .copied()
+                    .unwrap_or(EntryId::ZERO);
+                (c, p, at)
             })
             .collect(),
+        skip_poison,
         progress: Progress::new(
             format!("{} -> {}", V::NAME, generation_name(V::NAME, generation)),
             total_entries::<V>(&store).await?,
@@ -114,6 +127,8 @@ async fn run<V: View>(store: RedisStore) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(130));
             }
+            // Trimming that started meanwhile may have removed entries not read yet.
+            refuse_trimmed::<V>(&store, " while the rebuild ran").await?;
             if caught_up {
                 break;
             }
@@ -155,23 +170,28 @@ async fn total_entries<V: View>(store: &RedisStore) -> anyhow::Result<u64> {
 
 struct Rebuild<V: View> {
     projection: ViewProjection<V>,
-    shared: Arc<dyn Store>,
     store: RedisStore,
     done: u64,
-    positions: Vec<(esr_schema::Category, EntryId)>,
+    /// The last entry handled per category and partition.
+    positions: Vec<(esr_schema::Category, u32, EntryId)>,
+    skip_poison: bool,
     progress: Progress,
 }
 
 impl<V: View> Rebuild<V> {
-    /// One page of every category; true when every page was the last (shorter than full).
+    /// One page of every partition of every category; true when every page was the last
+    /// (shorter than full).
     async fn pass(&mut self, interrupted: &AtomicBool) -> anyhow::Result<bool> {
         let mut caught_up = true;
         for i in 0..self.positions.len() {
             if interrupted.load(Ordering::SeqCst) {
                 return Ok(false);
             }
-            let (category, after) = self.positions[i].clone();
-            let page = self.shared.read_category(&category, after, PAGE).await?;
+            let (category, partition, after) = self.positions[i].clone();
+            let page = self
+                .store
+                .read_category_partition(&category, partition, after, PAGE)
+                .await?;
             if page.len() >= PAGE {
                 caught_up = false;
             }
@@ -182,9 +202,9 @@ impl<V: View> Rebuild<V> {
             let events: Vec<_> = page.iter().filter_map(|e| e.event().ok()).collect();
             self.fold(&events).await?;
             self.done += page.len() as u64;
-            self.positions[i].1 = last;
+            self.positions[i].2 = last;
             self.store
-                .save_rebuild_position(V::NAME, &category, last, self.done)
+                .save_rebuild_position(V::NAME, &category, partition, last, self.done)
                 .await?;
             self.progress.set(self.done);
         }
@@ -196,9 +216,24 @@ impl<V: View> Rebuild<V> {
         for _ in 0..PAGE_TRIES {
             let outcomes = self.projection.handle_batch(events).await;
             let mut retry = false;
-            for outcome in outcomes {
+            for (event, outcome) in events.iter().zip(outcomes) {
                 match outcome {
-                    Ok(()) | Err(HandlerError::Poison(_)) => {}
+                    Ok(()) => {}
+                    Err(HandlerError::Poison(reason)) if self.skip_poison => {
+                        self.progress.say(&format!(
+                            "skipped (--skip-poison): {} version {}: {reason}",
+                            event.envelope.stream, event.envelope.version
+                        ))
+                    }
+                    // A store error (a key of another type, say) comes as poison too: either
+                    // way the new generation would lack what the entry holds.
+                    Err(HandlerError::Poison(reason)) => anyhow::bail!(
+                        "{} version {} cannot be folded ({reason}); nothing was switched: fix \
+                         it and run the same command (it resumes), or add --skip-poison to fold \
+                         past such entries",
+                        event.envelope.stream,
+                        event.envelope.version
+                    ),
                     Err(HandlerError::FromNewerBuild(reason)) => anyhow::bail!(
                         "an event this build does not know ({reason}): rebuild with the build \
                          that wrote it"

@@ -764,3 +764,209 @@ async fn a_redrive_that_cannot_claim_keeps_the_dead_letter_and_records_nothing()
         .unwrap();
     assert_eq!(records, 0, "recorded as redriven without being redriven");
 }
+
+/// Registers `id` (a user whose partition the caller chose).
+async fn register(commands: &Commands, id: &str) {
+    let register = UserCommand::Register {
+        name: "Daisy".into(),
+        surname: "Duck".into(),
+        birth_date: None,
+    };
+    commands
+        .users
+        .execute(
+            &user(id),
+            register,
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
+        .await
+        .unwrap();
+}
+
+/// The first id `u<n>` in `partition` of `partitions`.
+fn id_in_partition(partition: u32, partitions: u32) -> String {
+    (0..)
+        .map(|n| format!("u{n}"))
+        .find(|id| {
+            esr_redis::keys::partition_of(&esr_schema::EntityId::parse(id).unwrap(), partitions)
+                == partition
+        })
+        .unwrap()
+}
+
+/// Entry ids are made per stream (per master's clock on Cluster): a rebuild that had read
+/// partition 0 up to an id, resumed, must still read an entry of partition 1 with a lower id.
+/// Before, one position served every partition and that entry was never folded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_reads_each_partition_from_its_own_position() {
+    use esr_store::ReadModels as _;
+    let server = RedisServer::start();
+    let mut config = RedisConfig::new(Topology::Single(server.url()));
+    config.partitions = 2;
+    let redis = RedisStore::connect(config).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(redis.clone());
+    let commands = Commands::new(store.clone(), CommandSettings::default());
+    let (late, early) = (id_in_partition(1, 2), id_in_partition(0, 2));
+    register(&commands, &late).await;
+    register(&commands, &early).await;
+    // A rebuild into generation 2 that had folded partition 0 (`early`) and stopped.
+    let position = redis
+        .read_category_partition(
+            &esr_schema::user::USER_UPDATES,
+            0,
+            esr_store::EntryId::ZERO,
+            10,
+        )
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .id
+        .to_string();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(esr_redis::keys::Keys::rebuild("profile"))
+        .arg("generation")
+        .arg(2)
+        .arg("done")
+        .arg(1)
+        // As the earlier build wrote it (one position for all) and as this one does.
+        .arg("position:user_updates")
+        .arg(&position)
+        .arg("position:user_updates:0")
+        .arg(&position)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let rebuilt = Command::new(env!("CARGO_BIN_EXE_esr"))
+        .args(["projection", "rebuild", "profile"])
+        .env("REDIS_URL", server.url())
+        .env("REDIS_PARTITIONS", "2")
+        .env_remove("REDIS_CLUSTER_NODES")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    assert_eq!(redis.live_generation("profile").await.unwrap(), 2);
+    let model = store
+        .get_read_model(
+            &esr_store::generation_name("profile", 2),
+            &esr_schema::StreamId::new(
+                esr_schema::user::USER,
+                esr_schema::EntityId::parse(&late).unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(
+        model.is_some(),
+        "{late} (partition 1) is missing from generation 2"
+    );
+}
+
+/// A store error while folding (here the new generation's key holds another type) used to be
+/// skipped as poison, and the rebuild switched to a generation without that user. Now it stops
+/// without switching, naming the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_that_cannot_fold_an_entry_stops_without_switching() {
+    use esr_store::ReadModels as _;
+    let server = RedisServer::start();
+    let redis = connect(&server).await;
+    let store: Arc<dyn Store> = Arc::new(redis.clone());
+    some_history(&store).await;
+    let keys = esr_redis::keys::Keys { partitions: 1 };
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(keys.read_model(
+            &esr_store::generation_name("profile", 2),
+            &esr_schema::StreamId::new(
+                esr_schema::user::USER,
+                esr_schema::EntityId::parse("a").unwrap(),
+            ),
+        ))
+        .arg("not a hash")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let refused = esr(&server, &["projection", "rebuild", "profile"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(said.contains("cannot be folded"), "{said}");
+    assert_eq!(redis.live_generation("profile").await.unwrap(), 1);
+}
+
+/// Trimming that starts while a rebuild runs removes entries it may not have read: the
+/// rebuild notices and stops without switching (before, it switched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_stops_without_switching_when_trimming_starts_meanwhile() {
+    use esr_store::{EventStore as _, ReadModels as _};
+    let server = RedisServer::start();
+    let redis = connect(&server).await;
+    let users: Vec<esr_schema::StreamId> = (0..100)
+        .map(|n| {
+            esr_schema::StreamId::new(
+                esr_schema::user::USER,
+                esr_schema::EntityId::parse(&format!("t{n}")).unwrap(),
+            )
+        })
+        .collect();
+    for round in 0..200 {
+        let batch = users
+            .iter()
+            .map(|stream| esr_store::AppendRequest {
+                stream: stream.clone(),
+                expected: esr_store::ExpectedVersion::Exactly(round),
+                events: vec![esr_store::contract::kick("Bugs")],
+                idempotency: None,
+            })
+            .collect();
+        for outcome in redis.append_batch(batch).await.unwrap() {
+            outcome.unwrap();
+        }
+    }
+    let mut rebuild = Command::new(env!("CARGO_BIN_EXE_esr"))
+        .args(["projection", "rebuild", "profile"])
+        .env("REDIS_URL", server.url())
+        .env_remove("REDIS_CLUSTER_NODES")
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(rebuild.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("entries"), "{first}");
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("XTRIM")
+        .arg("user_activity:{p0}")
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = rebuild.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("trimmed while the rebuild ran")),
+        "{rest:?}"
+    );
+    assert_eq!(redis.live_generation("profile").await.unwrap(), 1);
+}
