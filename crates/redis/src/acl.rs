@@ -338,6 +338,27 @@ const PROBE_ID: &str = "permission.probe";
 const ID: &str = "ID";
 
 impl Layout {
+    /// Read models and tallies whose names the key layout cannot take: a reserved word, a
+    /// name that is not plain, an aggregate type (its keys would meet that aggregate's
+    /// streams), or a name taken twice. Empty when the layout is sound.
+    pub fn naming_conflicts(&self) -> Vec<String> {
+        let mut conflicts = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
+        for name in self.read_models.iter().chain(&self.tallies) {
+            if !crate::keys::valid_view_name(name) {
+                conflicts.push(format!("{name:?} is not a plain name or is reserved"));
+            } else if self.aggregates.iter().any(|a| a.as_str() == name) {
+                conflicts.push(format!(
+                    "{name:?} is an aggregate type: its keys would meet that aggregate's streams"
+                ));
+            } else if seen.contains(&name.as_str()) {
+                conflicts.push(format!("{name:?} names two views"));
+            }
+            seen.push(name);
+        }
+        conflicts
+    }
+
     /// The keys of `family` as `(glob pattern, probe key)` pairs, from the key functions.
     fn family(&self, family: Family) -> Vec<(String, String)> {
         let keys = Keys { partitions: 1 };
@@ -547,6 +568,20 @@ mod tests {
     use super::*;
     use esr_schema::group::GROUP;
     use esr_schema::user::{USER, USER_ACTIVITY};
+
+    #[test]
+    fn views_named_like_an_aggregate_or_twice_are_conflicts() {
+        let layout = Layout {
+            aggregates: vec![esr_schema::user::USER, esr_schema::group::GROUP],
+            categories: vec![],
+            read_models: vec!["group".into(), "profile".into()],
+            tallies: vec!["profile".into(), "most_liked".into()],
+        };
+        let conflicts = layout.naming_conflicts();
+        assert_eq!(conflicts.len(), 2, "{conflicts:?}");
+        assert!(conflicts[0].contains("aggregate type"), "{conflicts:?}");
+        assert!(conflicts[1].contains("two views"), "{conflicts:?}");
+    }
 
     fn layout() -> Layout {
         Layout {

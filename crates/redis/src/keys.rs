@@ -167,7 +167,7 @@ impl Keys {
 }
 
 /// Read model and tally names become key parts: keep them short, plain, and clear of the
-/// layout's own words (the aggregate types are checked where views are registered).
+/// layout's own words (the store also refuses its aggregate types: `RedisConfig::aggregates`).
 pub fn valid_view_name(name: &str) -> bool {
     Category::parse(name).is_ok() && name.len() <= 32 && name != user::USER.as_str()
 }

@@ -57,6 +57,10 @@ pub struct RedisConfig {
     pub tls_ca_pem: Option<Vec<u8>>,
     /// Answer an append only once this many replicas acknowledged it (`WAIT`).
     pub wait_for_replicas: Option<WaitForReplicas>,
+    /// The aggregate types whose streams this store holds (the domain's: user and group by
+    /// default). A read model or tally named like one is refused: its keys
+    /// (`<name>:{pN}:<stream>`) would meet that aggregate's streams (`<aggregate>:{pN}:<id>`).
+    pub aggregates: Vec<esr_schema::AggregateType>,
 }
 
 /// Each append waits for `replicas` replicas to acknowledge it, at most `timeout`; fewer in
@@ -80,6 +84,7 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(2),
             tls_ca_pem: None,
             wait_for_replicas: None,
+            aggregates: vec![esr_schema::user::USER, esr_schema::group::GROUP],
         }
     }
 }
@@ -104,6 +109,8 @@ struct Inner {
     redrive: Script,
     trim_consumed: Script,
     warnings: Vec<String>,
+    /// Names no read model or tally may take ([`RedisConfig::aggregates`]).
+    aggregates: Vec<String>,
     subscriptions: subscription::State,
     wait_for_replicas: Option<WaitForReplicas>,
 }
@@ -147,6 +154,7 @@ impl RedisStore {
                 redrive: Script::new(include_str!("lua/redrive.lua")),
                 trim_consumed: Script::new(include_str!("lua/trim_consumed.lua")),
                 subscriptions: subscription::State::default(),
+                aggregates: config.aggregates.iter().map(|a| a.to_string()).collect(),
                 warnings,
                 wait_for_replicas: config.wait_for_replicas,
             }),
@@ -167,6 +175,23 @@ impl RedisStore {
 
     pub fn partitions(&self) -> u32 {
         self.inner.keys.partitions
+    }
+
+    /// A read model's or tally's name becomes a key part: plain, short, and named like no
+    /// word of the layout nor any aggregate type of the store.
+    fn check_view_name(&self, what: &str, name: &str) -> Result<()> {
+        if !keys::valid_view_name(name) {
+            return Err(StoreError::Invalid(format!(
+                "{what} name {name:?}: use 1 to 32 of a-z, 0-9 and '_', not a reserved key prefix"
+            )));
+        }
+        if self.inner.aggregates.iter().any(|a| a == name) {
+            return Err(StoreError::Invalid(format!(
+                "{what} name {name:?} is an aggregate type: its keys would meet that \
+                 aggregate's streams; name it otherwise"
+            )));
+        }
+        Ok(())
     }
 
     /// XADD raw fields to a category stream partition, as a foreign producer would.

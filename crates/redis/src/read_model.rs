@@ -18,7 +18,7 @@ use crate::{RedisStore, classify, corrupt, keys, reply_pairs};
 #[async_trait]
 impl ReadModels for RedisStore {
     async fn live_generation(&self, name: &str) -> Result<u32> {
-        check_name(name)?;
+        self.check_view_name("read model", name)?;
         let key = keys::Keys::generation(name);
         let stored: Option<String> = redis::cmd("GET")
             .arg(&key)
@@ -34,7 +34,7 @@ impl ReadModels for RedisStore {
     }
 
     async fn set_live_generation(&self, name: &str, generation: u32) -> Result<()> {
-        check_name(name)?;
+        self.check_view_name("read model", name)?;
         redis::cmd("SET")
             .arg(keys::Keys::generation(name))
             .arg(generation.max(1))
@@ -51,7 +51,7 @@ impl ReadModels for RedisStore {
         name: &str,
         checkpoints: Vec<(StreamId, Checkpoint)>,
     ) -> Result<()> {
-        check_name(name)?;
+        self.check_view_name("read model", name)?;
         for (stream, checkpoint) in checkpoints {
             let micros = checkpoint.at.timestamp_micros();
             let member = rmp_serde::to_vec(&(checkpoint.version, micros, &checkpoint.fields))
@@ -73,7 +73,7 @@ impl ReadModels for RedisStore {
         stream: &StreamId,
         at: DateTime<Utc>,
     ) -> Result<Option<Checkpoint>> {
-        check_name(name)?;
+        self.check_view_name("read model", name)?;
         let key = self.inner.keys.checkpoints(name, stream);
         let found: Vec<Vec<u8>> = redis::cmd("ZRANGE")
             .arg(&key)
@@ -102,7 +102,7 @@ impl ReadModels for RedisStore {
     }
 
     async fn get_read_model(&self, name: &str, stream: &StreamId) -> Result<Option<ReadModel>> {
-        check_name(name)?;
+        self.check_view_name("read model", name)?;
         let reply: Value = redis::cmd("HGETALL")
             .arg(self.inner.keys.read_model(name, stream))
             .query_async(&mut self.conn())
@@ -118,7 +118,7 @@ impl ReadModels for RedisStore {
         expected: u64,
         model: &ReadModel,
     ) -> Result<()> {
-        check_name(name)?;
+        self.check_view_name("read model", name)?;
         let write = ReadModelWrite {
             stream: stream.clone(),
             expected,
@@ -136,7 +136,7 @@ impl ReadModels for RedisStore {
         name: &str,
         streams: &[StreamId],
     ) -> Result<Vec<Option<ReadModel>>> {
-        check_name(name)?;
+        self.check_view_name("read model", name)?;
         let name = name.to_owned();
         by_partition(
             self,
@@ -170,7 +170,7 @@ impl ReadModels for RedisStore {
         name: &str,
         writes: Vec<ReadModelWrite>,
     ) -> Result<Vec<Result<()>>> {
-        check_name(name)?;
+        self.check_view_name("read model", name)?;
         let name = name.to_owned();
         by_partition(
             self,
@@ -267,15 +267,5 @@ fn put_outcome(expected: u64, (written, stored): (i64, i64)) -> Result<()> {
             expected: ExpectedVersion::Exactly(expected),
             actual: u64::try_from(stored).unwrap_or(0),
         })
-    }
-}
-
-fn check_name(name: &str) -> Result<()> {
-    if keys::valid_view_name(name) {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "read model name {name:?}: use 1 to 32 of a-z and '_', not a reserved key prefix"
-        )))
     }
 }

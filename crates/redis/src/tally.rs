@@ -14,23 +14,13 @@ use async_trait::async_trait;
 use esr_schema::StreamId;
 use esr_store::{ExpectedVersion, Result, StoreError, Tallies, TallyCount, TallyWrite};
 
-use crate::keys::{self, Keys};
+use crate::keys::Keys;
 use crate::partitioned::by_partition;
 use crate::{RedisStore, classify, reply_pairs};
 
 /// Counts (or positions) per script call: enough to spread a call's cost, few enough to keep
 /// it short.
 const CHANGES_PER_CALL: usize = 128;
-
-fn check_name(name: &str) -> Result<()> {
-    if keys::valid_view_name(name) {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "tally name {name:?}: use 1 to 32 of a-z, 0-9 and '_', not a reserved word"
-        )))
-    }
-}
 
 fn score_to_count(score: f64) -> i64 {
     // Scores are integral sums of integral amounts, far below 2^53.
@@ -40,7 +30,7 @@ fn score_to_count(score: f64) -> i64 {
 #[async_trait]
 impl Tallies for RedisStore {
     async fn tally_positions(&self, name: &str, sources: &[StreamId]) -> Result<Vec<u64>> {
-        check_name(name)?;
+        self.check_view_name("tally", name)?;
         let name = name.to_owned();
         by_partition(
             self,
@@ -66,7 +56,7 @@ impl Tallies for RedisStore {
     }
 
     async fn apply_tallies(&self, name: &str, writes: Vec<TallyWrite>) -> Result<Vec<Result<()>>> {
-        check_name(name)?;
+        self.check_view_name("tally", name)?;
         // Counts first: were the positions moved first, a crash between would lose counts.
         self.add_counts(name, &writes).await?;
         let name = name.to_owned();
@@ -83,7 +73,7 @@ impl Tallies for RedisStore {
     }
 
     async fn tally_count(&self, name: &str, key: &str) -> Result<i64> {
-        check_name(name)?;
+        self.check_view_name("tally", name)?;
         let partition = self.inner.keys.tally_partition(key);
         let score: Option<f64> = redis::cmd("ZSCORE")
             .arg(Keys::tally(name, partition))
@@ -95,7 +85,7 @@ impl Tallies for RedisStore {
     }
 
     async fn tally_top(&self, name: &str, limit: usize) -> Result<Vec<(String, i64)>> {
-        check_name(name)?;
+        self.check_view_name("tally", name)?;
         if limit == 0 {
             return Ok(vec![]);
         }

@@ -148,6 +148,13 @@ impl StoreArgs {
             );
             return Ok((Arc::new(MemoryStore::new()), StoreKind::Memory));
         }
+        let conflicts = layout().naming_conflicts();
+        if !conflicts.is_empty() {
+            anyhow::bail!(
+                "the domain's views cannot be kept in Redis: {}",
+                conflicts.join("; ")
+            );
+        }
         match self.redis().await? {
             Some((store, kind)) => {
                 check_permissions(&store, sides).await?;
@@ -195,6 +202,7 @@ impl StoreArgs {
         };
         let cluster = matches!(topology, Topology::Cluster(_));
         let mut config = RedisConfig::new(topology);
+        config.aggregates = layout().aggregates;
         if let Some(partitions) = self.redis_partitions {
             config.partitions = partitions;
         }
@@ -239,6 +247,11 @@ impl StoreArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_domain_names_its_views_apart_from_its_aggregates() {
+        assert_eq!(layout().naming_conflicts(), Vec::<String>::new());
+    }
 
     #[tokio::test]
     async fn an_unreadable_ca_file_is_named_in_the_error() {
