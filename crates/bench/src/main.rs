@@ -6,6 +6,7 @@
 //! same rows go to `BENCH_OUT` as JSON. Every ratio is ours / raw.
 
 mod measure;
+mod migrate;
 mod raw;
 mod report;
 mod scaleout;
@@ -28,8 +29,8 @@ struct Args {
     /// Run each measurement briefly, on small data: proves the benchmarks still run.
     #[arg(long)]
     quick: bool,
-    /// Only these groups (comma-separated): appends, loads, projector, http, top, scaleout,
-    /// memory, aof.
+    /// Only these groups (comma-separated): appends, loads, projector, http, top, migrate,
+    /// scaleout, memory, aof.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Events in the projector's backlog (default: 1,000,000; 5,000 with --quick), for

@@ -267,6 +267,10 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         eprintln!("top of a long tail ...");
         rows.extend(crate::top::rows(scale).await?);
     }
+    if scale.wants("migrate") {
+        eprintln!("moving a partition ...");
+        rows.extend(crate::migrate::rows(scale).await?);
+    }
     if scale.wants("scaleout") {
         eprintln!("scale-out ...");
         rows.extend(crate::scaleout::rows(scale).await?);

@@ -251,6 +251,12 @@ const QUERY: &[Use] = &[
 /// consumers, redriving and purging dead letters, rebuilding read models, moving partitions.
 const ADMIN: &[Use] = &[
     on("xread", Family::Category, &["XREAD", "STREAMS", "KEY", "0"]),
+    // `esr partitions spread` weighs a category stream before moving it.
+    on(
+        "memory|usage",
+        Family::Category,
+        &["MEMORY", "USAGE", "KEY"],
+    ),
     on(
         "xinfo|stream",
         Family::Category,

@@ -289,6 +289,16 @@ impl RedisStore {
             .collect())
     }
 
+    /// The bytes `key` takes (`MEMORY USAGE`, sampled), `None` when it does not exist.
+    pub async fn memory_usage(&self, key: &str) -> Result<Option<u64>> {
+        redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(classify)
+    }
+
     /// Entries in every partition of `category`.
     pub async fn category_length(&self, category: &Category) -> Result<u64> {
         let mut total = 0;

@@ -30,11 +30,14 @@ pub struct PartitionPlace {
     pub master: String,
 }
 
-/// Every partition's place, and the masters (sorted by address).
+/// Every partition's place, the masters (sorted by address), and the moves a stopped run left
+/// half done (their slot still migrating: appends to that partition answer `TRYAGAIN` until
+/// the move is finished).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     pub masters: Vec<Master>,
     pub partitions: Vec<PartitionPlace>,
+    pub unfinished: Vec<Move>,
 }
 
 /// Moving one partition from one master to another (addresses).
@@ -139,7 +142,11 @@ impl RedisStore {
                 }
                 _ => classify(e),
             })?;
-        let (masters, owners) = parse_cluster_nodes(&nodes)?;
+        let Nodes {
+            masters,
+            owners,
+            moving,
+        } = parse_cluster_nodes(&nodes)?;
         // One round trip for every partition's slot.
         let mut keyslots = redis::pipe();
         for partition in 0..self.partitions() {
@@ -150,11 +157,20 @@ impl RedisStore {
         }
         let slots: Vec<u16> = keyslots.query_async(&mut conn).await.map_err(classify)?;
         let mut partitions = vec![];
+        let mut unfinished = vec![];
         for (partition, slot) in (0..self.partitions()).zip(slots) {
             let master = owners
                 .get(&slot)
                 .cloned()
                 .ok_or_else(|| corrupt("CLUSTER NODES", format!("no master serves slot {slot}")))?;
+            if let Some((from, to)) = moving.get(&slot) {
+                unfinished.push(Move {
+                    partition,
+                    slot,
+                    from: from.clone().unwrap_or_else(|| master.clone()),
+                    to: to.clone(),
+                });
+            }
             partitions.push(PartitionPlace {
                 partition,
                 slot,
@@ -164,12 +180,14 @@ impl RedisStore {
         Ok(Placement {
             masters,
             partitions,
+            unfinished,
         })
     }
 
     /// Move one partition's slot and keys to another master, live. Safe to run again after an
-    /// interruption: a key still on the source is the one written last, and replaces any copy a
-    /// stopped run left on the target. Returns the keys moved.
+    /// interruption, to the same target (a stopped move is in [`Placement::unfinished`]): a key
+    /// still on the source is the one written last, and replaces any copy a stopped run left
+    /// on the target. Returns the keys moved.
     pub async fn move_partition(&self, placement: &Placement, step: &Move) -> Result<u64> {
         let (from, to) = (placement.master(&step.from)?, placement.master(&step.to)?);
         let connector = &self.inner.connector;
@@ -180,14 +198,22 @@ impl RedisStore {
             cmd.arg("SETSLOT").arg(step.slot).arg(state).arg(node);
             cmd
         };
-        let () = setslot("IMPORTING", &from.id)
-            .query_async(&mut target)
-            .await
-            .map_err(classify)?;
-        let () = setslot("MIGRATING", &to.id)
-            .query_async(&mut source)
-            .await
-            .map_err(classify)?;
+        // A stopped run may have handed the slot to the target already: then only the keys
+        // left on the source and the other masters' view remain.
+        let target_owns = placement
+            .partitions
+            .iter()
+            .any(|p| p.slot == step.slot && p.master == to.address);
+        if !target_owns {
+            let () = setslot("IMPORTING", &from.id)
+                .query_async(&mut target)
+                .await
+                .map_err(classify)?;
+            let () = setslot("MIGRATING", &to.id)
+                .query_async(&mut source)
+                .await
+                .map_err(classify)?;
+        }
         let (host, port) = to
             .address
             .rsplit_once(':')
@@ -246,10 +272,22 @@ impl RedisStore {
     }
 }
 
-/// Masters (not failed) and the master serving each slot, from `CLUSTER NODES`.
-fn parse_cluster_nodes(text: &str) -> Result<(Vec<Master>, BTreeMap<u16, String>)> {
+/// What `CLUSTER NODES` says.
+struct Nodes {
+    /// Masters (not failed), sorted by address.
+    masters: Vec<Master>,
+    /// The master serving each slot.
+    owners: BTreeMap<u16, String>,
+    /// Slots a move left migrating or importing: the addresses of the master they were leaving
+    /// (when it still says so) and of the one they were going to.
+    moving: BTreeMap<u16, (Option<String>, String)>,
+}
+
+fn parse_cluster_nodes(text: &str) -> Result<Nodes> {
     let mut masters = vec![];
     let mut owners = BTreeMap::new();
+    // `[slot->-target id]` on the source, `[slot-<-source id]` on the target: ids first.
+    let mut moving_ids: BTreeMap<u16, (Option<String>, String)> = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let (Some(id), Some(address), Some(flags)) = (fields.first(), fields.get(1), fields.get(2))
@@ -264,7 +302,18 @@ fn parse_cluster_nodes(text: &str) -> Result<(Vec<Master>, BTreeMap<u16, String>
         let address = address.split('@').next().unwrap_or(address).to_owned();
         for range in fields.iter().skip(8) {
             // `[slot->-node]` and `[slot-<-node]`: a move in progress, not ownership.
-            if range.starts_with('[') {
+            if let Some(inner) = range.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+                let bad = || corrupt("CLUSTER NODES", format!("slot move {range:?}"));
+                if let Some((slot, target)) = inner.split_once("->-") {
+                    moving_ids.insert(
+                        slot.parse().map_err(|_| bad())?,
+                        (Some((*id).to_owned()), target.to_owned()),
+                    );
+                } else if let Some((slot, source)) = inner.split_once("-<-") {
+                    moving_ids
+                        .entry(slot.parse().map_err(|_| bad())?)
+                        .or_insert_with(|| (Some(source.to_owned()), (*id).to_owned()));
+                }
                 continue;
             }
             let bad = || corrupt("CLUSTER NODES", format!("slot range {range:?}"));
@@ -285,7 +334,23 @@ fn parse_cluster_nodes(text: &str) -> Result<(Vec<Master>, BTreeMap<u16, String>
         });
     }
     masters.sort();
-    Ok((masters, owners))
+    let address = |id: &str| {
+        masters
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.address.clone())
+    };
+    let moving = moving_ids
+        .into_iter()
+        .filter_map(|(slot, (from, to))| {
+            Some((slot, (from.as_deref().and_then(address), address(&to)?)))
+        })
+        .collect();
+    Ok(Nodes {
+        masters,
+        owners,
+        moving,
+    })
 }
 
 #[cfg(test)]
@@ -311,6 +376,7 @@ mod tests {
                     })
                 })
                 .collect(),
+            unfinished: vec![],
         }
     }
 
@@ -370,7 +436,11 @@ e2f1 127.0.0.1:30002@40002,host2 master - 0 0 2 connected 5461-10922 [5461-<-07c
 b0b0 127.0.0.1:30004@40004 slave 07c3 0 0 1 connected
 ffee 127.0.0.1:30005@40005 master - 0 0 4 connected 10923-16383
 ";
-        let (masters, owners) = parse_cluster_nodes(text).unwrap();
+        let Nodes {
+            masters,
+            owners,
+            moving,
+        } = parse_cluster_nodes(text).unwrap();
         let addresses: Vec<&str> = masters.iter().map(|m| m.address.as_str()).collect();
         assert_eq!(
             addresses,
@@ -379,5 +449,14 @@ ffee 127.0.0.1:30005@40005 master - 0 0 4 connected 10923-16383
         assert_eq!(owners.len(), 16384);
         assert_eq!(owners[&5461], "127.0.0.1:30002");
         assert_eq!(owners[&16383], "127.0.0.1:30005");
+        // Slot 5461 was going from 30001 to 30002.
+        assert_eq!(moving.len(), 1);
+        assert_eq!(
+            moving[&5461],
+            (
+                Some("127.0.0.1:30001".to_owned()),
+                "127.0.0.1:30002".to_owned()
+            )
+        );
     }
 }

@@ -101,6 +101,12 @@ enum PartitionsCommand {
         /// Print the moves without making them.
         #[arg(long)]
         dry_run: bool,
+        /// Refuse to move a partition whose category stream is larger than this many MB:
+        /// `MIGRATE` moves a key whole, blocking both masters meanwhile (about 2.7 ms per MB
+        /// measured, 420 ms for 157 MB: BENCHMARKS.md). Trim the categories
+        /// (CATEGORY_TRIM_EVERY_MS) or raise it.
+        #[arg(long, default_value_t = 64)]
+        max_key_mb: u64,
     },
 }
 
@@ -197,8 +203,12 @@ async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         } => groups::prune(&store, std::time::Duration::from_secs(idle), json).await?,
         Command::Partitions { command: None } => partitions::list(&store, json).await?,
         Command::Partitions {
-            command: Some(PartitionsCommand::Spread { dry_run }),
-        } => partitions::spread(&store, dry_run).await?,
+            command:
+                Some(PartitionsCommand::Spread {
+                    dry_run,
+                    max_key_mb,
+                }),
+        } => partitions::spread(&store, dry_run, max_key_mb).await?,
         Command::Projection {
             command: ProjectionCommand::Rebuild { name, skip_poison },
         } => return projection::rebuild(store, &name, skip_poison).await,

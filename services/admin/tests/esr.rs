@@ -970,3 +970,148 @@ async fn a_rebuild_stops_without_switching_when_trimming_starts_meanwhile() {
     );
     assert_eq!(redis.live_generation("profile").await.unwrap(), 1);
 }
+
+/// A spread stopped halfway left a slot migrating (every append to its partition answered
+/// `TRYAGAIN`) with some keys already on the target it chose. The next run finishes that move,
+/// to that target, before spreading: no slot left migrating, no key left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_finishes_a_stopped_move_to_its_own_target() {
+    let (_cluster, nodes, redis) = cluster_store().await;
+    let store: Arc<dyn Store> = Arc::new(redis.clone());
+    let commands = some_history(&store).await;
+    let placement = redis.placement().await.unwrap();
+    let planned: Vec<u16> = placement.spread_moves().iter().map(|m| m.slot).collect();
+    let place = placement
+        .partitions
+        .iter()
+        .find(|p| !planned.contains(&p.slot))
+        .unwrap()
+        .clone();
+    let id = id_in_partition(place.partition, 16);
+    register(&commands, &id).await;
+    let node = |address: &str| {
+        let url = nodes.iter().find(|u| u.contains(address)).unwrap().clone();
+        redis::Client::open(url).unwrap()
+    };
+    let node_id = |address: &str| -> String {
+        let mut conn = node(address).get_connection().unwrap();
+        redis::cmd("CLUSTER").arg("MYID").query(&mut conn).unwrap()
+    };
+    let source = place.master.clone();
+    let target = placement
+        .masters
+        .iter()
+        .find(|m| m.address != source)
+        .unwrap()
+        .address
+        .clone();
+    let (source_id, target_id) = (node_id(&source), node_id(&target));
+    let mut source_conn = node(&source).get_connection().unwrap();
+    let mut target_conn = node(&target).get_connection().unwrap();
+    let setslot = |state: &str, id: &str| {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SETSLOT").arg(place.slot).arg(state).arg(id);
+        cmd
+    };
+    let () = setslot("IMPORTING", &source_id)
+        .query(&mut target_conn)
+        .unwrap();
+    let () = setslot("MIGRATING", &target_id)
+        .query(&mut source_conn)
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("CLUSTER")
+        .arg("GETKEYSINSLOT")
+        .arg(place.slot)
+        .arg(1)
+        .query(&mut source_conn)
+        .unwrap();
+    let (host, port) = target.rsplit_once(':').unwrap();
+    let _: redis::Value = redis::cmd("MIGRATE")
+        .arg(host)
+        .arg(port)
+        .arg("")
+        .arg(0)
+        .arg(5000)
+        .arg("KEYS")
+        .arg(&keys)
+        .query(&mut source_conn)
+        .unwrap();
+
+    let spread = Command::new(env!("CARGO_BIN_EXE_esr"))
+        .args(["partitions", "spread"])
+        .env("REDIS_CLUSTER_NODES", nodes.join(","))
+        .env_remove("REDIS_URL")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        stdout(&spread),
+        String::from_utf8_lossy(&spread.stderr)
+    );
+    assert!(spread.status.success(), "{said}");
+    assert!(said.contains("finished moving"), "{said}");
+    let after = redis.placement().await.unwrap();
+    assert!(after.unfinished.is_empty(), "{after:?}");
+    let owner = after
+        .partitions
+        .iter()
+        .find(|p| p.slot == place.slot)
+        .unwrap()
+        .master
+        .clone();
+    for master in &after.masters {
+        let mut conn = node(&master.address).get_connection().unwrap();
+        let nodes_text: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).unwrap();
+        assert!(
+            !nodes_text.contains('['),
+            "{}: {nodes_text}",
+            master.address
+        );
+        let held: u64 = redis::cmd("CLUSTER")
+            .arg("COUNTKEYSINSLOT")
+            .arg(place.slot)
+            .query(&mut conn)
+            .unwrap();
+        if master.address != owner {
+            assert_eq!(
+                held, 0,
+                "keys of slot {} left on {}",
+                place.slot, master.address
+            );
+        }
+    }
+    let events = Command::new(env!("CARGO_BIN_EXE_esr"))
+        .args(["events", "user", &id, "--json"])
+        .env("REDIS_CLUSTER_NODES", nodes.join(","))
+        .env_remove("REDIS_URL")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(json(&events).as_array().map(Vec::len), Some(1));
+}
+
+/// `MIGRATE` moves a key whole and blocks both masters meanwhile: a partition whose category
+/// stream is over `--max-key-mb` is not moved, and nothing is left half moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spread_refuses_to_move_a_category_stream_over_its_size_limit() {
+    let (_cluster, nodes, redis) = cluster_store().await;
+    let store: Arc<dyn Store> = Arc::new(redis.clone());
+    let commands = some_history(&store).await;
+    let before = redis.placement().await.unwrap();
+    let first = before.spread_moves().first().unwrap().clone();
+    register(&commands, &id_in_partition(first.partition, 16)).await;
+    let spread = Command::new(env!("CARGO_BIN_EXE_esr"))
+        .args(["partitions", "spread", "--max-key-mb", "0"])
+        .env("REDIS_CLUSTER_NODES", nodes.join(","))
+        .env_remove("REDIS_URL")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&spread.stderr);
+    assert_eq!(spread.status.code(), Some(1), "{said}");
+    assert!(said.contains("blocks both masters"), "{said}");
+    let after = redis.placement().await.unwrap();
+    assert_eq!(after.partitions, before.partitions);
+    assert!(after.unfinished.is_empty());
+}
