@@ -304,3 +304,47 @@ fn the_schedules_are_every_causal_order() {
     // user's step must precede the second process's three: 35 * 1/4.
     assert_eq!(all.len(), 35);
 }
+
+/// A user's friends are bounded (`MAX_FRIENDS`): the user adding one more is refused, and so is
+/// the mirror of someone else befriending them; the policy then withdraws that someone's side,
+/// so the two agree again (before, a crowd could grow one user's friends, state, snapshot and
+/// profile without end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_friends_list_refuses_more_and_the_policy_withdraws_the_other_side() {
+    use esr_domain::user::MAX_FRIENDS;
+    let others: Vec<String> = (0..=MAX_FRIENDS).map(|n| format!("f{n}")).collect();
+    let world = World::new();
+    world.run("full", register()).await;
+    world.run("late", register()).await;
+    for other in &others {
+        world.run(other, register()).await;
+    }
+    for other in &others[..MAX_FRIENDS] {
+        world.run("full", add(other)).await;
+    }
+    let refused = world
+        .client
+        .execute(
+            &id("full"),
+            add(&others[MAX_FRIENDS]),
+            &CommandMeta::new(None, esr_kernel::Actor::Anonymous),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(esr_app::command::CommandError::Rejected(
+                esr_domain::Rejection::TooManyFriends(_)
+            ))
+        ),
+        "{refused:?}"
+    );
+
+    world.run("late", add("full")).await;
+    world.settle(&world.last_event("late").await).await;
+    assert!(!world.lists("full", "late").await, "the full list grew");
+    assert!(
+        !world.lists("late", "full").await,
+        "late still lists full: one-sided"
+    );
+}

@@ -57,3 +57,26 @@ pub fn react(
         causation_id: envelope.event_id.to_string(),
     }]
 }
+
+/// When the friend refused the mirror because their friends list is full
+/// ([`Rejection::TooManyFriends`](crate::Rejection::TooManyFriends)), the initiator's side is
+/// withdrawn, so both sides agree again (neither lists the other). `None` for any other
+/// refusal or command.
+pub fn withdraw_when_full(
+    refused: &PolicyCommand,
+    rejection: &crate::Rejection,
+) -> Option<PolicyCommand> {
+    let (crate::Rejection::TooManyFriends(_), Command::AddFriend { friend_id, .. }) =
+        (rejection, &refused.command)
+    else {
+        return None;
+    };
+    Some(PolicyCommand {
+        target: friend_id.clone(),
+        command: Command::RemoveFriend {
+            friend_id: refused.target.clone(),
+            reciprocal: true,
+        },
+        causation_id: refused.causation_id.clone(),
+    })
+}

@@ -71,6 +71,8 @@ pub enum Rejection {
     AlreadyFriends(UserId),
     #[error("user {0} is not a friend")]
     NotFriends(UserId),
+    #[error("user {0} has {MAX_FRIENDS} friends, the most a user may have")]
+    TooManyFriends(UserId),
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
     #[error("{0}")]
@@ -95,6 +97,7 @@ impl esr_kernel::Rejection for Rejection {
             Rejection::FriendNotRegistered(_) => "friend_not_registered",
             Rejection::AlreadyFriends(_) => "already_friends",
             Rejection::NotFriends(_) => "not_friends",
+            Rejection::TooManyFriends(_) => "too_many_friends",
             Rejection::InvalidField { .. } => "invalid_field",
             Rejection::Forbidden(_) => "forbidden",
         }
@@ -104,6 +107,10 @@ impl esr_kernel::Rejection for Rejection {
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_OBJECT_CHARS: usize = 200;
 pub const MAX_TEXT_CHARS: usize = 2000;
+/// The most friends a user has. The user's state (in the command side's cache and snapshot)
+/// and profile are written whole on every event of that user, so they must stay small; and
+/// anyone may befriend anyone, so without it a crowd could grow one user without end.
+pub const MAX_FRIENDS: usize = 1000;
 /// Nobody alive was born before this.
 pub const EARLIEST_BIRTH_DATE: (i32, u32, u32) = (1900, 1, 1);
 
@@ -260,6 +267,10 @@ impl Aggregate for User {
                     } else {
                         Err(Rejection::AlreadyFriends(friend_id.clone()))
                     };
+                }
+                // The mirror side too: the policy then withdraws the initiator's side.
+                if self.friends.len() >= MAX_FRIENDS {
+                    return Err(Rejection::TooManyFriends(id.clone()));
                 }
                 Ok(vec![UserEvent::FriendAdded(FriendAdded {
                     friend_id: friend_id.clone(),

@@ -111,3 +111,29 @@ fn a_friend_added_handled_after_the_friend_was_removed_again_mirrors_the_removal
     let now = user_1_after(&[added.clone(), removed]);
     insta::assert_debug_snapshot!(react(&envelope_of_user_1(&added), &added, &now));
 }
+
+#[test]
+fn a_mirror_refused_for_a_full_list_withdraws_the_initiators_side() {
+    use esr_domain::friendship::withdraw_when_full;
+    use esr_domain::{Command, Rejection};
+    let mirror = react_to(UserEvent::FriendAdded(FriendAdded {
+        friend_id: id("2"),
+        reciprocal: false,
+    }))
+    .remove(0);
+    let withdrawal = withdraw_when_full(&mirror, &Rejection::TooManyFriends(id("2"))).unwrap();
+    assert_eq!(withdrawal.target, id("1"));
+    assert_eq!(
+        withdrawal.command,
+        Command::RemoveFriend {
+            friend_id: id("2"),
+            reciprocal: true
+        }
+    );
+    assert_eq!(withdrawal.causation_id, mirror.causation_id);
+    // Any other refusal is an answer, not a reason to undo anything.
+    assert_eq!(
+        withdraw_when_full(&mirror, &Rejection::FriendNotRegistered(id("2"))),
+        None
+    );
+}

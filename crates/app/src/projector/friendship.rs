@@ -155,9 +155,15 @@ impl FriendshipPolicy {
             .await
         {
             Ok(_) => Ok(()),
-            // A rule refused the mirror command (the friend vanished?): that is an answer,
-            // not a failure to retry.
             Err(CommandError::Rejected(rejection)) => {
+                // The friend's list is full: the initiator's side is withdrawn (the check
+                // that follows sees the initiator changed and mirrors that, a no-op).
+                if let Some(withdrawal) = friendship::withdraw_when_full(reaction, &rejection) {
+                    tracing::info!(target_user = %reaction.target, %rejection, "friendship withdrawn: the friend's list is full");
+                    return Box::pin(self.run(stored, &withdrawal)).await;
+                }
+                // Another rule refused the mirror command (the friend vanished?): that is an
+                // answer, not a failure to retry.
                 tracing::warn!(target_user = %reaction.target, %rejection, "friendship mirror refused");
                 Ok(())
             }
