@@ -2,6 +2,7 @@
 //! README as fallbacks, logging, shutdown signals and serving. Which store to open is decided
 //! at the binaries' edge (`esr-wiring`), not here: the app knows only the port.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -240,6 +241,11 @@ pub struct HttpArgs {
     /// answered 503 `overloaded` at once.
     #[arg(long, env = "HTTP_MAX_WAITING", default_value_t = 4096)]
     pub max_waiting: usize,
+    /// A connection that completes no answer for this long is closed (ms, at least
+    /// HTTP_REQUEST_TIMEOUT_MS): an idle HTTP/1 keep-alive or HTTP/2 connection, or HTTP/2
+    /// streams whose headers never end.
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub idle_timeout_ms: u64,
 }
 
 impl HttpArgs {
@@ -250,6 +256,7 @@ impl HttpArgs {
             shutdown_deadline: Duration::from_millis(self.shutdown_deadline_ms),
             max_connections: self.max_connections.max(1),
             max_waiting: self.max_waiting.max(1),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
         }
     }
 }
@@ -264,7 +271,17 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// `min_version` reads waiting at once, apart from `max_in_flight`; more are refused.
     pub max_waiting: usize,
+    /// A connection that completes no answer for this long (at least `request_timeout`) is
+    /// closed.
+    pub idle_timeout: Duration,
 }
+
+/// HTTP/2 streams open at once on one connection, and the most header bytes one request may
+/// send (what a slow or hostile client can hold per connection); HTTP/1 reads a request's
+/// head into a buffer of at most `HTTP1_MAX_BUFFER` (hyper's least is 8 KiB).
+const HTTP2_MAX_STREAMS: u32 = 100;
+const MAX_HEADER_BYTES: u32 = 16 * 1024;
+const HTTP1_MAX_BUFFER: usize = 64 * 1024;
 
 impl Default for HttpLimits {
     fn default() -> Self {
@@ -274,14 +291,33 @@ impl Default for HttpLimits {
             shutdown_deadline: Duration::from_secs(10),
             max_connections: 10_000,
             max_waiting: 4096,
+            idle_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// When a connection last completed an answer (or opened).
+struct LastAnswer(std::sync::Mutex<std::time::Instant>);
+
+impl LastAnswer {
+    fn new() -> Self {
+        Self(std::sync::Mutex::new(std::time::Instant::now()))
+    }
+
+    fn now(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+    }
+
+    fn at(&self) -> std::time::Instant {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// Serve on a bound listener until `stop` completes, within `limits`: headers must arrive
 /// within the request timeout (a connection that sends them slowly is closed), a request
-/// past it or past the in-flight limit is answered 503, and after `stop` the requests in
-/// hand get the shutdown deadline to finish before their connections are dropped.
+/// past it or past the in-flight limit is answered 503, a connection that completes no answer
+/// for the idle timeout is closed (HTTP/1 or HTTP/2), and after `stop` the requests in hand get
+/// the shutdown deadline to finish before their connections are dropped.
 /// `side` names it in logs and labels its metrics.
 pub async fn serve_on(
     side: &'static str,
@@ -299,15 +335,21 @@ pub async fn serve_on(
         .with_context(|| format!("{side} side: no local address"))?;
     tracing::info!(%address, "{side} side listening");
     crate::metrics::install();
-    let service = TowerToHyperService::new(crate::http::observed(
-        side,
-        crate::http::guarded(router, &limits),
-    ));
+    let service = crate::http::observed(side, crate::http::guarded(router, &limits));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.request_timeout);
+        .header_read_timeout(limits.request_timeout)
+        .max_buf_size(HTTP1_MAX_BUFFER);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES);
+    // Every answer resets the connection's idle clock; answers come within the request
+    // timeout, so a connection idle longer than that has no request in hand.
+    let idle_timeout = limits.idle_timeout.max(limits.request_timeout);
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
     let open_connections = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(stop);
@@ -349,11 +391,37 @@ pub async fn serve_on(
                 Ok(Ok(read)) if read > 0 => {}
                 _ => return,
             }
+            let answered = Arc::new(LastAnswer::new());
+            let service = {
+                let answered = answered.clone();
+                TowerToHyperService::new(tower::ServiceExt::<
+                    axum::http::Request<hyper::body::Incoming>,
+                >::map_response(service, move |response| {
+                    answered.now();
+                    response
+                }))
+            };
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                 .into_owned();
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%error, "connection ended with an error");
+            let watched = watcher.watch(connection);
+            tokio::pin!(watched);
+            loop {
+                let idle_until = answered.at() + idle_timeout;
+                tokio::select! {
+                    ended = &mut watched => {
+                        if let Err(error) = ended {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    () = tokio::time::sleep_until(idle_until.into()) => {
+                        if answered.at() + idle_timeout <= std::time::Instant::now() {
+                            tracing::debug!("{side} side: a connection idle past the idle timeout closed");
+                            break;
+                        }
+                    }
+                }
             }
             drop(open);
         });

@@ -281,3 +281,93 @@ async fn connections_past_the_limit_are_closed_at_once() {
     let served = exchange(side.address, &get("/livez")).await.unwrap();
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
 }
+
+/// The HTTP/2 connection preface and an empty SETTINGS frame.
+const HTTP2_PREFACE: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// Send `bytes` raw and read until the server closes; `None` when it stays open past PATIENCE.
+async fn exchange_bytes(address: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut tcp = TcpStream::connect(address).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    match tokio::time::timeout(PATIENCE, tcp.read_to_end(&mut answer)).await {
+        Ok(_) => Some(answer),
+        Err(_) => None,
+    }
+}
+
+fn short_idle() -> HttpLimits {
+    HttpLimits {
+        request_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(500),
+        ..HttpLimits::default()
+    }
+}
+
+/// An HTTP/2 connection that opens and then asks nothing is closed after the idle timeout
+/// (HTTP/2 has no header timer of its own: before, it stayed open for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed() {
+    let side = command_side(short_idle()).await;
+    let started = Instant::now();
+    let answer = exchange_bytes(side.address, HTTP2_PREFACE).await;
+    assert!(answer.is_some(), "the HTTP/2 connection stayed open");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// HTTP/2 headers that never end (a HEADERS frame without END_HEADERS, then silence): the
+/// connection is closed after the idle timeout, not held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_headers_that_never_end_close_the_connection() {
+    let side = command_side(short_idle()).await;
+    let mut bytes = HTTP2_PREFACE.to_vec();
+    // HEADERS, stream 1, flags END_STREAM only (no END_HEADERS): `:method: GET` (HPACK 0x82).
+    bytes.extend_from_slice(&[0x00, 0x00, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x01, 0x82]);
+    let started = Instant::now();
+    let answer = exchange_bytes(side.address, &bytes).await;
+    assert!(answer.is_some(), "the HTTP/2 connection stayed open");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// HTTP/2 is served (prior knowledge), and a connection in use is not closed as idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_are_answered_and_a_busy_connection_stays_open() {
+    let side = command_side(short_idle()).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    // Requests over one connection for longer than the idle timeout.
+    while started.elapsed() < Duration::from_millis(1500) {
+        let answer = client
+            .get(format!("http://{}/livez", side.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.version(), reqwest::Version::HTTP_2);
+        assert_eq!(answer.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Headers past the size limit are refused, not buffered: over HTTP/1, a 100 KB header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_are_refused() {
+    let side = command_side(HttpLimits::default()).await;
+    let answer = exchange(
+        side.address,
+        &format!(
+            "GET /livez HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(100_000)
+        ),
+    )
+    .await
+    .expect("answered or closed");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+}

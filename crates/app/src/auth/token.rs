@@ -293,6 +293,21 @@ mod tests {
         assert_eq!(verifier.verify(&token).await, Err(TokenError::Expired));
     }
 
+    /// Each distinct valid token is remembered; past VERIFIED_TOKENS the memory starts over
+    /// rather than growing.
+    #[tokio::test]
+    async fn remembered_tokens_stay_within_their_bound() {
+        let (signer, verifier) = verifier(30);
+        for n in 0..=VERIFIED_TOKENS {
+            let token = signer
+                .token(&format!("u{n}"), &[], Duration::from_secs(60), None, None)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(verifier.verify(&token).await.is_ok());
+            assert!(verifier.lock_verified().len() <= VERIFIED_TOKENS);
+        }
+        assert_eq!(verifier.lock_verified().len(), 1);
+    }
+
     #[tokio::test]
     async fn a_token_changed_by_one_character_is_checked_again() {
         let (signer, verifier) = verifier(30);
