@@ -38,3 +38,9 @@ bench *ARGS:
 # starts its own redis-server). `just soak --seconds 20` for a short run.
 soak *ARGS:
     cargo run --release --quiet -p esr-e2e --bin soak -- {{ARGS}}
+
+# Honest clients timed on a quiet store, then beside hostile ones (idle sockets, made-up
+# methods, oversized and slow bodies, a long tail of likes, hopeless min_version waits): the
+# honest p99 under siege over the quiet one (release build; starts its own redis-server).
+siege:
+    cargo run --release --quiet -p esr-bench -- --only siege

@@ -1,22 +1,124 @@
 //! The query side, written once for every view: read models, waiting for a version (read your
 //! own writes), the past folded from the stream, histories, and tallies.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use esr_kernel::View;
 use esr_schema::{DomainEvent, EntityId, StoredEvent, StreamId};
-use esr_store::{Store, StoreError};
+use esr_store::{ReadModel, Store, StoreError};
 use serde::Serialize;
 
-use crate::projector::view::{LiveGenerations, stored_view_in};
+use crate::projector::view::{self, LiveGenerations, stored_view_in};
 
 pub struct QueryService {
     store: Arc<dyn Store>,
     /// The longest a `min_version` read waits for the projector.
     pub max_wait: Duration,
     generations: LiveGenerations,
+    waits: Arc<Waits>,
+}
+
+/// How often the read models awaited by `min_version` reads are read again.
+const WAIT_ROUND: Duration = Duration::from_millis(5);
+
+/// The `min_version` reads waiting, read together: each round reads every awaited read model
+/// once, in one batch, however many reads wait on it. A crowd waiting on one user (or on a
+/// version that never comes) costs one read a round, not one read per waiter.
+#[derive(Default)]
+struct Waits {
+    state: Mutex<WaitState>,
+}
+
+/// A waiting read: the version it needs, and where to hand the model that reaches it.
+type Waiter = (u64, tokio::sync::oneshot::Sender<ReadModel>);
+
+#[derive(Default)]
+struct WaitState {
+    /// By read model (generation name, stream).
+    pending: HashMap<(String, StreamId), Vec<Waiter>>,
+    /// Whether a task is reading rounds now.
+    polling: bool,
+}
+
+impl Waits {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WaitState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wait for the read model `name` of `stream` to reach `min_version`: a receiver of it.
+    fn register(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        name: String,
+        stream: StreamId,
+        min_version: u64,
+    ) -> tokio::sync::oneshot::Receiver<ReadModel> {
+        let (reached, receiver) = tokio::sync::oneshot::channel();
+        let mut state = self.lock();
+        state
+            .pending
+            .entry((name, stream))
+            .or_default()
+            .push((min_version, reached));
+        if !state.polling {
+            state.polling = true;
+            tokio::spawn(self.clone().rounds(store.clone()));
+        }
+        receiver
+    }
+
+    /// Read rounds until nobody waits.
+    async fn rounds(self: Arc<Self>, store: Arc<dyn Store>) {
+        loop {
+            tokio::time::sleep(WAIT_ROUND).await;
+            let mut by_name: HashMap<String, Vec<StreamId>> = HashMap::new();
+            {
+                let mut state = self.lock();
+                // Waiters that gave up (timed out, disconnected) leave.
+                state.pending.retain(|_, waiters| {
+                    waiters.retain(|(_, reached)| !reached.is_closed());
+                    !waiters.is_empty()
+                });
+                if state.pending.is_empty() {
+                    state.polling = false;
+                    return;
+                }
+                for (name, stream) in state.pending.keys() {
+                    by_name
+                        .entry(name.clone())
+                        .or_default()
+                        .push(stream.clone());
+                }
+            }
+            for (name, streams) in by_name {
+                let models = match store.get_read_models(&name, &streams).await {
+                    Ok(models) => models,
+                    // The waiters read once more themselves when their time is up.
+                    Err(error) => {
+                        tracing::debug!(%error, "reading awaited read models");
+                        continue;
+                    }
+                };
+                let mut state = self.lock();
+                for (stream, model) in streams.into_iter().zip(models) {
+                    let Some(model) = model else { continue };
+                    let key = (name.clone(), stream);
+                    let Some(waiters) = state.pending.get_mut(&key) else {
+                        continue;
+                    };
+                    for (_, reached) in waiters.extract_if(.., |(min, _)| *min <= model.version) {
+                        let _ = reached.send(model.clone());
+                    }
+                    if waiters.is_empty() {
+                        state.pending.remove(&key);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A view read that had to reach a version.
@@ -62,6 +164,7 @@ impl QueryService {
             store,
             max_wait: Duration::from_secs(5),
             generations: LiveGenerations::default(),
+            waits: Arc::default(),
         }
     }
 
@@ -76,27 +179,38 @@ impl QueryService {
         Ok(stored_view_in::<V>(self.store.as_ref(), &name, id).await?)
     }
 
-    /// Wait (polling, bounded by `max_wait`) until the read model reaches `min_version`:
-    /// read-your-own-writes after a command answered with that version.
+    /// Wait (bounded by `max_wait`) until the read model reaches `min_version`:
+    /// read-your-own-writes after a command answered with that version. Waiting reads of one
+    /// model share its reads ([`Waits`]).
     pub async fn view_at_least<V: View>(
         &self,
         id: &EntityId,
         min_version: u64,
     ) -> Result<Fresh<V>, QueryError> {
         let deadline = tokio::time::Instant::now() + self.max_wait;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let view = self.view::<V>(id).await?;
-            match view {
-                Some(view) if view.version() >= min_version => return Ok(Fresh::Reached(view)),
-                _ if tokio::time::Instant::now() + pause > deadline => {
-                    return Ok(Fresh::TimedOut(view));
-                }
-                _ => {}
+        // The projector is usually a few milliseconds behind a command: read a few times
+        // alone first, then join the shared rounds.
+        for pause in [0, 2, 4] {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            if let Some(view) = self.view::<V>(id).await?
+                && view.version() >= min_version
+            {
+                return Ok(Fresh::Reached(view));
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
         }
+        let name = self.generations.name(self.store.as_ref(), V::NAME).await?;
+        let stream = StreamId::of::<V::Event>(id.clone());
+        let reached = self
+            .waits
+            .register(&self.store, name, stream.clone(), min_version);
+        if let Ok(Ok(model)) = tokio::time::timeout_at(deadline, reached).await {
+            return Ok(Fresh::Reached(view::decode::<V>(&stream, &model)?));
+        }
+        // Time is up (or the rounds could not read): one last read of our own.
+        Ok(match self.view::<V>(id).await? {
+            Some(view) if view.version() >= min_version => Fresh::Reached(view),
+            stale => Fresh::TimedOut(stale),
+        })
     }
 
     /// The view as it was at `at`: the nearest checkpoint at or before `at`, then the

@@ -695,11 +695,31 @@ async fn at_shows_the_profile_as_it_was_then() {
     );
 }
 
+/// A version written but not yet projected (no projector runs here) is waited for, up to the
+/// longest wait, then answered 504.
 #[tokio::test]
 async fn min_version_says_clearly_when_it_was_not_reached() {
-    let app = app();
-    app.register("1").await;
-    let answer = app.get("/users/1?min_version=99").await;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
+    let mut queries = QueryService::new(store);
+    queries.max_wait = Duration::from_millis(300);
+    let queries = http::query_router(Arc::new(queries), esr_app::auth::Authentication::Off);
+    let commands = http::command_router(commands, esr_app::auth::Authentication::Off);
+    let registered = send(
+        &commands,
+        Method::POST,
+        "/users",
+        Some(r#"{"user_id": "1", "name": "D", "surname": "D"}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.body
+    );
+    let answer = send(&queries, Method::GET, "/users/1?min_version=1", None, &[]).await;
     assert_error(
         &answer,
         StatusCode::GATEWAY_TIMEOUT,

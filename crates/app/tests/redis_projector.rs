@@ -492,12 +492,18 @@ async fn a_redelivered_event_restores_a_model_the_store_lost() {
 
 /// `XINFO` calls Redis has answered so far (`INFO commandstats`).
 fn xinfo_calls(server: &RedisServer) -> u64 {
+    command_calls(server, "xinfo")
+}
+
+/// Calls of the commands whose name starts with `command` Redis has answered so far.
+fn command_calls(server: &RedisServer, command: &str) -> u64 {
     let stats: String = server
         .query(redis::cmd("INFO").arg("commandstats"))
         .unwrap();
+    let prefix = format!("cmdstat_{command}");
     stats
         .lines()
-        .filter(|line| line.starts_with("cmdstat_xinfo"))
+        .filter(|line| line.starts_with(&prefix))
         .filter_map(|line| {
             line.split("calls=")
                 .nth(1)?
@@ -567,4 +573,36 @@ async fn a_flood_of_probes_reads_the_store_once_a_second() {
     assert!(calls < 50 * per_reading, "{calls}");
     let _ = stop.send(true);
     side.await.unwrap().unwrap();
+}
+
+/// `min_version` reads waiting on one read model share its reads: 200 reads waiting a second
+/// for a version that never comes cost a read a round (and a few before and after each wait),
+/// not a read per waiter every few milliseconds (4,600 reads before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_waiting_on_one_model_shares_its_reads() {
+    let server = RedisServer::start();
+    let store = store_on(&server, 1).await;
+    let mut queries = esr_app::QueryService::new(store);
+    queries.max_wait = Duration::from_secs(1);
+    let queries = Arc::new(queries);
+    let id = esr_schema::EntityId::parse("awaited").unwrap();
+    let before = command_calls(&server, "hgetall");
+    let started = std::time::Instant::now();
+    let waits: Vec<_> = (0..200)
+        .map(|_| {
+            let (queries, id) = (queries.clone(), id.clone());
+            tokio::spawn(async move { queries.view_at_least::<Profile>(&id, 99).await })
+        })
+        .collect();
+    for wait in waits {
+        assert!(matches!(
+            wait.await.unwrap().unwrap(),
+            esr_app::query::Fresh::TimedOut(None)
+        ));
+    }
+    let elapsed = started.elapsed();
+    let reads = command_calls(&server, "hgetall") - before;
+    // A round every 5 ms for the second, plus three reads before and one after each wait.
+    let bound = elapsed.as_millis() as u64 / 5 + 4 * 200 + 50;
+    assert!(reads <= bound, "{reads} reads for 200 waits in {elapsed:?}");
 }

@@ -10,6 +10,7 @@ mod migrate;
 mod raw;
 mod report;
 mod scaleout;
+mod siege;
 mod store;
 mod top;
 
@@ -30,7 +31,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Only these groups (comma-separated): appends, loads, projector, http, top, migrate,
-    /// scaleout, memory, aof.
+    /// siege, scaleout, memory, aof.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Events in the projector's backlog (default: 1,000,000; 5,000 with --quick), for

@@ -271,6 +271,10 @@ pub async fn run_all(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         eprintln!("moving a partition ...");
         rows.extend(crate::migrate::rows(scale).await?);
     }
+    if scale.wants("siege") {
+        eprintln!("siege ...");
+        rows.extend(crate::siege::rows(scale).await?);
+    }
     if scale.wants("scaleout") {
         eprintln!("scale-out ...");
         rows.extend(crate::scaleout::rows(scale).await?);
@@ -653,7 +657,7 @@ async fn post_likes(
 }
 
 /// A client that sends `Authorization: Bearer <token>` with every request.
-fn authorized(token: &str) -> reqwest::Client {
+pub(crate) fn authorized(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
         headers.insert(reqwest::header::AUTHORIZATION, value);

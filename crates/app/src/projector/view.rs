@@ -156,7 +156,7 @@ impl LiveGenerations {
     }
 }
 
-fn decode<V: View>(stream: &StreamId, model: &ReadModel) -> Result<V, StoreError> {
+pub(crate) fn decode<V: View>(stream: &StreamId, model: &ReadModel) -> Result<V, StoreError> {
     V::from_fields(&stream.id, &model.fields).map_err(|e| StoreError::Corrupt {
         what: format!("{} of {stream}", V::NAME),
         reason: e.to_string(),
