@@ -26,6 +26,8 @@ pub struct CommandSettings {
     pub max_retries: u32,
     /// How long an idempotency record is kept.
     pub idempotency_ttl: Duration,
+    /// Commands a second each authenticated user may send over HTTP (0: no limit).
+    pub commands_per_user_per_sec: u32,
 }
 
 impl Default for CommandSettings {
@@ -34,6 +36,7 @@ impl Default for CommandSettings {
             snapshot_every: 100,
             max_retries: 5,
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            commands_per_user_per_sec: 50,
         }
     }
 }
@@ -130,11 +133,16 @@ const LOCK_STRIPES: usize = 1024;
 pub struct Commands {
     pub users: Arc<CommandService<esr_domain::User>>,
     pub groups: Arc<CommandService<esr_domain::Group>>,
+    /// Each user's commands over HTTP, counted against their rate.
+    pub rate: Arc<crate::http::CommandRate>,
 }
 
 impl Commands {
     pub fn new(store: Arc<dyn Store>, settings: CommandSettings) -> Self {
         Self {
+            rate: Arc::new(crate::http::CommandRate::new(
+                settings.commands_per_user_per_sec,
+            )),
             users: Arc::new(CommandService::new(store.clone(), settings.clone())),
             groups: Arc::new(CommandService::new(store, settings)),
         }

@@ -21,6 +21,10 @@ pub struct CommandArgs {
     /// How long an Idempotency-Key is remembered, in seconds.
     #[arg(long, env = "IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
     pub idempotency_ttl_secs: u64,
+    /// Commands a second each authenticated user may send (two seconds' worth at once); more
+    /// are answered 429 `rate_limited`. 0: no limit.
+    #[arg(long, env = "COMMANDS_PER_USER_PER_SEC", default_value_t = 50)]
+    pub commands_per_user_per_sec: u32,
 }
 
 impl CommandArgs {
@@ -29,6 +33,7 @@ impl CommandArgs {
             snapshot_every: self.snapshot_every,
             max_retries: self.max_retries,
             idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs),
+            commands_per_user_per_sec: self.commands_per_user_per_sec,
         }
     }
 }
@@ -296,6 +301,17 @@ impl Default for HttpLimits {
     }
 }
 
+/// Between half of `limit` and all of it, at random: sockets opened together and left silent
+/// (a crowd of idle connections) are closed over a spread of time, not in one burst that
+/// their reconnecting would repeat.
+fn jittered(limit: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    limit / 2 + limit.mul_f64((random % 1024) as f64 / 2048.0)
+}
+
 /// When a connection last completed an answer (or opened).
 struct LastAnswer(std::sync::Mutex<std::time::Instant>);
 
@@ -382,7 +398,7 @@ pub async fn serve_on(
             continue;
         };
         let (builder, service, watcher) = (builder.clone(), service.clone(), connections.watcher());
-        let silence = limits.request_timeout;
+        let silence = jittered(limits.request_timeout);
         tokio::spawn(async move {
             // The HTTP/1-or-2 detection waits for the first bytes with no timer of its own: a
             // connection that sends nothing within the request timeout is closed.

@@ -371,3 +371,73 @@ async fn oversized_headers_are_refused() {
         &answer[..answer.len().min(200)]
     );
 }
+
+/// One user's commands past their rate are answered 429 (with `Retry-After`), and nothing is
+/// done for them; another user is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_past_their_command_rate_is_answered_429_and_others_are_served() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let settings = CommandSettings {
+        commands_per_user_per_sec: 5,
+        ..CommandSettings::default()
+    };
+    let commands = Arc::new(Commands::new(store, settings));
+    let (signer, keys) = esr_app::auth::dev::Signer::ephemeral().unwrap();
+    let verifier = esr_app::auth::Verifier::new(keys, Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (_stop, shutdown) = watch::channel(false);
+    tokio::spawn(sides::command_side(
+        commands,
+        listener,
+        HttpLimits::default(),
+        esr_app::auth::Authentication::Jwt(Arc::new(verifier)),
+        shutdown,
+    ));
+    let client = reqwest::Client::new();
+    let token = |user: &str| {
+        signer
+            .token(user, &[], Duration::from_secs(60), None, None)
+            .unwrap()
+    };
+    let (mallory, alice) = (token("mallory"), token("alice"));
+    for (user, token) in [("mallory", &mallory), ("alice", &alice)] {
+        let registered = client
+            .post(format!("http://{address}/users"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"user_id": user, "name": "A", "surname": "B"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(registered.status(), 201);
+    }
+    let mut statuses = Vec::new();
+    for n in 0..30 {
+        let answer = client
+            .post(format!("http://{address}/users/mallory/activity"))
+            .bearer_auth(&mallory)
+            .json(&serde_json::json!({"action": "like", "object": format!("o{n}")}))
+            .send()
+            .await
+            .unwrap();
+        if answer.status() == 429 {
+            assert_eq!(answer.headers()["retry-after"], "1");
+            let body: serde_json::Value = answer.json().await.unwrap();
+            assert_eq!(body["error"], "rate_limited", "{body}");
+            statuses.push(429);
+        } else {
+            statuses.push(answer.status().as_u16());
+        }
+    }
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    assert!((8..=12).contains(&served), "{statuses:?}");
+    assert_eq!(served + statuses.iter().filter(|s| **s == 429).count(), 30);
+    let other = client
+        .post(format!("http://{address}/users/alice/activity"))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"action": "like", "object": "o"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+}

@@ -710,7 +710,13 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         .await?
         .ok_per_second();
     let store: Arc<dyn Store> = Arc::new(connect(&server).await?);
-    let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
+    // The capacity of the command side is measured, not one user's rate limit: each of the
+    // 64 clients is one user sending as fast as it can.
+    let settings = CommandSettings {
+        commands_per_user_per_sec: 0,
+        ..CommandSettings::default()
+    };
+    let commands = Arc::new(Commands::new(store.clone(), settings));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let (stop, shutdown) = watch::channel(false);

@@ -28,6 +28,7 @@ use crate::command::{Accepted, CommandMeta, CommandService, Commands};
 /// are open.
 pub fn router(commands: Arc<Commands>, authentication: Authentication) -> Router {
     let store = commands.store().clone();
+    let rate = commands.rate.clone();
     Router::new()
         .route("/users", post(register))
         .route("/users/{id}", patch(change_personal_info))
@@ -37,6 +38,11 @@ pub fn router(commands: Arc<Commands>, authentication: Authentication) -> Router
         .route("/groups", post(create_group))
         .route("/groups/{id}/members", post(add_member))
         .route("/groups/{id}/members/{user_id}", delete(remove_member))
+        // Inside authentication: the rate is the caller's.
+        .route_layer(axum::middleware::from_fn_with_state(
+            rate,
+            super::rate::limit,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             authentication,
             auth::authenticate,

@@ -12,7 +12,10 @@ mod health;
 mod openapi;
 mod ops;
 mod query;
+mod rate;
 mod resource;
+
+pub use rate::CommandRate;
 
 pub use command::router as command_router;
 pub use error::ApiError;
