@@ -21,6 +21,34 @@ use crate::Scale;
 use crate::report::Row;
 use crate::store::{appends, batch_appends, last_profile_caught_up, user, write_backlog};
 
+/// One server (no persistence) for one master, a Cluster for more: kept running while held.
+pub(crate) struct Servers {
+    _single: Option<RedisServer>,
+    _cluster: Option<RedisCluster>,
+}
+
+impl Servers {
+    pub(crate) fn start(masters: usize) -> (Self, Topology) {
+        if masters <= 1 {
+            let server = RedisServer::start_with(&["--appendonly", "no"]);
+            let topology = Topology::Single(server.url());
+            let servers = Self {
+                _single: Some(server),
+                _cluster: None,
+            };
+            (servers, topology)
+        } else {
+            let cluster = RedisCluster::start(masters);
+            let topology = Topology::Cluster(cluster.urls());
+            let servers = Self {
+                _single: None,
+                _cluster: Some(cluster),
+            };
+            (servers, topology)
+        }
+    }
+}
+
 /// Divisible by 1, 3 and 6: every master holds the same number of partitions.
 const PARTITIONS: u32 = 48;
 
@@ -36,15 +64,7 @@ pub async fn rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     for masters in [1usize, 3, 6] {
         eprintln!("  {masters} master(s) ...");
         // The servers live until the end of this round.
-        let (_server, _cluster, topology) = if masters == 1 {
-            let server = RedisServer::start_with(&["--appendonly", "no"]);
-            let topology = Topology::Single(server.url());
-            (Some(server), None, topology)
-        } else {
-            let cluster = RedisCluster::start(masters);
-            let topology = Topology::Cluster(cluster.urls());
-            (None, Some(cluster), topology)
-        };
+        let (_servers, topology) = Servers::start(masters);
         let mut config = RedisConfig::new(topology);
         config.partitions = PARTITIONS;
         let mut store = RedisStore::connect(config.clone()).await?;

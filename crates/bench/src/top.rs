@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use esr_domain::MostLiked;
 use esr_kernel::Tally;
-use esr_redis::{RedisConfig, RedisStore, Topology};
+use esr_redis::{RedisConfig, RedisStore};
 use esr_schema::{EntityId, StreamId, user::USER};
 use esr_store::{Tallies, TallyCount, TallyWrite};
-use esr_testkit::{RedisCluster, RedisServer};
+use esr_testkit::RedisServer;
 
 use crate::Scale;
 use crate::measure::{elapsed_ms, percentile};
@@ -32,15 +32,7 @@ pub async fn rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     drop(raw_server);
     let mut rows = Vec::new();
     for masters in [1usize, 3] {
-        let (_server, _cluster, topology) = if masters == 1 {
-            let server = RedisServer::start_with(&["--appendonly", "no"]);
-            let topology = Topology::Single(server.url());
-            (Some(server), None, topology)
-        } else {
-            let cluster = RedisCluster::start(masters);
-            let topology = Topology::Cluster(cluster.urls());
-            (None, Some(cluster), topology)
-        };
+        let (_servers, topology) = crate::scaleout::Servers::start(masters);
         let mut config = RedisConfig::new(topology);
         config.partitions = PARTITIONS;
         let store = RedisStore::connect(config).await?;

@@ -765,6 +765,15 @@ async fn a_redrive_that_cannot_claim_keeps_the_dead_letter_and_records_nothing()
     assert_eq!(records, 0, "recorded as redriven without being redriven");
 }
 
+/// A plain connection to `server`, for what a test does by hand.
+async fn raw_connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 /// Registers `id` (a user whose partition the caller chose).
 async fn register(commands: &Commands, id: &str) {
     let register = UserCommand::Register {
@@ -823,11 +832,7 @@ async fn a_rebuild_reads_each_partition_from_its_own_position() {
         .unwrap()
         .id
         .to_string();
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = raw_connection(&server).await;
     let _: () = redis::cmd("HSET")
         .arg(esr_redis::keys::Keys::rebuild("profile"))
         .arg("generation")
@@ -884,11 +889,7 @@ async fn a_rebuild_that_cannot_fold_an_entry_stops_without_switching() {
     let store: Arc<dyn Store> = Arc::new(redis.clone());
     some_history(&store).await;
     let keys = esr_redis::keys::Keys { partitions: 1 };
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = raw_connection(&server).await;
     let _: () = redis::cmd("SET")
         .arg(keys.read_model(
             &esr_store::generation_name("profile", 2),
@@ -948,11 +949,7 @@ async fn a_rebuild_stops_without_switching_when_trimming_starts_meanwhile() {
     let mut lines = BufReader::new(rebuild.stderr.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains("entries"), "{first}");
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = raw_connection(&server).await;
     let _: i64 = redis::cmd("XTRIM")
         .arg("user_activity:{p0}")
         .arg("MAXLEN")
