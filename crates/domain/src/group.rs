@@ -108,23 +108,15 @@ impl Aggregate for Group {
             if self.created {
                 return Err(GroupRejection::AlreadyExists);
             }
-            let name = name.trim();
             let invalid = |field, reason: String| GroupRejection::InvalidField { field, reason };
-            if name.is_empty()
-                || name.chars().count() > MAX_GROUP_NAME_CHARS
-                || name.chars().any(char::is_control)
-            {
-                return Err(invalid(
-                    "name",
-                    format!("1 to {MAX_GROUP_NAME_CHARS} characters, no control characters"),
-                ));
-            }
+            let name = esr_kernel::validate::bounded_text(name, MAX_GROUP_NAME_CHARS)
+                .map_err(|reason| invalid("name", reason))?;
             if !(1..=MAX_CAPACITY).contains(capacity) {
                 return Err(invalid("capacity", format!("1 to {MAX_CAPACITY}")));
             }
             return Ok(vec![
                 GroupCreated {
-                    name: name.to_owned(),
+                    name,
                     capacity: *capacity,
                     // Any user may create a group, and owns it.
                     owner: context.actor.user_id(),

@@ -335,20 +335,9 @@ fn valid_name(field: &'static str, raw: &str) -> Result<String, Rejection> {
     valid_text(field, raw, MAX_NAME_CHARS)
 }
 
-/// Trimmed, non-empty, bounded, and free of control characters (which break logs and terminals).
 fn valid_text(field: &'static str, raw: &str, max_chars: usize) -> Result<String, Rejection> {
-    let invalid = |reason: String| Rejection::InvalidField { field, reason };
-    let text = raw.trim();
-    if text.is_empty() {
-        return Err(invalid("must not be empty".into()));
-    }
-    if text.chars().count() > max_chars {
-        return Err(invalid(format!("at most {max_chars} characters")));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(invalid("must not contain control characters".into()));
-    }
-    Ok(text.to_owned())
+    esr_kernel::validate::bounded_text(raw, max_chars)
+        .map_err(|reason| Rejection::InvalidField { field, reason })
 }
 
 fn valid_birth_date(date: NaiveDate, today: NaiveDate) -> Result<NaiveDate, Rejection> {

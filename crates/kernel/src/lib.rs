@@ -117,6 +117,7 @@ mod actor;
 mod aggregate;
 pub mod fields;
 mod tally;
+pub mod validate;
 mod view;
 
 pub use actor::Actor;
