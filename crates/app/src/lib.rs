@@ -24,3 +24,16 @@ pub mod sides;
 pub use command::{CommandService, CommandSettings, Commands};
 pub use projector::{ProjectorSettings, Projectors};
 pub use query::QueryService;
+
+/// An error and its causes, `a: b: c`, for one log line or answer (the projector, HTTP and
+/// the binaries' edge all write them).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

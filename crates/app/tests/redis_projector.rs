@@ -324,7 +324,7 @@ async fn a_projector_side_that_cannot_create_its_groups_stops_with_the_error() {
         .expect("the projector side kept running without its groups");
     let error = ended.expect_err("the side reported success");
     assert!(
-        esr_app::projector::error_chain(error.as_ref()).contains("WRONGTYPE"),
+        esr_app::error_chain(error.as_ref()).contains("WRONGTYPE"),
         "{error:#}"
     );
 }

@@ -80,7 +80,7 @@ pub async fn check_permissions(store: &RedisStore, sides: &[Side]) -> anyhow::Re
             .map_err(|e| {
                 anyhow::anyhow!(
                     "cannot check the Redis user's permissions: {}",
-                    esr_app::projector::error_chain(&e)
+                    esr_app::error_chain(&e)
                 )
             })?
         {
@@ -231,7 +231,7 @@ impl StoreArgs {
         let store = RedisStore::connect(config).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot use the Redis given by {variable}: {}",
-                esr_app::projector::error_chain(&e)
+                esr_app::error_chain(&e)
             )
         })?;
         let kind = if cluster {

@@ -6,7 +6,7 @@ use esr_store::StoreError;
 use serde_json::json;
 
 use crate::command::CommandError;
-use crate::projector::error_chain;
+use crate::error_chain;
 use crate::query::QueryError;
 
 /// An error answer: status, stable code, human message.

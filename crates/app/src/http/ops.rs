@@ -16,8 +16,9 @@ use esr_store::Store;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::error_chain;
 use crate::metrics;
-use crate::projector::{Handler, Projectors, error_chain};
+use crate::projector::{Handler, Projectors};
 
 /// How long a probe's answer is reused: `/readyz` and the projector's `/healthz` read every
 /// group of every partition (hundreds of `XINFO` calls), so a flood of probes must not become

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use super::{FriendshipPolicy, Handler, HandlerError, TallyProjection, ViewProjection};
 use crate::command::CommandService;
-use crate::metrics;
+use crate::{error_chain, metrics};
 
 #[derive(Debug, Clone)]
 pub struct ProjectorSettings {
@@ -532,16 +532,4 @@ fn joined(
     result: Result<Result<Vec<Delivery>, StoreError>, tokio::task::JoinError>,
 ) -> Result<Vec<Delivery>, StoreError> {
     result.unwrap_or_else(|e| Err(StoreError::Unavailable(Box::new(e))))
-}
-
-/// An error and its causes, `a: b: c`, for one log line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
