@@ -435,7 +435,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         events += from - 1;
-        let stored = esr_app::projector::stored_view::<Profile>(store.as_ref(), &id).await?;
+        let stored = esr_app::read_model::stored_view::<Profile>(store.as_ref(), &id).await?;
         if stored.as_ref() != Some(&profile) {
             failures.push(format!(
                 "{stream}: read model {stored:?} is not the fold {profile:?}"

@@ -19,6 +19,7 @@ pub mod http;
 pub mod metrics;
 pub mod projector;
 pub mod query;
+pub mod read_model;
 pub mod sides;
 
 pub use command::{CommandService, CommandSettings, Commands};

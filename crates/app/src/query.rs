@@ -11,7 +11,7 @@ use esr_schema::{DomainEvent, EntityId, StoredEvent, StreamId};
 use esr_store::{ReadModel, Store, StoreError};
 use serde::Serialize;
 
-use crate::projector::view::{self, LiveGenerations, stored_view_in};
+use crate::read_model::{self, LiveGenerations, stored_view_in};
 
 pub struct QueryService {
     store: Arc<dyn Store>,
@@ -204,7 +204,7 @@ impl QueryService {
             .waits
             .register(&self.store, name, stream.clone(), min_version);
         if let Ok(Ok(model)) = tokio::time::timeout_at(deadline, reached).await {
-            return Ok(Fresh::Reached(view::decode::<V>(&stream, &model)?));
+            return Ok(Fresh::Reached(read_model::decode::<V>(&stream, &model)?));
         }
         // Time is up (or the rounds could not read): one last read of our own.
         Ok(match self.view::<V>(id).await? {

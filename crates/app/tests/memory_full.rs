@@ -36,7 +36,7 @@ async fn like_over_http(router: &axum::Router, user: &str, object: &str) -> (Sta
 }
 
 async fn profile_version(store: &dyn Store, user: &str) -> u64 {
-    esr_app::projector::stored_view::<Profile>(store, &id(user))
+    esr_app::read_model::stored_view::<Profile>(store, &id(user))
         .await
         .unwrap()
         .map_or(0, |p| p.version)

@@ -18,7 +18,7 @@ async fn stored_profile(
     store: &dyn esr_store::Store,
     user: &UserId,
 ) -> Result<Option<Profile>, esr_store::StoreError> {
-    esr_app::projector::stored_view::<Profile>(store, user).await
+    esr_app::read_model::stored_view::<Profile>(store, user).await
 }
 use esr_store::Store;
 use esr_testkit::RedisServer;

@@ -23,7 +23,7 @@ async fn stored_profile(
     store: &dyn esr_store::Store,
     user: &UserId,
 ) -> Result<Option<Profile>, esr_store::StoreError> {
-    esr_app::projector::stored_view::<Profile>(store, user).await
+    esr_app::read_model::stored_view::<Profile>(store, user).await
 }
 use esr_store::{EventStore, MemoryStore, SnapshotStore, Store, Subscriptions};
 use tokio::sync::watch;

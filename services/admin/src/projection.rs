@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use esr_app::projector::view::GENERATION_TTL;
 use esr_app::projector::{Handler as _, HandlerError, ViewProjection};
+use esr_app::read_model::GENERATION_TTL;
 use esr_domain::{GroupView, Profile};
 use esr_kernel::View;
 use esr_redis::RedisStore;

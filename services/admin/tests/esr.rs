@@ -604,7 +604,7 @@ async fn a_rebuild_on_cluster_under_traffic_resumes_switches_and_equals_a_fresh_
         for stored in store.read_stream(&stream, 1, 10_000).await.unwrap() {
             fold.apply(&stored.envelope, &stored.decode().unwrap());
         }
-        let served = esr_app::projector::stored_view::<Profile>(store.as_ref(), id)
+        let served = esr_app::read_model::stored_view::<Profile>(store.as_ref(), id)
             .await
             .unwrap();
         assert_eq!(served.as_ref(), Some(&fold), "{id}");

@@ -22,4 +22,4 @@ pub use friendship::FriendshipPolicy;
 pub use handler::{Handler, HandlerError};
 pub use runtime::{GroupHealth, ProjectorSettings, Projectors, unique_consumer_name};
 pub use tally::TallyProjection;
-pub use view::{Generation, LiveGenerations, ViewProjection, stored_view, stored_view_in};
+pub use view::ViewProjection;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use esr_kernel::View;
-use esr_schema::{Category, EntityId, StoredEvent, StreamId};
+use esr_schema::{Category, StoredEvent, StreamId};
 use esr_store::{Checkpoint, ReadModel, ReadModelWrite, Store, StoreError};
 
 use super::HandlerError;
 use super::per_stream::{PerStreamProjection, StreamSink};
+use crate::read_model::{Generation, decode};
 
 /// A checkpoint of the view every this many versions of a stream: the view as of a past time
 /// folds at most this many events (one page) after the nearest one. Each costs about one
@@ -96,71 +97,6 @@ impl<V: View> ViewProjection<V> {
         };
         Self::with_sink(sink, store)
     }
-}
-
-/// How long a process trusts the served generation it read. After a switch, a projector
-/// may write the old generation this long; the rebuild folds those events into the new one
-/// after waiting longer (see `esr projection rebuild`).
-pub const GENERATION_TTL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Which generation of a read model to read or write.
-pub enum Generation {
-    /// The served one.
-    Live(LiveGenerations),
-    Pinned(u32),
-}
-
-impl Generation {
-    pub fn live() -> Self {
-        Self::Live(LiveGenerations::default())
-    }
-
-    /// The name read model `name` is stored under in this generation.
-    pub async fn name(&self, store: &dyn Store, name: &str) -> Result<String, StoreError> {
-        match self {
-            Self::Pinned(generation) => Ok(esr_store::generation_name(name, *generation)),
-            Self::Live(live) => live.name(store, name).await,
-        }
-    }
-}
-
-/// The served generation of each read model, read from the store at most every
-/// [`GENERATION_TTL`].
-#[derive(Default)]
-pub struct LiveGenerations {
-    read: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
-}
-
-impl LiveGenerations {
-    /// The name the served generation of read model `name` is stored under.
-    pub async fn name(&self, store: &dyn Store, name: &str) -> Result<String, StoreError> {
-        let fresh = self
-            .read
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .filter(|(_, at)| at.elapsed() < GENERATION_TTL)
-            .map(|(generation, _)| *generation);
-        let generation = match fresh {
-            Some(generation) => generation,
-            None => {
-                let generation = store.live_generation(name).await?;
-                self.read
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(name.to_owned(), (generation, std::time::Instant::now()));
-                generation
-            }
-        };
-        Ok(esr_store::generation_name(name, generation))
-    }
-}
-
-pub(crate) fn decode<V: View>(stream: &StreamId, model: &ReadModel) -> Result<V, StoreError> {
-    V::from_fields(&stream.id, &model.fields).map_err(|e| StoreError::Corrupt {
-        what: format!("{} of {stream}", V::NAME),
-        reason: e.to_string(),
-    })
 }
 
 #[async_trait]
@@ -317,27 +253,5 @@ impl<V: View> StreamSink for ViewSink<V> {
         }
         drop(recent);
         outcomes
-    }
-}
-
-/// Read a stream's view the way the projector stored it, in the generation served.
-pub async fn stored_view<V: View>(
-    store: &dyn Store,
-    id: &EntityId,
-) -> Result<Option<V>, StoreError> {
-    let name = esr_store::generation_name(V::NAME, store.live_generation(V::NAME).await?);
-    stored_view_in::<V>(store, &name, id).await
-}
-
-/// Read a stream's view stored under `name` (a generation of `V`'s read model).
-pub async fn stored_view_in<V: View>(
-    store: &dyn Store,
-    name: &str,
-    id: &EntityId,
-) -> Result<Option<V>, StoreError> {
-    let stream = StreamId::of::<V::Event>(id.clone());
-    match store.get_read_model(name, &stream).await? {
-        None => Ok(None),
-        Some(model) => decode::<V>(&stream, &model).map(Some),
     }
 }
