@@ -145,8 +145,25 @@ impl RedisStore {
         let Nodes {
             masters,
             owners,
-            moving,
+            mut moving,
         } = parse_cluster_nodes(&nodes)?;
+        // A node shows a slot migrating or importing only on its own line: ask every master.
+        for master in &masters {
+            let mut node = self
+                .inner
+                .connector
+                .node(&master.address)
+                .await
+                .map_err(classify)?;
+            let own: String = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async(&mut node)
+                .await
+                .map_err(classify)?;
+            for (slot, step) in parse_cluster_nodes(&own)?.moving {
+                moving.entry(slot).or_insert(step);
+            }
+        }
         // One round trip for every partition's slot.
         let mut keyslots = redis::pipe();
         for partition in 0..self.partitions() {
