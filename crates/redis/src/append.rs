@@ -19,7 +19,7 @@ pub(crate) struct AppendCall<'a> {
 
 pub async fn append(store: &RedisStore, request: &AppendRequest) -> Result<AppendOutcome> {
     let call = append_call(store, request)?;
-    if let Some(claimed) = claim_keys(store, &[request]).await?.pop() {
+    if let Some(claimed) = claim_keys(store, &[Some(request)]).await?.pop() {
         claimed?;
     }
     let cmd = append_evalsha(store, &[&call]);
@@ -64,17 +64,23 @@ async fn append_pipeline(
     let mut outcomes: Vec<Option<Result<AppendOutcome>>> = requests.iter().map(|_| None).collect();
     let mut chunks: Vec<Vec<(usize, AppendCall)>> = vec![];
     let mut events_in_chunk = 0;
-    let all: Vec<&AppendRequest> = requests.iter().collect();
-    let claims = claim_keys(store, &all).await?;
-    for ((position, request), claimed) in requests.iter().enumerate().zip(claims) {
-        let call = match claimed.and_then(|()| append_call(store, request)) {
+    // Checked first, so that a request refused as invalid claims no key.
+    let checked: Vec<Result<AppendCall>> = requests.iter().map(|r| append_call(store, r)).collect();
+    let claimable: Vec<Option<&AppendRequest>> = requests
+        .iter()
+        .zip(&checked)
+        .map(|(request, call)| call.is_ok().then_some(request))
+        .collect();
+    let claims = claim_keys(store, &claimable).await?;
+    for ((position, call), claimed) in checked.into_iter().enumerate().zip(claims) {
+        let call = match call.and_then(|call| claimed.map(|()| call)) {
             Ok(call) => call,
             Err(e) => {
                 outcomes[position] = Some(Err(e));
                 continue;
             }
         };
-        let events = request.events.len();
+        let events = requests[position].events.len();
         match chunks.last_mut() {
             Some(chunk) if events_in_chunk + events <= EVENTS_PER_CALL => {
                 chunk.push((position, call));
@@ -127,44 +133,43 @@ async fn append_pipeline(
 /// partition, so one key names one request whatever its stream): `KeyReused` for a key first
 /// sent for another stream. A request without a key passes. The claim outlives a failed
 /// append, so the same request sent again passes it; it expires with the key's record.
-async fn claim_keys(store: &RedisStore, requests: &[&AppendRequest]) -> Result<Vec<Result<()>>> {
+async fn claim_keys(
+    store: &RedisStore,
+    requests: &[Option<&AppendRequest>],
+) -> Result<Vec<Result<()>>> {
     let keys = &store.inner.keys;
     let mut outcomes: Vec<Result<()>> = requests.iter().map(|_| Ok(())).collect();
-    let mut by_partition: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    // Per key's partition (one slot): a pipeline of claims, and (request, stream, key) each.
+    let mut by_partition: std::collections::BTreeMap<u32, (redis::Pipeline, Vec<_>)> =
+        Default::default();
     for (i, request) in requests.iter().enumerate() {
-        if let Some(idempotency) = &request.idempotency {
-            by_partition
-                .entry(crate::keys::partition_of_key(
-                    &idempotency.key,
-                    keys.partitions,
-                ))
-                .or_default()
-                .push(i);
-        }
+        let Some((request, idempotency)) =
+            request.and_then(|r| r.idempotency.as_ref().map(|i| (r, i)))
+        else {
+            continue;
+        };
+        let (pipe, claimed) = by_partition
+            .entry(crate::keys::partition_of_key(
+                &idempotency.key,
+                keys.partitions,
+            ))
+            .or_insert_with(|| (redis::pipe(), Vec::new()));
+        let stream = format!("{}:{}", request.stream.aggregate, request.stream.id);
+        pipe.cmd("SET")
+            .arg(keys.idempotency_claim(&idempotency.key))
+            .arg(&stream)
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(
+                u64::try_from(idempotency.ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
+        claimed.push((i, stream, idempotency.key.clone()));
     }
     let mut claims = tokio::task::JoinSet::new();
-    for (_, indexes) in by_partition {
-        let mut pipe = redis::pipe();
-        let mut streams = Vec::with_capacity(indexes.len());
-        for &i in &indexes {
-            let request = requests[i];
-            let Some(idempotency) = &request.idempotency else {
-                continue;
-            };
-            let stream = format!("{}:{}", request.stream.aggregate, request.stream.id);
-            pipe.cmd("SET")
-                .arg(keys.idempotency_claim(&idempotency.key))
-                .arg(&stream)
-                .arg("NX")
-                .arg("GET")
-                .arg("PX")
-                .arg(
-                    u64::try_from(idempotency.ttl.as_millis())
-                        .unwrap_or(u64::MAX)
-                        .max(1),
-                );
-            streams.push((i, stream, idempotency.key.clone()));
-        }
+    for (_, (pipe, streams)) in by_partition {
         let mut conn = store.conn();
         claims.spawn(async move {
             let claimed: redis::RedisResult<Vec<Option<String>>> =

@@ -33,24 +33,7 @@ async fn the_top_of_a_long_tail_reads_one_page_per_partition() {
     config.partitions = PARTITIONS;
     let store = RedisStore::connect(config).await.unwrap();
     let keys: Vec<String> = (0..TAIL).map(|i| format!("object{i:06}")).collect();
-    let writes: Vec<TallyWrite> = keys
-        .chunks(100)
-        .enumerate()
-        .map(|(n, chunk)| TallyWrite {
-            source: StreamId::new(USER, EntityId::parse(&format!("liker{n}")).unwrap()),
-            expected: 0,
-            version: chunk.len() as u64,
-            counts: chunk
-                .iter()
-                .enumerate()
-                .map(|(i, key)| TallyCount {
-                    version: i as u64 + 1,
-                    key: key.clone(),
-                    amount: 1,
-                })
-                .collect(),
-        })
-        .collect();
+    let writes = esr_store::contract::each_counted_once(&keys, 100);
     for batch in writes.chunks(50) {
         let outcomes = store.apply_tallies("liked", batch.to_vec()).await.unwrap();
         assert!(outcomes.iter().all(Result::is_ok));

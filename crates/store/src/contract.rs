@@ -1714,13 +1714,10 @@ pub async fn overlapping_tally_writes_count_each_event_once<S: ContractStore>(st
     assert_eq!(store.tally_positions(&name, &[source]).await.unwrap(), [6]);
 }
 
-/// Hundreds of keys counted once each (a long tail over every partition), a few counted more:
-/// the top is the most counted, then equal counts by key, ascending.
-pub async fn a_tally_top_ranks_a_long_tail_by_count_then_key<S: ContractStore>(store: S) {
-    let name = tally_name();
-    let tail: Vec<String> = (0..300).map(|i| format!("o{i:03}")).collect();
-    let mut writes: Vec<TallyWrite> = tail
-        .chunks(10)
+/// Writes that count each of `keys` once: `per_source` keys from each of fresh users, one
+/// event per key (a long tail, as many likers of new objects make it).
+pub fn each_counted_once(keys: &[String], per_source: usize) -> Vec<TallyWrite> {
+    keys.chunks(per_source.max(1))
         .map(|keys| TallyWrite {
             source: fresh_user(),
             expected: 0,
@@ -1735,7 +1732,15 @@ pub async fn a_tally_top_ranks_a_long_tail_by_count_then_key<S: ContractStore>(s
                 })
                 .collect(),
         })
-        .collect();
+        .collect()
+}
+
+/// Hundreds of keys counted once each (a long tail over every partition), a few counted more:
+/// the top is the most counted, then equal counts by key, ascending.
+pub async fn a_tally_top_ranks_a_long_tail_by_count_then_key<S: ContractStore>(store: S) {
+    let name = tally_name();
+    let tail: Vec<String> = (0..300).map(|i| format!("o{i:03}")).collect();
+    let mut writes = each_counted_once(&tail, 10);
     for (key, extra) in [("o150", 3), ("o299", 2), ("o007", 2)] {
         for _ in 0..extra {
             writes.push(TallyWrite {
