@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
 
     // The standard handlers plus ours: one more line.
-    let mut handlers = Projectors::standard_handlers(&store, commands.users.clone());
+    let mut handlers = Projectors::standard_handlers(&store, commands.of::<esr_domain::User>());
     handlers.push(Arc::new(TallyProjection::<Comments>::new(store.clone())));
     let settings = ProjectorSettings {
         block: Duration::from_millis(20),
@@ -85,10 +85,13 @@ async fn main() -> anyhow::Result<()> {
             surname: "Example".to_owned(),
             birth_date: None,
         };
-        commands.users.execute(&id, register, &meta).await?;
+        commands
+            .of::<esr_domain::User>()
+            .execute(&id, register, &meta)
+            .await?;
         for (action, object) in actions {
             commands
-                .users
+                .of::<esr_domain::User>()
                 .execute(&id, act(action, object), &meta)
                 .await?;
         }

@@ -84,9 +84,10 @@ fn pending_of_process(server: &RedisServer, partitions: u32, pid: u32) -> u64 {
     let mut conn = redis(server);
     let mut held = 0;
     for partition in 0..partitions {
-        for category in ["user_updates", "user_activity", "user_friends"] {
-            let stream = format!("{category}:{{p{partition}}}");
-            for group in ["profile_projection", "friendship_policy", "most_liked"] {
+        for group in esr_app::social::module().groups() {
+            for category in group.categories {
+                let stream = format!("{category}:{{p{partition}}}");
+                let group = group.name;
                 let summary: redis::RedisResult<PendingSummary> = redis::cmd("XPENDING")
                     .arg(&stream)
                     .arg(group)
@@ -346,21 +347,10 @@ async fn five_thousand_commands_with_a_projector_killed_midway_are_each_applied_
 
     let mut conn = redis(&server);
     for partition in 0..4 {
-        let stream = format!("group_membership:{{p{partition}}}");
-        let summary: (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
-            .arg(&stream)
-            .arg("group_view")
-            .query(&mut conn)
-            .unwrap();
-        assert_eq!(summary.0, 0, "{stream} group_view has pending entries");
-        for category in ["user_updates", "user_activity", "user_friends"] {
-            let stream = format!("{category}:{{p{partition}}}");
-            let groups: &[&str] = match category {
-                "user_friends" => &["profile_projection", "friendship_policy"],
-                "user_activity" => &["profile_projection", "most_liked"],
-                _ => &["profile_projection"],
-            };
-            for group in groups {
+        for group in esr_app::social::module().groups() {
+            for category in group.categories {
+                let stream = format!("{category}:{{p{partition}}}");
+                let group = group.name;
                 let summary: (u64, Option<String>, Option<String>, redis::Value) =
                     redis::cmd("XPENDING")
                         .arg(&stream)

@@ -2,6 +2,7 @@
 //! gather the context, decide, append with the expected version; retries, `If-Match`,
 //! idempotency keys, snapshots, per-stream serialization and a cache of recent states.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -129,10 +130,12 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Enough stripes that unrelated users rarely share one, few enough to cost nothing.
 const LOCK_STRIPES: usize = 1024;
 
-/// The command side's services, one per aggregate, sharing one store.
+/// The command side's services, one per aggregate, sharing one store and settings: made on
+/// first use, so the runtime names no aggregate and a module's routes ask for theirs.
 pub struct Commands {
-    pub users: Arc<CommandService<esr_domain::User>>,
-    pub groups: Arc<CommandService<esr_domain::Group>>,
+    store: Arc<dyn Store>,
+    settings: CommandSettings,
+    by_aggregate: std::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     /// Each user's commands over HTTP, counted against their rate.
     pub rate: Arc<crate::http::CommandRate>,
 }
@@ -143,13 +146,47 @@ impl Commands {
             rate: Arc::new(crate::http::CommandRate::new(
                 settings.commands_per_user_per_sec,
             )),
-            users: Arc::new(CommandService::new(store.clone(), settings.clone())),
-            groups: Arc::new(CommandService::new(store, settings)),
+            store,
+            settings,
+            by_aggregate: Default::default(),
         }
     }
 
+    /// The service of aggregate `A`: one per `Commands`, so its per-stream serialization and
+    /// cache cover every route and policy that runs `A`'s commands.
+    pub fn of<A: Aggregate>(&self) -> Arc<CommandService<A>> {
+        let mut services = lock(&self.by_aggregate);
+        let service = services
+            .entry(TypeId::of::<A>())
+            .or_insert_with(|| {
+                Arc::new(CommandService::<A>::new(
+                    self.store.clone(),
+                    self.settings.clone(),
+                ))
+            })
+            .clone();
+        drop(services);
+        match service.downcast::<CommandService<A>>() {
+            Ok(service) => service,
+            // Unreachable: the map is keyed by the type it holds.
+            Err(_) => Arc::new(CommandService::new(
+                self.store.clone(),
+                self.settings.clone(),
+            )),
+        }
+    }
+
+    /// Use `service` for `A`'s commands from now on (one a caller already holds).
+    pub fn adopt<A: Aggregate>(&self, service: Arc<CommandService<A>>) {
+        lock(&self.by_aggregate).insert(TypeId::of::<A>(), service);
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
-        self.users.store()
+        &self.store
+    }
+
+    pub fn settings(&self) -> &CommandSettings {
+        &self.settings
     }
 }
 
@@ -167,6 +204,10 @@ impl<A: Aggregate> CommandService<A> {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn settings(&self) -> &CommandSettings {
+        &self.settings
     }
 
     fn stream(id: &EntityId) -> StreamId {

@@ -1,6 +1,8 @@
 //! The application layer: what the services wire up, kept out of the binaries so the
 //! all-in-one binary and the separate services share every line.
 //!
+//! - [`module`]: a domain registered once ([`Module`]); the sides serve what their modules
+//!   declare. [`social`] is the users-and-groups domain as one.
 //! - [`auth`]: who is calling (bearer JWTs, or nobody with `AUTH=off`), as an actor.
 //! - [`command`]: the command runtime for any aggregate: load (snapshot + later events),
 //!   decide, append with an expected version; retries, `If-Match`, idempotency.
@@ -8,6 +10,8 @@
 //!   and tallies, and the friendship policy.
 //! - [`query`]: views, time travel, event history, tallies.
 //! - [`http`]: the axum routers and the JSON error contract.
+//! - [`service`]: [`Service`], the builder every binary is: a store, modules, settings, and a
+//!   side (or all three) to serve.
 //! - [`sides`]: the command, query and projector sides as runnable units.
 //! - [`metrics`]: the Prometheus series, named in one place.
 //! - [`config`]: flags and environment variables, and opening the configured store.
@@ -17,14 +21,19 @@ pub mod command;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod module;
 pub mod projector;
 pub mod query;
 pub mod read_model;
+pub mod service;
 pub mod sides;
+pub mod social;
 
 pub use command::{CommandService, CommandSettings, Commands};
+pub use module::{Module, Modules};
 pub use projector::{ProjectorSettings, Projectors};
 pub use query::QueryService;
+pub use service::Service;
 
 /// An error and its causes, `a: b: c`, for one log line or answer (the projector, HTTP and
 /// the binaries' edge all write them).

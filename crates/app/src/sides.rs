@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use esr_store::Store;
 use tokio::sync::watch;
 
 use crate::auth::Authentication;
-use crate::command::CommandService;
 use crate::config::{HttpLimits, serve_on};
 use crate::http::{self, Ops, ProjectorHealth};
-use crate::{CommandSettings, Commands, ProjectorSettings, Projectors, QueryService};
+use crate::module::Modules;
+use crate::{Commands, ProjectorSettings, Projectors, QueryService};
 
 /// Where a side listens: its API, and `/livez`, `/readyz`, `/metrics` on their own address
 /// when `ops` is given (`OPS_LISTEN`), else beside the API.
@@ -59,9 +58,10 @@ async fn serve_with_ops(
     }
 }
 
-/// The command side's HTTP API on `listeners`.
+/// The command side's HTTP API on `listeners`: the command routes of `modules`.
 pub async fn command_side(
     commands: Arc<Commands>,
+    modules: Modules,
     listeners: impl Into<Listeners>,
     limits: HttpLimits,
     authentication: Authentication,
@@ -70,9 +70,8 @@ pub async fn command_side(
     let listeners = listeners.into();
     authentication.check_listener(listeners.api.local_addr()?, "COMMAND_LISTEN")?;
     let store = commands.store().clone();
-    let handlers = Projectors::standard_handlers(&store, commands.users.clone());
-    let ops = Ops::new(store, &handlers, shutdown.clone());
-    let api = http::command_router(commands, authentication);
+    let ops = Ops::for_groups(store, &modules.groups(), shutdown.clone());
+    let api = http::command_router(commands, &modules, authentication);
     serve_with_ops(
         "command",
         listeners,
@@ -84,9 +83,10 @@ pub async fn command_side(
     .await
 }
 
-/// The query side's HTTP API on `listeners`.
+/// The query side's HTTP API on `listeners`: the read routes of `modules`.
 pub async fn query_side(
     queries: Arc<QueryService>,
+    modules: Modules,
     listeners: impl Into<Listeners>,
     limits: HttpLimits,
     authentication: Authentication,
@@ -95,14 +95,8 @@ pub async fn query_side(
     let listeners = listeners.into();
     authentication.check_listener(listeners.api.local_addr()?, "QUERY_LISTEN")?;
     let store = queries.store().clone();
-    // Only for the names of the groups whose read models this side serves.
-    let users = Arc::new(CommandService::new(
-        store.clone(),
-        CommandSettings::default(),
-    ));
-    let handlers = Projectors::standard_handlers(&store, users);
-    let ops = Ops::new(store, &handlers, shutdown.clone());
-    let api = http::query_router(queries, authentication);
+    let ops = Ops::for_groups(store, &modules.groups(), shutdown.clone());
+    let api = http::query_router(queries, &modules, authentication);
     serve_with_ops(
         "query",
         listeners,
@@ -114,12 +108,12 @@ pub async fn query_side(
     .await
 }
 
-/// The projections and policies, plus `/healthz` on `listener`. Returns once every handler
+/// The projections and policies of `modules`, plus `/healthz` on `listener`. Returns once every handler
 /// has finished its batch in hand after `shutdown`, or at once with the error when creating the
 /// groups fails or a handler's task dies.
 pub async fn projector_side(
-    store: Arc<dyn Store>,
     commands: Arc<Commands>,
+    modules: Modules,
     settings: ProjectorSettings,
     listener: tokio::net::TcpListener,
     limits: HttpLimits,
@@ -128,9 +122,10 @@ pub async fn projector_side(
     tracing::info!(consumer = %settings.consumer, "projector starting");
     // Before the first batch, so its series are recorded.
     crate::metrics::install();
-    let projectors = Arc::new(Projectors::standard(
+    let store = commands.store().clone();
+    let projectors = Arc::new(Projectors::new(
         store.clone(),
-        commands.users.clone(),
+        modules.handlers(&commands),
         settings,
     ));
     let ops = Ops::new(store, projectors.handlers(), shutdown.clone())

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use esr_app::command::CommandMeta;
-use esr_app::projector::friendship::{Interleave, Step};
-use esr_app::projector::{FriendshipPolicy, Handler};
+use esr_app::projector::Handler;
+use esr_app::social::FriendshipPolicy;
+use esr_app::social::friendship::{Interleave, Step};
 use esr_app::{CommandService, CommandSettings};
 use esr_domain::{Command, User};
 use esr_schema::{StoredEvent, StreamId, UserEvent};

@@ -34,14 +34,22 @@ fn app() -> App {
     };
     let projectors = Arc::new(Projectors::standard(
         store,
-        commands.users.clone(),
+        commands.of::<esr_domain::User>(),
         settings,
     ));
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(projectors.run(shutdown));
     App {
-        commands: http::command_router(commands, esr_app::auth::Authentication::Off),
-        queries: http::query_router(Arc::new(queries), esr_app::auth::Authentication::Off),
+        commands: http::command_router(
+            commands,
+            &esr_app::social::module().into(),
+            esr_app::auth::Authentication::Off,
+        ),
+        queries: http::query_router(
+            Arc::new(queries),
+            &esr_app::social::module().into(),
+            esr_app::auth::Authentication::Off,
+        ),
         _stop: stop,
     }
 }
@@ -703,8 +711,16 @@ async fn min_version_says_clearly_when_it_was_not_reached() {
     let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
     let mut queries = QueryService::new(store);
     queries.max_wait = Duration::from_millis(300);
-    let queries = http::query_router(Arc::new(queries), esr_app::auth::Authentication::Off);
-    let commands = http::command_router(commands, esr_app::auth::Authentication::Off);
+    let queries = http::query_router(
+        Arc::new(queries),
+        &esr_app::social::module().into(),
+        esr_app::auth::Authentication::Off,
+    );
+    let commands = http::command_router(
+        commands,
+        &esr_app::social::module().into(),
+        esr_app::auth::Authentication::Off,
+    );
     let registered = send(
         &commands,
         Method::POST,

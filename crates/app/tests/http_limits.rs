@@ -32,6 +32,7 @@ async fn command_side(limits: HttpLimits) -> Side {
     let (stop, shutdown) = watch::channel(false);
     let running = tokio::spawn(sides::command_side(
         commands,
+        esr_app::social::module().into(),
         listener,
         limits,
         esr_app::auth::Authentication::Off,
@@ -53,6 +54,7 @@ async fn query_side(limits: HttpLimits, max_wait: Duration) -> Side {
     let (stop, shutdown) = watch::channel(false);
     let running = tokio::spawn(sides::query_side(
         Arc::new(queries),
+        esr_app::social::module().into(),
         listener,
         limits,
         esr_app::auth::Authentication::Off,
@@ -389,6 +391,7 @@ async fn a_user_past_their_command_rate_is_answered_429_and_others_are_served() 
     let (_stop, shutdown) = watch::channel(false);
     tokio::spawn(sides::command_side(
         commands,
+        esr_app::social::module().into(),
         listener,
         HttpLimits::default(),
         esr_app::auth::Authentication::Jwt(Arc::new(verifier)),

@@ -52,8 +52,12 @@ async fn a_full_memory_refuses_writes_with_503_loses_nothing_and_resumes() {
     );
     let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
     let users = ["m1", "m2", "m3"];
-    register_with_likes(&commands.users, &users.map(id), 1).await;
-    let router = http::command_router(commands.clone(), esr_app::auth::Authentication::Off);
+    register_with_likes(&commands.of::<esr_domain::User>(), &users.map(id), 1).await;
+    let router = http::command_router(
+        commands.clone(),
+        &esr_app::social::module().into(),
+        esr_app::auth::Authentication::Off,
+    );
     let settings = ProjectorSettings {
         consumer: "full".into(),
         batch_size: 10,
@@ -69,7 +73,7 @@ async fn a_full_memory_refuses_writes_with_503_loses_nothing_and_resumes() {
     let projectors = || {
         Arc::new(Projectors::standard(
             store.clone(),
-            commands.users.clone(),
+            commands.of::<esr_domain::User>(),
             settings.clone(),
         ))
     };
@@ -87,7 +91,7 @@ async fn a_full_memory_refuses_writes_with_503_loses_nothing_and_resumes() {
     first_run.await.unwrap().unwrap();
     for user in users {
         commands
-            .users
+            .of::<esr_domain::User>()
             .execute(
                 &id(user),
                 like("before"),
@@ -130,7 +134,7 @@ async fn a_full_memory_refuses_writes_with_503_loses_nothing_and_resumes() {
     let (status, body) = like_over_http(&router, "m1", "accepted").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     commands
-        .users
+        .of::<esr_domain::User>()
         .execute(
             &id("m2"),
             like("later"),

@@ -34,6 +34,7 @@ async fn command_and_query(store: Arc<dyn Store>) -> Sides {
     let (command_listener, command) = listener().await;
     tokio::spawn(sides::command_side(
         commands,
+        esr_app::social::module().into(),
         command_listener,
         HttpLimits::default(),
         esr_app::auth::Authentication::Off,
@@ -42,6 +43,7 @@ async fn command_and_query(store: Arc<dyn Store>) -> Sides {
     let (query_listener, query) = listener().await;
     tokio::spawn(sides::query_side(
         Arc::new(QueryService::new(store)),
+        esr_app::social::module().into(),
         query_listener,
         HttpLimits::default(),
         esr_app::auth::Authentication::Off,
@@ -65,8 +67,8 @@ async fn projector(store: Arc<dyn Store>) -> (SocketAddr, watch::Sender<bool>) {
         ..ProjectorSettings::default()
     };
     tokio::spawn(sides::projector_side(
-        store,
         commands,
+        esr_app::social::module().into(),
         settings,
         projector_listener,
         HttpLimits::default(),
@@ -174,7 +176,7 @@ async fn a_side_shutting_down_is_not_ready() {
     let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
     let projectors = esr_app::Projectors::standard(
         store.clone(),
-        commands.users.clone(),
+        commands.of::<esr_domain::User>(),
         ProjectorSettings::default(),
     );
     projectors.create_groups().await.unwrap();

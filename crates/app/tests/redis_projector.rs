@@ -312,8 +312,8 @@ async fn a_projector_side_that_cannot_create_its_groups_stops_with_the_error() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (_stop, shutdown) = watch::channel(false);
     let side = esr_app::sides::projector_side(
-        store,
         commands,
+        esr_app::social::module().into(),
         settings("doomed"),
         listener,
         esr_app::config::HttpLimits::default(),
@@ -529,8 +529,8 @@ async fn a_flood_of_probes_reads_the_store_once_a_second() {
     let address = listener.local_addr().unwrap();
     let (stop, shutdown) = watch::channel(false);
     let side = tokio::spawn(esr_app::sides::projector_side(
-        store,
         commands,
+        esr_app::social::module().into(),
         settings("prober"),
         listener,
         esr_app::config::HttpLimits::default(),

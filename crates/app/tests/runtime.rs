@@ -907,7 +907,7 @@ async fn a_friendship_whose_initiator_has_an_event_from_a_newer_build_stays_pend
         })
         .await
         .unwrap();
-    let policy = esr_app::projector::FriendshipPolicy::new(service.clone());
+    let policy = esr_app::social::FriendshipPolicy::new(service.clone());
     let projectors = Arc::new(Projectors::new(
         dyn_store,
         vec![Arc::new(policy)],

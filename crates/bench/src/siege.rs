@@ -154,6 +154,7 @@ pub async fn rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         async move {
             esr_app::sides::command_side(
                 commands,
+                esr_app::social::module().into(),
                 tokio::net::TcpListener::from_std(command_listener)?,
                 esr_app::config::HttpLimits::default(),
                 esr_app::auth::Authentication::Jwt(verifier),
@@ -167,6 +168,7 @@ pub async fn rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         async move {
             esr_app::sides::query_side(
                 Arc::new(QueryService::new(store)),
+                esr_app::social::module().into(),
                 tokio::net::TcpListener::from_std(query_listener)?,
                 esr_app::config::HttpLimits::default(),
                 esr_app::auth::Authentication::Jwt(verifier),
@@ -177,7 +179,7 @@ pub async fn rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     });
     let projectors = Arc::new(Projectors::standard(
         store.clone(),
-        commands.users.clone(),
+        commands.of::<esr_domain::User>(),
         ProjectorSettings {
             block: Duration::from_millis(50),
             ..ProjectorSettings::default()
@@ -194,7 +196,7 @@ pub async fn rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
                 birth_date: None,
             };
             commands
-                .users
+                .of::<esr_domain::User>()
                 .execute(
                     &user(&name),
                     command,

@@ -570,9 +570,13 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
                 ..ProjectorSettings::default()
             };
             let handlers: Vec<Arc<dyn Handler>> = if standard {
-                Projectors::standard(shared.clone(), commands.users.clone(), settings.clone())
-                    .handlers()
-                    .to_vec()
+                Projectors::standard(
+                    shared.clone(),
+                    commands.of::<esr_domain::User>(),
+                    settings.clone(),
+                )
+                .handlers()
+                .to_vec()
             } else {
                 vec![Arc::new(ViewProjection::<Profile>::new(shared.clone()))]
             };
@@ -737,6 +741,7 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     let probe_token = token(64);
     let server_task = tokio::spawn(esr_app::sides::command_side(
         commands.clone(),
+        esr_app::social::module().into(),
         listener,
         esr_app::config::HttpLimits::default(),
         esr_app::auth::Authentication::Jwt(Arc::new(verifier)),
@@ -744,7 +749,7 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     ));
     let projectors = Arc::new(Projectors::standard(
         store.clone(),
-        commands.users.clone(),
+        commands.of::<esr_domain::User>(),
         ProjectorSettings {
             batch_size: 200,
             block: Duration::from_millis(100),
@@ -759,7 +764,7 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             birth_date: None,
         };
         commands
-            .users
+            .of::<esr_domain::User>()
             .execute(
                 &user(&format!("h{task}")),
                 register,
@@ -808,6 +813,7 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     let open_address = open_listener.local_addr()?;
     let open_task = tokio::spawn(esr_app::sides::command_side(
         commands.clone(),
+        esr_app::social::module().into(),
         open_listener,
         esr_app::config::HttpLimits::default(),
         esr_app::auth::Authentication::Off,

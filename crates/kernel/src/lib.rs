@@ -7,6 +7,7 @@
 //!   flat field map ([`fields`]).
 //! - [`Tally`]: counts over many streams keyed by anything (likes per object), each event
 //!   counted once.
+//! - [`scenario`]: given/when/then for any aggregate, as insta snapshots.
 //! - [`Actor`]: who makes a command, in the [`Context`]: `decide` refuses what the actor may
 //!   not do ([`RejectionKind::Forbidden`]), and every event records it.
 //!
@@ -116,6 +117,7 @@
 mod actor;
 mod aggregate;
 pub mod fields;
+pub mod scenario;
 mod tally;
 pub mod validate;
 mod view;

@@ -1,16 +1,14 @@
 //! `esr check`: what an event store needs of its Redis, one line per finding.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use esr_app::{CommandService, CommandSettings, Projectors};
 use esr_redis::RedisStore;
-use esr_store::{Store, Subscriptions as _};
+use esr_store::Subscriptions as _;
 use esr_wiring::StoreArgs;
 use serde_json::json;
 
 pub async fn run(args: &StoreArgs, json: bool) -> anyhow::Result<ExitCode> {
-    match args.open_redis().await {
+    match args.open_redis(&crate::modules()).await {
         Ok(store) => run_on(&store, json).await,
         // Unreachable, too old, another partition count: a problem like the others.
         Err(error) => Ok(report(&[], &[format!("{error:#}")], json)),
@@ -35,21 +33,13 @@ pub async fn run_on(store: &RedisStore, json: bool) -> anyhow::Result<ExitCode> 
         facts.stored_partitions.as_deref().unwrap_or("none"),
         store.partitions()
     ));
-    let shared: Arc<dyn Store> = Arc::new(store.clone());
-    let users = Arc::new(CommandService::new(
-        shared.clone(),
-        CommandSettings::default(),
-    ));
-    for handler in Projectors::standard_handlers(&shared, users) {
-        if store
-            .group_present(handler.group(), handler.categories())
-            .await?
-        {
-            fine.push(format!("group {} present", handler.group()));
+    for group in crate::modules().groups() {
+        if store.group_present(group.name, group.categories).await? {
+            fine.push(format!("group {} present", group.name));
         } else {
             problems.push(format!(
                 "group {} missing on some partition: start a projector, which creates it",
-                handler.group()
+                group.name
             ));
         }
     }

@@ -56,7 +56,7 @@ pub async fn show(store: &RedisStore, id: &str, json: bool) -> anyhow::Result<()
         .ok_or_else(|| anyhow::anyhow!("no dead letter {id}"))?;
     let mut shown = as_json(id, &letter);
     shown["event"] = match entry::from_fields(&letter.fields) {
-        Ok(stored) => crate::streams::describe(&stored),
+        Ok(stored) => crate::streams::describe(&crate::modules(), &stored),
         Err(error) => json!({"not_an_event": error.to_string()}),
     };
     shown["fields"] = letter

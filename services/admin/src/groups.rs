@@ -4,16 +4,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use esr_redis::RedisStore;
-use esr_schema::{Category, DomainEvent, GroupEvent, UserEvent};
+use esr_schema::Category;
 use esr_store::Subscriptions as _;
 use serde_json::json;
 
 fn categories() -> Vec<Category> {
-    UserEvent::CATEGORIES
-        .iter()
-        .chain(GroupEvent::CATEGORIES)
-        .cloned()
-        .collect()
+    crate::modules().categories()
 }
 
 pub async fn list(store: &RedisStore, json: bool) -> anyhow::Result<()> {

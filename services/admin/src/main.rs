@@ -186,7 +186,7 @@ async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         }
         other => other,
     };
-    let store = store.open_redis().await?;
+    let store = store.open_redis(&modules()).await?;
     match command {
         Command::Check => return check::run_on(&store, json).await,
         Command::Token(token) => return token::run(&token),
@@ -222,9 +222,15 @@ async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The modules this tool operates: their categories, groups, events and views. The one place
+/// it lists them.
+pub fn modules() -> esr_app::Modules {
+    esr_app::Modules::from(vec![esr_app::social::module()])
+}
+
 /// `esr acl`: the least-privilege users, from the code's key layout and each side's uses.
 fn acl() -> anyhow::Result<std::process::ExitCode> {
-    let layout = esr_wiring::layout();
+    let layout = esr_wiring::layout(&modules());
     for side in esr_redis::acl::Side::ALL {
         let password = uuid::Uuid::new_v4().simple().to_string();
         println!("{}", layout.setuser(side, &password));

@@ -127,7 +127,7 @@ pub async fn spread(store: &RedisStore, dry_run: bool, max_key_mb: u64) -> anyho
 
 /// Refuse to start moving a partition whose category streams are larger than `max_mb`.
 async fn refuse_large_keys(store: &RedisStore, partition: u32, max_mb: u64) -> anyhow::Result<()> {
-    for category in &esr_wiring::layout().categories {
+    for category in &crate::modules().categories() {
         let key = esr_redis::keys::Keys::category_stream(category, partition);
         let bytes = store.memory_usage(&key).await?.unwrap_or(0);
         if bytes > max_mb.saturating_mul(1_000_000) {

@@ -21,10 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use esr_app::projector::{Handler as _, HandlerError, ViewProjection};
+use esr_app::module::ViewDecl;
+use esr_app::projector::{Handler, HandlerError};
 use esr_app::read_model::GENERATION_TTL;
-use esr_domain::{GroupView, Profile};
-use esr_kernel::View;
 use esr_redis::RedisStore;
 use esr_store::{EntryId, ReadModels as _, Store, generation_name};
 
@@ -34,16 +33,22 @@ const PAGE: usize = 1000;
 const PAGE_TRIES: u32 = 10;
 
 pub async fn rebuild(store: RedisStore, name: &str, skip_poison: bool) -> anyhow::Result<ExitCode> {
-    match name {
-        "profile" => run::<Profile>(store, skip_poison).await,
-        "group_view" => run::<GroupView>(store, skip_poison).await,
-        other => anyhow::bail!("no read model {other:?} to rebuild: profile or group_view"),
+    let views = crate::modules().views();
+    match views.iter().find(|view| view.name == name) {
+        Some(view) => run(view, store, skip_poison).await,
+        None => {
+            let names: Vec<&str> = views.iter().map(|view| view.name).collect();
+            anyhow::bail!(
+                "no read model {name:?} to rebuild: one of {}",
+                names.join(", ")
+            )
+        }
     }
 }
 
 /// Refuse when a category's history no longer starts at its first event.
-async fn refuse_trimmed<V: View>(store: &RedisStore, when: &str) -> anyhow::Result<()> {
-    for category in V::categories() {
+async fn refuse_trimmed(view: &ViewDecl, store: &RedisStore, when: &str) -> anyhow::Result<()> {
+    for category in view.group.categories {
         if store.category_trimmed(category).await? {
             anyhow::bail!(
                 "{category} has been trimmed{when} (CATEGORY_TRIM_EVERY_MS): its history no \
@@ -55,38 +60,38 @@ async fn refuse_trimmed<V: View>(store: &RedisStore, when: &str) -> anyhow::Resu
     Ok(())
 }
 
-async fn run<V: View>(store: RedisStore, skip_poison: bool) -> anyhow::Result<ExitCode> {
-    refuse_trimmed::<V>(&store, "").await?;
+async fn run(view: &ViewDecl, store: RedisStore, skip_poison: bool) -> anyhow::Result<ExitCode> {
+    refuse_trimmed(view, &store, "").await?;
     let shared: Arc<dyn Store> = Arc::new(store.clone());
-    let live = store.live_generation(V::NAME).await?;
-    let (generation, done, positions, switched) = match store.rebuild_state(V::NAME).await? {
+    let live = store.live_generation(view.name).await?;
+    let (generation, done, positions, switched) = match store.rebuild_state(view.name).await? {
         Some(state) if state.generation > live => {
             eprintln!(
                 "resuming the rebuild of {} into generation {} after {} entries",
-                V::NAME,
-                state.generation,
-                state.done
+                view.name, state.generation, state.done
             );
             (state.generation, state.done, state.positions, false)
         }
         Some(state) if state.generation == live => {
             eprintln!(
                 "finishing the rebuild of {} into generation {} (already served)",
-                V::NAME,
-                state.generation
+                view.name, state.generation
             );
             (state.generation, state.done, state.positions, true)
         }
         _ => {
-            store.start_rebuild(V::NAME, live + 1).await?;
+            store.start_rebuild(view.name, live + 1).await?;
             (live + 1, 0, Default::default(), false)
         }
     };
-    let mut rebuild = Rebuild::<V> {
-        projection: ViewProjection::<V>::pinned(shared, generation),
+    let mut rebuild = Rebuild {
+        name: view.name,
+        projection: view.pinned(shared, generation),
         store: store.clone(),
         done,
-        positions: V::categories()
+        positions: view
+            .group
+            .categories
             .iter()
             .flat_map(|c| (0..store.partitions()).map(move |p| (c.clone(), p)))
             .map(|(c, p)| {
@@ -99,8 +104,12 @@ async fn run<V: View>(store: RedisStore, skip_poison: bool) -> anyhow::Result<Ex
             .collect(),
         skip_poison,
         progress: Progress::new(
-            format!("{} -> {}", V::NAME, generation_name(V::NAME, generation)),
-            total_entries::<V>(&store).await?,
+            format!(
+                "{} -> {}",
+                view.name,
+                generation_name(view.name, generation)
+            ),
+            total_entries(view, &store).await?,
             done,
         ),
     };
@@ -128,48 +137,49 @@ async fn run<V: View>(store: RedisStore, skip_poison: bool) -> anyhow::Result<Ex
                 return Ok(ExitCode::from(130));
             }
             // Trimming that started meanwhile may have removed entries not read yet.
-            refuse_trimmed::<V>(&store, " while the rebuild ran").await?;
+            refuse_trimmed(view, &store, " while the rebuild ran").await?;
             if caught_up {
                 break;
             }
             rebuild.progress.total = rebuild
                 .progress
                 .total
-                .max(total_entries::<V>(&store).await?);
+                .max(total_entries(view, &store).await?);
         }
-        store.set_live_generation(V::NAME, generation).await?;
+        store.set_live_generation(view.name, generation).await?;
         rebuild.progress.say(&format!(
             "switched: {} now serves generation {generation}",
-            V::NAME
+            view.name
         ));
     }
     // Projectors trusting the old generation a little longer wrote there: fold what arrived
     // since into the new one.
     tokio::time::sleep(GENERATION_TTL * 3).await;
     while !rebuild.pass(&AtomicBool::new(false)).await? {}
-    store.finish_rebuild(V::NAME).await?;
+    store.finish_rebuild(view.name).await?;
     rebuild.progress.finish();
     println!(
         "rebuilt {} from {} entries: generation {generation} ({}) is served; generation {live} ({}) \
          is no longer written and can be deleted",
-        V::NAME,
+        view.name,
         rebuild.done,
-        generation_name(V::NAME, generation),
-        generation_name(V::NAME, live),
+        generation_name(view.name, generation),
+        generation_name(view.name, live),
     );
     Ok(ExitCode::SUCCESS)
 }
 
-async fn total_entries<V: View>(store: &RedisStore) -> anyhow::Result<u64> {
+async fn total_entries(view: &ViewDecl, store: &RedisStore) -> anyhow::Result<u64> {
     let mut total = 0;
-    for category in V::categories() {
+    for category in view.group.categories {
         total += store.category_length(category).await?;
     }
     Ok(total)
 }
 
-struct Rebuild<V: View> {
-    projection: ViewProjection<V>,
+struct Rebuild {
+    name: &'static str,
+    projection: Arc<dyn Handler>,
     store: RedisStore,
     done: u64,
     /// The last entry handled per category and partition.
@@ -178,7 +188,7 @@ struct Rebuild<V: View> {
     progress: Progress,
 }
 
-impl<V: View> Rebuild<V> {
+impl Rebuild {
     /// One page of every partition of every category; true when every page was the last
     /// (shorter than full).
     async fn pass(&mut self, interrupted: &AtomicBool) -> anyhow::Result<bool> {
@@ -204,7 +214,7 @@ impl<V: View> Rebuild<V> {
             self.done += page.len() as u64;
             self.positions[i].2 = last;
             self.store
-                .save_rebuild_position(V::NAME, &category, partition, last, self.done)
+                .save_rebuild_position(self.name, &category, partition, last, self.done)
                 .await?;
             self.progress.set(self.done);
         }

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use esr_app::QueryService;
+use esr_app::query::QueryError;
+use esr_app::{Modules, QueryService};
 use esr_redis::RedisStore;
-use esr_schema::{Category, DomainEvent, EntityId, GroupEvent, StoredEvent, UserEvent};
+use esr_schema::{Category, EntityId, StoredEvent, StreamId};
 use esr_store::{CategoryLog as _, EntryId, Store};
 use serde_json::{Value, json};
 
@@ -19,15 +20,29 @@ pub async fn events(
     json: bool,
 ) -> anyhow::Result<()> {
     let id = EntityId::parse(id).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let modules = crate::modules();
+    let Some(declared) = modules.aggregate(aggregate) else {
+        let names: Vec<String> = modules
+            .aggregates()
+            .iter()
+            .map(|a| a.aggregate.to_string())
+            .collect();
+        anyhow::bail!("no aggregate {aggregate:?}: one of {}", names.join(", "));
+    };
+    let stream = StreamId::new(declared.aggregate.clone(), id.clone());
     let queries = QueryService::new(Arc::new(store) as Arc<dyn Store>);
     let mut all = Vec::new();
     let mut next = from.max(1);
     loop {
-        let page = match aggregate {
-            "user" => queries.events::<UserEvent>(&id, next, PAGE).await?,
-            "group" => queries.events::<GroupEvent>(&id, next, PAGE).await?,
-            other => anyhow::bail!("no aggregate {other:?}: user or group"),
-        };
+        let page = queries
+            .history(&stream, next, PAGE, |stored| {
+                (declared.decode)(stored).map_err(|e| QueryError::Corrupt {
+                    stream: stream.clone(),
+                    version: stored.envelope.version,
+                    reason: e.to_string(),
+                })
+            })
+            .await?;
         let full = page.len() == PAGE;
         next += page.len() as u64;
         all.extend(page);
@@ -67,11 +82,8 @@ pub async fn tail(
     from: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let known: Vec<Category> = UserEvent::CATEGORIES
-        .iter()
-        .chain(GroupEvent::CATEGORIES)
-        .cloned()
-        .collect();
+    let modules = crate::modules();
+    let known = modules.categories();
     let Some(category) = known.iter().find(|c| c.as_str() == category).cloned() else {
         let names: Vec<&str> = known.iter().map(Category::as_str).collect();
         anyhow::bail!("no category {category:?}: one of {}", names.join(", "));
@@ -99,7 +111,7 @@ pub async fn tail(
         for entry in &page {
             after = after.max(entry.id);
             let line = match entry.event() {
-                Ok(stored) => describe(&stored),
+                Ok(stored) => describe(&modules, &stored),
                 Err(error) => json!({"not_an_event": error.to_string()}),
             };
             if json {
@@ -131,22 +143,12 @@ fn interrupted() -> anyhow::Result<tokio::signal::windows::CtrlC> {
     Ok(tokio::signal::windows::ctrl_c()?)
 }
 
-/// An event as one JSON value: stream, version, type, and its data decoded when this build
-/// knows it.
-pub fn describe(stored: &StoredEvent) -> Value {
+/// An event as one JSON value: stream, version, type, and its data, decoded by its type when
+/// a module declares its aggregate (by field names otherwise).
+pub fn describe(modules: &Modules, stored: &StoredEvent) -> Value {
     let e = &stored.envelope;
-    let data = match e.stream.aggregate.to_string().as_str() {
-        "user" => stored
-            .decode::<UserEvent>()
-            .map(|d| serde_json::to_value(d).ok()),
-        "group" => stored
-            .decode::<GroupEvent>()
-            .map(|d| serde_json::to_value(d).ok()),
-        _ => Ok(None),
-    };
-    let data = match data {
-        Ok(Some(data)) => data,
-        Ok(None) => Value::Null,
+    let data = match modules.decode(stored) {
+        Ok(data) => data,
         Err(error) => json!({"undecodable": error.to_string()}),
     };
     json!({

@@ -73,7 +73,7 @@ async fn some_history(store: &Arc<dyn Store>) -> Arc<Commands> {
             birth_date: None,
         };
         commands
-            .users
+            .of::<esr_domain::User>()
             .execute(&user(id), register, &meta)
             .await
             .unwrap();
@@ -85,7 +85,7 @@ async fn some_history(store: &Arc<dyn Store>) -> Arc<Commands> {
             text: None,
         };
         commands
-            .users
+            .of::<esr_domain::User>()
             .execute(&user("a"), like, &meta)
             .await
             .unwrap();
@@ -95,7 +95,7 @@ async fn some_history(store: &Arc<dyn Store>) -> Arc<Commands> {
         reciprocal: false,
     };
     commands
-        .users
+        .of::<esr_domain::User>()
         .execute(&user("a"), friend, &meta)
         .await
         .unwrap();
@@ -117,7 +117,7 @@ fn run_projectors(
     };
     let projectors = Arc::new(Projectors::standard(
         store.clone(),
-        commands.users.clone(),
+        commands.of::<esr_domain::User>(),
         settings,
     ));
     let (stop, shutdown) = watch::channel(false);
@@ -158,10 +158,14 @@ async fn check_names_each_problem_and_passes_a_sound_setup() {
     let sound = RedisServer::start_with(&["--appendonly", "yes"]);
     let store: Arc<dyn Store> = Arc::new(connect(&sound).await);
     let commands = Commands::new(store.clone(), CommandSettings::default());
-    Projectors::standard(store, commands.users.clone(), ProjectorSettings::default())
-        .create_groups()
-        .await
-        .unwrap();
+    Projectors::standard(
+        store,
+        commands.of::<esr_domain::User>(),
+        ProjectorSettings::default(),
+    )
+    .create_groups()
+    .await
+    .unwrap();
     let output = esr(&sound, &["check", "--json"]);
     let report = json(&output);
     assert_eq!(report["problems"], serde_json::json!([]), "{report}");
@@ -253,7 +257,7 @@ async fn tail_follows_a_category_live() {
         text: None,
     };
     commands
-        .users
+        .of::<esr_domain::User>()
         .execute(
             &user("b"),
             like,
@@ -500,9 +504,17 @@ async fn a_rebuild_on_cluster_under_traffic_resumes_switches_and_equals_a_fresh_
         let (commands, chunk, meta) = (commands.clone(), chunk.to_vec(), meta.clone());
         writers.push(tokio::spawn(async move {
             for id in &chunk {
-                commands.users.execute(id, register(), &meta).await.unwrap();
+                commands
+                    .of::<esr_domain::User>()
+                    .execute(id, register(), &meta)
+                    .await
+                    .unwrap();
                 for n in 0..40 {
-                    commands.users.execute(id, like(n), &meta).await.unwrap();
+                    commands
+                        .of::<esr_domain::User>()
+                        .execute(id, like(n), &meta)
+                        .await
+                        .unwrap();
                 }
             }
         }));
@@ -525,7 +537,7 @@ async fn a_rebuild_on_cluster_under_traffic_resumes_switches_and_equals_a_fresh_
             let mut n = 0;
             while keep_writing.load(std::sync::atomic::Ordering::SeqCst) {
                 commands
-                    .users
+                    .of::<esr_domain::User>()
                     .execute(&users[n % users.len()], like(n), &meta)
                     .await
                     .unwrap();
@@ -645,7 +657,7 @@ async fn a_rebuild_is_refused_once_categories_were_trimmed() {
     let commands = some_history(&store).await;
     let projectors = Projectors::standard(
         store.clone(),
-        commands.users.clone(),
+        commands.of::<esr_domain::User>(),
         ProjectorSettings::default(),
     );
     projectors.create_groups().await.unwrap();
@@ -782,7 +794,7 @@ async fn register(commands: &Commands, id: &str) {
         birth_date: None,
     };
     commands
-        .users
+        .of::<esr_domain::User>()
         .execute(
             &user(id),
             register,

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use esr_app::auth::Authentication;
 use esr_app::auth::dev::Signer;
 use esr_app::config::{self, AuthArgs, CommandArgs, HttpArgs, ProjectorArgs, QueryArgs};
-use esr_app::{Commands, QueryService, sides};
+use esr_app::{Modules, Service, sides};
 use esr_redis::acl::Side;
 use esr_wiring::StoreArgs;
 use tokio::sync::watch;
@@ -72,14 +72,11 @@ async fn main() -> anyhow::Result<()> {
     } else {
         (args.auth.authentication().await?, None)
     };
+    let modules = Modules::from(vec![esr_app::social::module()]);
     let (store, kind) = args
         .store
-        .open_or_memory(&[Side::Projector, Side::Query])
+        .open_or_memory(&[Side::Projector, Side::Query], &modules)
         .await?;
-    let commands = Arc::new(Commands::new(store.clone(), args.command.settings()));
-    let mut queries = QueryService::new(store.clone());
-    queries.max_wait = Duration::from_millis(args.query.max_wait_ms);
-    let queries = Arc::new(queries);
     let mut projector_settings = args.projector.settings();
 
     let (addresses, shutdown_tx, shutdown) = match args.mode {
@@ -116,37 +113,16 @@ async fn main() -> anyhow::Result<()> {
         query: format!("http://{}", query_listener.local_addr()?),
     };
 
-    let limits = args.http.limits();
-    let running = tokio::spawn({
-        let (store, shutdown) = (store.clone(), shutdown.clone());
-        async move {
-            tokio::try_join!(
-                sides::command_side(
-                    commands.clone(),
-                    command_listener,
-                    limits.clone(),
-                    authentication.clone(),
-                    shutdown.clone()
-                ),
-                sides::query_side(
-                    queries,
-                    query_listener,
-                    limits.clone(),
-                    authentication,
-                    shutdown.clone()
-                ),
-                sides::projector_side(
-                    store,
-                    commands,
-                    projector_settings,
-                    projector_listener,
-                    limits,
-                    shutdown
-                ),
-            )
-            .map(|_| ())
-        }
-    });
+    let service = Service::new(store.clone())
+        .modules(modules)
+        .command_settings(args.command.settings())
+        .projector_settings(projector_settings)
+        .query_max_wait(Duration::from_millis(args.query.max_wait_ms))
+        .limits(args.http.limits())
+        .authentication(authentication)
+        .shutdown(shutdown);
+    let running =
+        tokio::spawn(service.serve_all(command_listener, query_listener, projector_listener));
 
     match (shutdown_tx, demo_signer) {
         (Some(stop), Some(signer)) => {

@@ -1,10 +1,8 @@
 //! The command side alone: HTTP commands, optimistic concurrency, idempotency.
 
-use std::sync::Arc;
-
 use clap::Parser;
 use esr_app::config::{self, AuthArgs, CommandArgs, HttpArgs};
-use esr_app::{Commands, sides};
+use esr_app::{Modules, Service, sides};
 use esr_wiring::StoreArgs;
 
 // glibc malloc and free were a third of a projector's CPU under load (perf); mimalloc is cheaper.
@@ -38,22 +36,24 @@ async fn main() -> anyhow::Result<()> {
     config::init_tracing();
     let args = Args::parse();
     let authentication = args.auth.authentication().await?;
-    let (store, kind) = args.store.open(&[esr_redis::acl::Side::Command]).await?;
+    let modules = Modules::from(vec![esr_app::social::module()]);
+    let (store, kind) = args
+        .store
+        .open(&[esr_redis::acl::Side::Command], &modules)
+        .await?;
     tracing::info!(?kind, "store opened");
-    let commands = Arc::new(Commands::new(store, args.command.settings()));
-    let listener = sides::Listeners {
+    let listeners = sides::Listeners {
         api: sides::bind("command side", &args.listen).await?,
         ops: match &args.ops_listen {
             Some(address) => Some(sides::bind("operations", address).await?),
             None => None,
         },
     };
-    sides::command_side(
-        commands,
-        listener,
-        args.http.limits(),
-        authentication,
-        config::shutdown_signal(),
-    )
-    .await
+    Service::new(store)
+        .modules(modules)
+        .command_settings(args.command.settings())
+        .limits(args.http.limits())
+        .authentication(authentication)
+        .serve_command(listeners)
+        .await
 }

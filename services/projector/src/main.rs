@@ -1,11 +1,9 @@
-//! The projector side alone: the profile projection and the friendship policy, each its own
-//! consumer group, with `/healthz` reporting lag, pending entries and dead letters.
-
-use std::sync::Arc;
+//! The projector side alone: the modules' views, tallies and policies, each its own consumer
+//! group, with `/healthz` reporting lag, pending entries and dead letters.
 
 use clap::Parser;
 use esr_app::config::{self, CommandArgs, HttpArgs, ProjectorArgs};
-use esr_app::{Commands, sides};
+use esr_app::{Modules, Service, sides};
 use esr_wiring::StoreArgs;
 
 // glibc malloc and free were a third of a projector's CPU under load (perf); mimalloc is cheaper.
@@ -36,17 +34,18 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     config::init_tracing();
     let args = Args::parse();
-    let (store, kind) = args.store.open(&[esr_redis::acl::Side::Projector]).await?;
+    let modules = Modules::from(vec![esr_app::social::module()]);
+    let (store, kind) = args
+        .store
+        .open(&[esr_redis::acl::Side::Projector], &modules)
+        .await?;
     tracing::info!(?kind, "store opened");
-    let commands = Arc::new(Commands::new(store.clone(), args.command.settings()));
     let listener = sides::bind("projector", &args.listen).await?;
-    sides::projector_side(
-        store,
-        commands,
-        args.projector.settings(),
-        listener,
-        args.http.limits(),
-        config::shutdown_signal(),
-    )
-    .await
+    Service::new(store)
+        .modules(modules)
+        .command_settings(args.command.settings())
+        .projector_settings(args.projector.settings())
+        .limits(args.http.limits())
+        .serve_projector(listener)
+        .await
 }

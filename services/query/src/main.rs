@@ -1,11 +1,10 @@
 //! The query side alone: profiles, time travel, event history.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use esr_app::config::{self, AuthArgs, HttpArgs, QueryArgs};
-use esr_app::{QueryService, sides};
+use esr_app::{Modules, Service, sides};
 use esr_wiring::StoreArgs;
 
 // glibc malloc and free were a third of a projector's CPU under load (perf); mimalloc is cheaper.
@@ -39,23 +38,24 @@ async fn main() -> anyhow::Result<()> {
     config::init_tracing();
     let args = Args::parse();
     let authentication = args.auth.authentication().await?;
-    let (store, kind) = args.store.open(&[esr_redis::acl::Side::Query]).await?;
+    let modules = Modules::from(vec![esr_app::social::module()]);
+    let (store, kind) = args
+        .store
+        .open(&[esr_redis::acl::Side::Query], &modules)
+        .await?;
     tracing::info!(?kind, "store opened");
-    let mut queries = QueryService::new(store);
-    queries.max_wait = Duration::from_millis(args.query.max_wait_ms);
-    let listener = sides::Listeners {
+    let listeners = sides::Listeners {
         api: sides::bind("query side", &args.listen).await?,
         ops: match &args.ops_listen {
             Some(address) => Some(sides::bind("operations", address).await?),
             None => None,
         },
     };
-    sides::query_side(
-        Arc::new(queries),
-        listener,
-        args.http.limits(),
-        authentication,
-        config::shutdown_signal(),
-    )
-    .await
+    Service::new(store)
+        .modules(modules)
+        .query_max_wait(Duration::from_millis(args.query.max_wait_ms))
+        .limits(args.http.limits())
+        .authentication(authentication)
+        .serve_query(listeners)
+        .await
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use esr_app::Modules;
 use esr_redis::acl::{Layout, Side};
 use esr_redis::{RedisConfig, RedisStore, Topology};
 use esr_store::{MemoryStore, Store};
@@ -46,32 +47,29 @@ pub enum StoreKind {
     RedisCluster { partitions: u32 },
 }
 
-/// What the registered domain keeps in Redis, for the sides' permissions (`esr acl`, and the
-/// check at start).
-pub fn layout() -> Layout {
-    use esr_kernel::{Tally as _, View as _};
-    use esr_schema::DomainEvent as _;
+/// What `modules` keep in Redis, for the sides' permissions (`esr acl`, and the check at
+/// start).
+pub fn layout(modules: &Modules) -> Layout {
     Layout {
-        aggregates: vec![
-            esr_schema::UserEvent::AGGREGATE,
-            esr_schema::GroupEvent::AGGREGATE,
-        ],
-        categories: esr_schema::UserEvent::CATEGORIES
-            .iter()
-            .chain(esr_schema::GroupEvent::CATEGORIES)
-            .cloned()
+        aggregates: modules
+            .aggregates()
+            .into_iter()
+            .map(|a| a.aggregate)
             .collect(),
-        read_models: vec![
-            esr_domain::Profile::NAME.to_owned(),
-            esr_domain::GroupView::NAME.to_owned(),
-        ],
-        tallies: vec![esr_domain::MostLiked::NAME.to_owned()],
+        categories: modules.categories(),
+        read_models: modules.views().iter().map(|v| v.name.to_owned()).collect(),
+        tallies: modules.tallies().into_iter().map(str::to_owned).collect(),
     }
 }
 
-/// Refuse a Redis user that cannot do what `sides` do, naming each missing permission.
-pub async fn check_permissions(store: &RedisStore, sides: &[Side]) -> anyhow::Result<()> {
-    let layout = layout();
+/// Refuse a Redis user that cannot do what `sides` do with what `modules` keep, naming each
+/// missing permission.
+pub async fn check_permissions(
+    store: &RedisStore,
+    sides: &[Side],
+    modules: &Modules,
+) -> anyhow::Result<()> {
+    let layout = layout(modules);
     let mut missing = Vec::new();
     for side in sides {
         for lack in store
@@ -103,11 +101,15 @@ pub async fn check_permissions(store: &RedisStore, sides: &[Side]) -> anyhow::Re
 }
 
 impl StoreArgs {
-    /// The store the variables name, for `sides`: Redis when one is set (its user checked for
-    /// what those sides do), the in-memory store with `STORE=memory`; an error with neither,
-    /// saying what to set.
-    pub async fn open(&self, sides: &[Side]) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
-        self.open_with_default(sides, false).await
+    /// The store the variables name, for `sides` serving `modules`: Redis when one is set (its
+    /// user checked for what those sides do), the in-memory store with `STORE=memory`; an
+    /// error with neither, saying what to set.
+    pub async fn open(
+        &self,
+        sides: &[Side],
+        modules: &Modules,
+    ) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
+        self.open_with_default(sides, modules, false).await
     }
 
     /// As [`StoreArgs::open`], with the in-memory store when nothing is set (the all-in-one
@@ -115,13 +117,15 @@ impl StoreArgs {
     pub async fn open_or_memory(
         &self,
         sides: &[Side],
+        modules: &Modules,
     ) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
-        self.open_with_default(sides, true).await
+        self.open_with_default(sides, modules, true).await
     }
 
     async fn open_with_default(
         &self,
         sides: &[Side],
+        modules: &Modules,
         memory_by_default: bool,
     ) -> anyhow::Result<(Arc<dyn Store>, StoreKind)> {
         let asked = self
@@ -148,16 +152,17 @@ impl StoreArgs {
             );
             return Ok((Arc::new(MemoryStore::new()), StoreKind::Memory));
         }
-        let conflicts = layout().naming_conflicts();
+        let layout = layout(modules);
+        let conflicts = layout.naming_conflicts();
         if !conflicts.is_empty() {
             anyhow::bail!(
                 "the domain's views cannot be kept in Redis: {}",
                 conflicts.join("; ")
             );
         }
-        match self.redis().await? {
+        match self.redis(&layout).await? {
             Some((store, kind)) => {
-                check_permissions(&store, sides).await?;
+                check_permissions(&store, sides, modules).await?;
                 Ok((Arc::new(store), kind))
             }
             None => anyhow::bail!(
@@ -175,14 +180,14 @@ impl StoreArgs {
 
     /// The Redis the variables name; an error when neither is set (the admin tool has
     /// nothing to inspect then).
-    pub async fn open_redis(&self) -> anyhow::Result<RedisStore> {
-        match self.redis().await? {
+    pub async fn open_redis(&self, modules: &Modules) -> anyhow::Result<RedisStore> {
+        match self.redis(&layout(modules)).await? {
             Some((store, _)) => Ok(store),
             None => anyhow::bail!("set REDIS_URL or REDIS_CLUSTER_NODES: which Redis?"),
         }
     }
 
-    async fn redis(&self) -> anyhow::Result<Option<(RedisStore, StoreKind)>> {
+    async fn redis(&self, layout: &Layout) -> anyhow::Result<Option<(RedisStore, StoreKind)>> {
         let present = |v: &Option<String>| {
             v.as_deref()
                 .map(str::trim)
@@ -202,7 +207,7 @@ impl StoreArgs {
         };
         let cluster = matches!(topology, Topology::Cluster(_));
         let mut config = RedisConfig::new(topology);
-        config.aggregates = layout().aggregates;
+        config.aggregates = layout.aggregates.clone();
         if let Some(partitions) = self.redis_partitions {
             config.partitions = partitions;
         }
@@ -248,9 +253,13 @@ impl StoreArgs {
 mod tests {
     use super::*;
 
+    fn social() -> Modules {
+        Modules::from(vec![esr_app::social::module()])
+    }
+
     #[test]
     fn the_domain_names_its_views_apart_from_its_aggregates() {
-        assert_eq!(layout().naming_conflicts(), Vec::<String>::new());
+        assert_eq!(layout(&social()).naming_conflicts(), Vec::<String>::new());
     }
 
     #[tokio::test]
@@ -264,7 +273,7 @@ mod tests {
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 1000,
         };
-        let error = args.open(&[]).await.err().map(|e| e.to_string());
+        let error = args.open(&[], &social()).await.err().map(|e| e.to_string());
         let error = error.unwrap_or_default();
         assert!(
             error.contains("REDIS_TLS_CA_FILE /nonexistent/esr-ca.pem"),
@@ -286,14 +295,18 @@ mod tests {
 
     #[tokio::test]
     async fn no_redis_and_no_store_setting_is_refused_unless_memory_is_the_default() {
-        let error = nothing_set().open(&[]).await.err().map(|e| e.to_string());
+        let error = nothing_set()
+            .open(&[], &social())
+            .await
+            .err()
+            .map(|e| e.to_string());
         let error = error.unwrap_or_default();
         assert!(
             error.contains("STORE=memory") && error.contains("REDIS_URL"),
             "{error}"
         );
         let (_, kind) = nothing_set()
-            .open_or_memory(&[])
+            .open_or_memory(&[], &social())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(kind, StoreKind::Memory);
@@ -301,13 +314,16 @@ mod tests {
             store: Some("memory".into()),
             ..nothing_set()
         };
-        let (_, kind) = memory.open(&[]).await.unwrap_or_else(|e| panic!("{e}"));
+        let (_, kind) = memory
+            .open(&[], &social())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(kind, StoreKind::Memory);
         let both = StoreArgs {
             store: Some("memory".into()),
             redis_url: Some("redis://127.0.0.1:1/".into()),
             ..nothing_set()
         };
-        assert!(both.open(&[]).await.is_err());
+        assert!(both.open(&[], &social()).await.is_err());
     }
 }

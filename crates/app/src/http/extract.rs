@@ -4,7 +4,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use esr_schema::{EntityId, GroupEvent, UserEvent, UserId};
+use esr_schema::EntityId;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
@@ -59,10 +59,6 @@ fn query_error(rejection: &QueryRejection) -> ApiError {
     ApiError::malformed(rejection.body_text())
 }
 
-pub fn user_id(raw: &str) -> Result<UserId, ApiError> {
-    entity_id(UserEvent::INVALID_ID, raw)
-}
-
 /// An id (of a user, a group), 422 with `code` when it is not one.
 pub fn entity_id(code: &'static str, raw: &str) -> Result<EntityId, ApiError> {
     EntityId::parse(raw).map_err(|e| ApiError::invalid(code, e.to_string()))
@@ -86,7 +82,7 @@ pub fn token_header(
 }
 
 /// A route's path parameters, 400 when they do not parse.
-async fn path<T, S>(parts: &mut Parts, state: &S) -> Result<T, ApiError>
+pub async fn path<T, S>(parts: &mut Parts, state: &S) -> Result<T, ApiError>
 where
     T: DeserializeOwned + Send,
     S: Send + Sync,
@@ -97,53 +93,23 @@ where
     Ok(raw)
 }
 
-/// The `{id}` of a user route, validated.
-pub struct UserPath(pub UserId);
+/// The `{id}` of a route on aggregate `E`'s resources, validated (422 with `E::INVALID_ID`).
+pub struct IdPath<E>(pub EntityId, std::marker::PhantomData<E>);
 
-impl<S: Send + Sync> FromRequestParts<S> for UserPath {
+impl<E> IdPath<E> {
+    pub fn into_id(self) -> EntityId {
+        self.0
+    }
+}
+
+impl<S: Send + Sync, E: Resource> FromRequestParts<S> for IdPath<E> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let raw: String = path(parts, state).await?;
-        Ok(UserPath(user_id(&raw)?))
-    }
-}
-
-/// The `{id}` and `{friend_id}` of a route, validated.
-pub struct FriendPath(pub UserId, pub UserId);
-
-impl<S: Send + Sync> FromRequestParts<S> for FriendPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let (user, friend): (String, String) = path(parts, state).await?;
-        Ok(FriendPath(user_id(&user)?, user_id(&friend)?))
-    }
-}
-
-/// The `{id}` of a group route, validated.
-pub struct GroupPath(pub EntityId);
-
-impl<S: Send + Sync> FromRequestParts<S> for GroupPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let raw: String = path(parts, state).await?;
-        Ok(GroupPath(entity_id(GroupEvent::INVALID_ID, &raw)?))
-    }
-}
-
-/// The `{id}` and `{user_id}` of a group member route, validated.
-pub struct MemberPath(pub EntityId, pub UserId);
-
-impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let (group, user): (String, String) = path(parts, state).await?;
-        Ok(MemberPath(
-            entity_id(GroupEvent::INVALID_ID, &group)?,
-            user_id(&user)?,
+        Ok(IdPath(
+            entity_id(E::INVALID_ID, &raw)?,
+            std::marker::PhantomData,
         ))
     }
 }

@@ -1,27 +1,30 @@
-//! HTTP: the routers of the three sides and the JSON error contract shared by all of them.
+//! HTTP: the routers of the three sides over the modules' routes, what those routes share
+//! (extractors, running a command, the generic reads), and the JSON error contract.
 //!
 //! Every error is `{"error": "<code>", "message": "..."}` with the status the README lists
 //! gives: 400 malformed request, 401 no valid bearer token, 403 refused by the domain for this
 //! caller, 404 unknown user, 409 domain rule, 412 `If-Match` mismatch, 413 body too large, 422
 //! invalid field (ids included), 503 store unavailable.
 
-mod command;
+pub mod command;
 mod error;
 mod extract;
 mod health;
-mod openapi;
+pub mod openapi;
 mod ops;
-mod query;
+pub mod query;
 mod rate;
 mod resource;
 
 pub use rate::CommandRate;
 
-pub use command::router as command_router;
+pub use command::{date, generated_id, router as command_router, run_command};
 pub use error::ApiError;
+pub use extract::{IdPath, JsonBody, QueryParams, entity_id, path, token_header};
 pub use health::{ProjectorHealth, projector_router};
 pub use ops::{Ops, router as ops_router};
 pub use query::router as query_router;
+pub use resource::Resource;
 
 use std::sync::Arc;
 

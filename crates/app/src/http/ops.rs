@@ -78,6 +78,26 @@ impl Ops {
         }
     }
 
+    /// Ready when `store` answers, `groups` exist and `shutdown` is false: for the sides that
+    /// run no handlers but serve what those groups write.
+    pub fn for_groups(
+        store: Arc<dyn Store>,
+        groups: &[crate::module::GroupDecl],
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let groups = groups
+            .iter()
+            .map(|g| (g.name.to_owned(), g.categories.to_vec()))
+            .collect();
+        Self {
+            store,
+            groups: Arc::new(groups),
+            shutdown,
+            projectors: None,
+            readiness: CachedProbe::default(),
+        }
+    }
+
     /// The projector side's: `/metrics` also reads each group's lag and pending entries.
     pub fn with_projectors(mut self, projectors: Arc<Projectors>) -> Self {
         self.projectors = Some(projectors);

@@ -1,7 +1,6 @@
-//! The query API, one generic handler per kind of read: `GET /users/{id}` and
-//! `GET /groups/{id}` (with `min_version` or `at`), `GET /users/{id}/events` and
-//! `GET /groups/{id}/events`, and the most-liked objects `GET /objects/top`,
-//! `GET /objects/{object}`.
+//! What every module's read routes share: the query side's router over the modules' routes,
+//! and one generic answer per kind of read: a view (with `min_version` or `at`), a stream's
+//! history, a tally's top and one key's count.
 
 use std::sync::Arc;
 
@@ -11,121 +10,47 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use esr_domain::{GroupView, MostLiked, Profile};
-use esr_kernel::{Tally, View};
+use esr_kernel::View;
 use esr_schema::EntityId;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use super::extract::{QueryParams, entity_id};
 use super::resource::Resource;
 use super::{ApiError, health};
-use crate::auth::{self, Authentication, Caller};
+use crate::auth::{self, Authentication};
+use crate::module::Modules;
 use crate::query::{Fresh, QueryService};
 
 pub const MAX_EVENTS_PAGE: usize = 1000;
 pub const MAX_TOP: usize = 100;
 
-/// The query routes, each behind `authentication`; the OpenAPI document and health checks
-/// are open.
-pub fn router(queries: Arc<QueryService>, authentication: Authentication) -> Router {
+/// The read routes of `modules`, each behind `authentication`; the OpenAPI document (read off
+/// the same routes) and health checks are open.
+pub fn router(
+    queries: Arc<QueryService>,
+    modules: &Modules,
+    authentication: Authentication,
+) -> Router {
     let store = queries.store().clone();
-    Router::new()
-        .route("/users/{id}", get(user_view))
-        .route("/users/{id}/events", get(user_events))
-        .route("/groups/{id}", get(group_view))
-        .route("/groups/{id}/events", get(group_events))
-        .route("/objects/top", get(top_objects))
-        .route("/objects/{object}", get(object))
+    let (routes, document) = OpenApiRouter::with_openapi(super::openapi::QueryApi::openapi())
+        .merge(modules.query_api())
+        .split_for_parts();
+    let document = Arc::new(document);
+    routes
         .route_layer(axum::middleware::from_fn_with_state(
             authentication,
             auth::authenticate,
         ))
-        .route("/openapi.json", get(super::openapi::query_document))
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(document.as_ref().clone()) }),
+        )
         .with_state(queries)
         .merge(health::store_health_router(store))
         .fallback(health::not_found)
-}
-
-#[utoipa::path(
-    get,
-    path = "/users/{id}",
-    tag = "users",
-    params(("id" = String, Path, description = "The user"), ViewParams),
-    responses(
-        (status = 200, description = "The profile; ETag: its version", body = super::openapi::ProfileBody),
-        super::openapi::QueryErrors,
-    )
-)]
-pub(super) async fn user_view(
-    state: State<Arc<QueryService>>,
-    path: Path<String>,
-    params: QueryParams<ViewParams>,
-) -> Result<Response, ApiError> {
-    view::<Profile>(state, path, params).await
-}
-
-#[utoipa::path(
-    get,
-    path = "/users/{id}/events",
-    tag = "users",
-    params(("id" = String, Path, description = "The user"), EventsParams),
-    responses(
-        (status = 200, description = "A page of the user's history", body = super::openapi::UserEventsPage),
-        super::openapi::QueryErrors,
-    )
-)]
-pub(super) async fn user_events(
-    Caller(actor): Caller,
-    state: State<Arc<QueryService>>,
-    path: Path<String>,
-    params: QueryParams<EventsParams>,
-) -> Result<Response, ApiError> {
-    let user = super::extract::user_id(&path.0)?;
-    if !esr_domain::may_read_history(&actor, &user) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("{actor} may read only their own history, not user {user}'s"),
-        ));
-    }
-    events::<Profile>(state, path, params).await
-}
-
-#[utoipa::path(
-    get,
-    path = "/groups/{id}",
-    tag = "groups",
-    params(("id" = String, Path, description = "The group"), ViewParams),
-    responses(
-        (status = 200, description = "The group; ETag: its version", body = super::openapi::GroupBody),
-        super::openapi::QueryErrors,
-    )
-)]
-pub(super) async fn group_view(
-    state: State<Arc<QueryService>>,
-    path: Path<String>,
-    params: QueryParams<ViewParams>,
-) -> Result<Response, ApiError> {
-    view::<GroupView>(state, path, params).await
-}
-
-#[utoipa::path(
-    get,
-    path = "/groups/{id}/events",
-    tag = "groups",
-    params(("id" = String, Path, description = "The group"), EventsParams),
-    responses(
-        (status = 200, description = "A page of the group's history", body = super::openapi::GroupEventsPage),
-        super::openapi::QueryErrors,
-    )
-)]
-pub(super) async fn group_events(
-    state: State<Arc<QueryService>>,
-    path: Path<String>,
-    params: QueryParams<EventsParams>,
-) -> Result<Response, ApiError> {
-    events::<GroupView>(state, path, params).await
 }
 
 fn unknown<R: Resource>(id: &EntityId) -> ApiError {
@@ -143,14 +68,14 @@ fn path_id<R: Resource>(raw: &str) -> Result<EntityId, ApiError> {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ViewParams {
+pub struct ViewParams {
     /// Wait (a bounded time) until the read model reaches this version: read your own writes.
-    min_version: Option<u64>,
+    pub min_version: Option<u64>,
     /// RFC 3339: the state as it was then, folded from the stream.
-    at: Option<String>,
+    pub at: Option<String>,
 }
 
-async fn view<V: View<Event: Resource>>(
+pub async fn view<V: View<Event: Resource>>(
     State(queries): State<Arc<QueryService>>,
     Path(raw): Path<String>,
     QueryParams(params): QueryParams<ViewParams>,
@@ -211,14 +136,14 @@ fn view_response<V: View>(view: &V) -> Response {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub(super) struct EventsParams {
+pub struct EventsParams {
     /// The first version (default 1).
-    from: Option<u64>,
+    pub from: Option<u64>,
     /// Events per page, 1 to 1000 (default 100).
-    limit: Option<usize>,
+    pub limit: Option<usize>,
 }
 
-async fn events<V: View<Event: Resource>>(
+pub async fn events<V: View<Event: Resource>>(
     State(queries): State<Arc<QueryService>>,
     Path(raw): Path<String>,
     QueryParams(params): QueryParams<EventsParams>,
@@ -253,24 +178,19 @@ async fn events<V: View<Event: Resource>>(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub(super) struct TopParams {
+pub struct TopParams {
     /// 1 to 100 (default 10).
-    limit: Option<usize>,
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<usize>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/objects/top",
-    tag = "objects",
-    params(TopParams),
-    responses(
-        (status = 200, description = "Most liked first, then by name", body = Vec<super::openapi::ObjectLikes>),
-        super::openapi::QueryErrors,
-    )
-)]
-pub(super) async fn top_objects(
-    State(queries): State<Arc<QueryService>>,
-    QueryParams(params): QueryParams<TopParams>,
+/// The first `limit` keys of tally `tally`, most counted first, as `[{key_field: key,
+/// count_field: n}]`.
+pub async fn tally_top(
+    queries: &QueryService,
+    tally: &str,
+    params: TopParams,
+    (key_field, count_field): (&str, &str),
 ) -> Result<Response, ApiError> {
     let limit = params.limit.unwrap_or(10);
     if !(1..=MAX_TOP).contains(&limit) {
@@ -279,34 +199,28 @@ pub(super) async fn top_objects(
             format!("limit: 1 to {MAX_TOP}"),
         ));
     }
-    let top = queries.tally_top(MostLiked::NAME, limit).await?;
+    let top = queries.tally_top(tally, limit).await?;
     let body: Vec<_> = top
         .into_iter()
-        .map(|(object, likes)| json!({"object": object, "likes": likes}))
+        .map(|(key, count)| json!({key_field: key, count_field: count}))
         .collect();
     Ok(Json(body).into_response())
 }
 
-#[utoipa::path(
-    get,
-    path = "/objects/{object}",
-    tag = "objects",
-    params(("object" = String, Path, description = "The object")),
-    responses(
-        (status = 200, description = "How many like it", body = super::openapi::ObjectLikes),
-        super::openapi::QueryErrors,
-    )
-)]
-pub(super) async fn object(
-    State(queries): State<Arc<QueryService>>,
-    Path(object): Path<String>,
+/// One key's count in tally `tally`; 404 `unknown` when nothing counts it.
+pub async fn tally_count(
+    queries: &QueryService,
+    tally: &str,
+    key: &str,
+    (key_field, count_field): (&str, &str),
+    unknown: &'static str,
 ) -> Result<Response, ApiError> {
-    match queries.tally_count(MostLiked::NAME, &object).await? {
+    match queries.tally_count(tally, key).await? {
         0 => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_object",
-            format!("nobody likes {object:?}"),
+            unknown,
+            format!("nothing counts {key:?} in {tally}"),
         )),
-        likes => Ok(Json(json!({"object": object, "likes": likes})).into_response()),
+        count => Ok(Json(json!({key_field: key, count_field: count})).into_response()),
     }
 }

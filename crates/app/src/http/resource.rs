@@ -1,7 +1,7 @@
-//! How the routes name each aggregate's resources: written once for the command and the query
-//! side, keyed by the aggregate's events.
+//! How the routes name each aggregate's resources: declared once per aggregate (beside its
+//! module) for the command and the query side, keyed by the aggregate's events.
 
-use esr_schema::{DomainEvent, GroupEvent, UserEvent};
+use esr_schema::DomainEvent;
 
 pub trait Resource: DomainEvent {
     /// Where the resources live: `Location` of a created one.
@@ -17,23 +17,5 @@ pub trait Resource: DomainEvent {
     /// `user_id`, `group_id`: in answers, as in stream entries.
     fn id_field() -> String {
         esr_schema::entry::id_field(&Self::AGGREGATE)
-    }
-}
-
-impl Resource for UserEvent {
-    const PATH: &'static str = "/users";
-    const UNKNOWN: &'static str = "unknown_user";
-    const INVALID_ID: &'static str = "invalid_user_id";
-    fn noun() -> &'static str {
-        "user"
-    }
-}
-
-impl Resource for GroupEvent {
-    const PATH: &'static str = "/groups";
-    const UNKNOWN: &'static str = "unknown_group";
-    const INVALID_ID: &'static str = "invalid_group_id";
-    fn noun() -> &'static str {
-        "group"
     }
 }

@@ -9,16 +9,13 @@
 //! - [`view`]: [`ViewProjection`], any [`esr_kernel::View`] kept per stream (the profile, the
 //!   group view).
 //! - [`tally`]: [`TallyProjection`], any [`esr_kernel::Tally`] (most-liked objects).
-//! - [`friendship`]: the policy that makes friendship mutual.
 
-pub mod friendship;
 pub mod handler;
 pub mod per_stream;
 pub mod runtime;
 pub mod tally;
 pub mod view;
 
-pub use friendship::FriendshipPolicy;
 pub use handler::{Handler, HandlerError};
 pub use runtime::{GroupHealth, ProjectorSettings, Projectors, unique_consumer_name};
 pub use tally::TallyProjection;

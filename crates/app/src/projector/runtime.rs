@@ -10,13 +10,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use esr_domain::{GroupView, MostLiked, Profile, User};
 use esr_store::{Delivery, EntryRef, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{FriendshipPolicy, Handler, HandlerError, TallyProjection, ViewProjection};
-use crate::command::CommandService;
+use super::{Handler, HandlerError};
 use crate::{error_chain, metrics};
 
 #[derive(Debug, Clone)]
@@ -101,29 +99,6 @@ pub struct Projectors {
 }
 
 impl Projectors {
-    /// Every projection and policy of the domain.
-    pub fn standard(
-        store: Arc<dyn Store>,
-        users: Arc<CommandService<User>>,
-        settings: ProjectorSettings,
-    ) -> Self {
-        let handlers = Self::standard_handlers(&store, users);
-        Self::new(store, handlers, settings)
-    }
-
-    /// The domain's projections and policies: one line each.
-    pub fn standard_handlers(
-        store: &Arc<dyn Store>,
-        users: Arc<CommandService<User>>,
-    ) -> Vec<Arc<dyn Handler>> {
-        vec![
-            Arc::new(ViewProjection::<Profile>::new(store.clone())),
-            Arc::new(ViewProjection::<GroupView>::new(store.clone())),
-            Arc::new(TallyProjection::<MostLiked>::new(store.clone())),
-            Arc::new(FriendshipPolicy::new(users)),
-        ]
-    }
-
     /// Any set of handlers, each with its own group.
     pub fn new(
         store: Arc<dyn Store>,

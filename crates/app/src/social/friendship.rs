@@ -8,8 +8,14 @@ use esr_kernel::{Actor, Aggregate as _};
 use esr_schema::user::USER_FRIENDS;
 use esr_schema::{Category, StoredEvent, UserEvent};
 
-use super::{Handler, HandlerError};
 use crate::command::{CommandError, CommandMeta, CommandService};
+use crate::projector::{Handler, HandlerError};
+
+/// The policy's consumer group.
+pub const GROUP: &str = "friendship_policy";
+
+/// The categories it reads.
+pub const READS: &[Category] = &[USER_FRIENDS];
 
 pub struct FriendshipPolicy {
     commands: Arc<CommandService<User>>,
@@ -62,11 +68,10 @@ impl FriendshipPolicy {
 #[async_trait]
 impl Handler for FriendshipPolicy {
     fn group(&self) -> &str {
-        "friendship_policy"
+        GROUP
     }
 
     fn categories(&self) -> &[Category] {
-        const READS: &[Category] = &[USER_FRIENDS];
         READS
     }
 
