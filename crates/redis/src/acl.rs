@@ -251,6 +251,13 @@ const QUERY: &[Use] = &[
 /// consumers, redriving and purging dead letters, rebuilding read models, moving partitions.
 const ADMIN: &[Use] = &[
     on("xread", Family::Category, &["XREAD", "STREAMS", "KEY", "0"]),
+    // `esr groups` lists categories no module declares (key names only).
+    keyless(
+        "scan",
+        &[
+            "SCAN", "0", "MATCH", "*:{p0}", "COUNT", "1", "TYPE", "stream",
+        ],
+    ),
     // `esr partitions spread` weighs a category stream before moving it.
     on(
         "memory|usage",

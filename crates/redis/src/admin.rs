@@ -91,6 +91,53 @@ impl RedisStore {
         })
     }
 
+    /// Every category with a stream in partition 0 (where a projector creates each group's
+    /// stream), declared by a module or not: what the admin tool lists beside the declared
+    /// ones. It scans key names (`SCAN MATCH *:{p0} TYPE stream`) on the node holding partition
+    /// 0, a page at a time: work in proportion to that node's keys, for an operator's command.
+    pub async fn categories_found(&self) -> Result<Vec<Category>> {
+        let mut conn = match self.conn() {
+            crate::conn::Conn::Cluster(_) => {
+                let placement = self.placement().await?;
+                let master = placement
+                    .partitions
+                    .first()
+                    .map(|p| p.master.clone())
+                    .ok_or_else(|| corrupt("CLUSTER NODES", "no partition 0".to_owned()))?;
+                let node = self.inner.connector.node(&master).await.map_err(classify)?;
+                crate::conn::Conn::Dedicated(node)
+            }
+            single => single,
+        };
+        let pattern = format!("*:{}", Keys::tag(0));
+        let dead_letters = Keys::dead_letters(0);
+        let mut found = std::collections::BTreeSet::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("stream")
+                .query_async(&mut conn)
+                .await
+                .map_err(classify)?;
+            found.extend(
+                keys.iter()
+                    .filter(|key| **key != dead_letters)
+                    .filter_map(|key| Keys::category_of_stream(key))
+                    .map(|(category, _)| category),
+            );
+            if next == 0 {
+                return Ok(found.into_iter().collect());
+            }
+            cursor = next;
+        }
+    }
+
     /// Every group on every partition of `categories`, with its consumers.
     pub async fn group_rows(&self, categories: &[Category]) -> Result<Vec<GroupRow>> {
         let mut rows = Vec::new();

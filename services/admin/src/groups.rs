@@ -8,12 +8,28 @@ use esr_schema::Category;
 use esr_store::Subscriptions as _;
 use serde_json::json;
 
-fn categories() -> Vec<Category> {
-    crate::modules().categories()
+/// The categories the modules declare, then any other found in Redis (a module this tool
+/// was not built with wrote them): listed too, never skipped.
+async fn categories(store: &RedisStore) -> anyhow::Result<Vec<Category>> {
+    let mut categories = crate::modules().categories();
+    for found in store.categories_found().await? {
+        if !categories.contains(&found) {
+            categories.push(found);
+        }
+    }
+    Ok(categories)
+}
+
+/// The module that declares `group`, or `undeclared`.
+fn module_of(group: &str) -> &'static str {
+    crate::modules()
+        .iter()
+        .find(|m| m.groups().iter().any(|g| g.name == group))
+        .map_or("undeclared", |m| m.name())
 }
 
 pub async fn list(store: &RedisStore, json: bool) -> anyhow::Result<()> {
-    let rows = store.group_rows(&categories()).await?;
+    let rows = store.group_rows(&categories(store).await?).await?;
     let mut dead: BTreeMap<String, u64> = BTreeMap::new();
     for (_, letter) in store.dead_letters_with_ids(usize::MAX).await? {
         *dead.entry(letter.group).or_default() += 1;
@@ -33,6 +49,7 @@ pub async fn list(store: &RedisStore, json: bool) -> anyhow::Result<()> {
                         json!({"name": name, "pending": pending, "idle_ms": idle_ms})
                     }).collect::<Vec<_>>(),
                     "dead_letters": dead.get(&r.group).copied().unwrap_or(0),
+                    "module": module_of(&r.group),
                 })
             })
             .collect();
@@ -65,6 +82,7 @@ pub async fn list(store: &RedisStore, json: bool) -> anyhow::Result<()> {
                 r.pending.to_string(),
                 dead.get(&r.group).copied().unwrap_or(0).to_string(),
                 consumers.join(", "),
+                module_of(&r.group).to_owned(),
             ]
         })
         .collect();
@@ -77,6 +95,7 @@ pub async fn list(store: &RedisStore, json: bool) -> anyhow::Result<()> {
             "PENDING",
             "DEAD",
             "CONSUMERS",
+            "MODULE",
         ],
         &table,
     );
@@ -93,7 +112,7 @@ fn idle(ms: u64) -> String {
 
 /// Remove, from every group, consumers idle `idle` or longer with nothing pending.
 pub async fn prune(store: &RedisStore, idle: Duration, json: bool) -> anyhow::Result<()> {
-    let categories_of = store.groups_on(&categories()).await?;
+    let categories_of = store.groups_on(&categories(store).await?).await?;
     let mut removed = BTreeMap::new();
     for (group, categories) in &categories_of {
         // No consumer to keep: this process is none of theirs.

@@ -35,7 +35,8 @@ enum Command {
     Check,
     /// A stream's history, decoded.
     Events {
-        /// `user` or `group`.
+        /// The aggregate: `user`, `group`, or any other found in Redis (its events then shown
+        /// by field names).
         aggregate: String,
         id: String,
         /// The first version shown.
@@ -44,13 +45,16 @@ enum Command {
     },
     /// Follow a category live, decoded, until Ctrl-C.
     Tail {
-        /// `user_updates`, `user_activity`, `user_friends` or `group_membership`.
+        /// A category: `user_updates`, `user_activity`, `user_friends`, `group_membership`, or
+        /// any other found in Redis.
         category: String,
         /// Start after this entry id (`0` for the whole history; default: now).
         #[arg(long)]
         from: Option<String>,
     },
-    /// Every group of every category and partition: lag, pending, consumers, dead letters.
+    /// Every group of every category and partition: lag, pending, consumers, dead letters,
+    /// and the module that declares it (`undeclared`: found in Redis, no module of this tool
+    /// declares it).
     Groups,
     /// Consumers of the groups.
     Consumers {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use esr_app::query::QueryError;
 use esr_app::{Modules, QueryService};
 use esr_redis::RedisStore;
-use esr_schema::{Category, EntityId, StoredEvent, StreamId};
+use esr_schema::{AggregateType, Category, EntityId, StoredEvent, StreamId};
 use esr_store::{CategoryLog as _, EntryId, Store};
 use serde_json::{Value, json};
 
@@ -21,22 +21,21 @@ pub async fn events(
 ) -> anyhow::Result<()> {
     let id = EntityId::parse(id).map_err(|e| anyhow::anyhow!("{e}"))?;
     let modules = crate::modules();
-    let Some(declared) = modules.aggregate(aggregate) else {
-        let names: Vec<String> = modules
-            .aggregates()
-            .iter()
-            .map(|a| a.aggregate.to_string())
-            .collect();
-        anyhow::bail!("no aggregate {aggregate:?}: one of {}", names.join(", "));
+    // An aggregate no module of this tool declares is read all the same, its events decoded by
+    // field names.
+    let aggregate_type = match modules.aggregate(aggregate) {
+        Some(declared) => declared.aggregate,
+        None => AggregateType::parse(aggregate)
+            .map_err(|e| anyhow::anyhow!("no aggregate {aggregate:?}: {e}"))?,
     };
-    let stream = StreamId::new(declared.aggregate.clone(), id.clone());
+    let stream = StreamId::new(aggregate_type, id.clone());
     let queries = QueryService::new(Arc::new(store) as Arc<dyn Store>);
     let mut all = Vec::new();
     let mut next = from.max(1);
     loop {
         let page = queries
             .history(&stream, next, PAGE, |stored| {
-                (declared.decode)(stored).map_err(|e| QueryError::Corrupt {
+                modules.decode(stored).map_err(|e| QueryError::Corrupt {
                     stream: stream.clone(),
                     version: stored.envelope.version,
                     reason: e.to_string(),
@@ -83,7 +82,8 @@ pub async fn tail(
     json: bool,
 ) -> anyhow::Result<()> {
     let modules = crate::modules();
-    let known = modules.categories();
+    let mut known = modules.categories();
+    known.extend(store.categories_found().await?);
     let Some(category) = known.iter().find(|c| c.as_str() == category).cloned() else {
         let names: Vec<&str> = known.iter().map(Category::as_str).collect();
         anyhow::bail!("no category {category:?}: one of {}", names.join(", "));

@@ -1124,3 +1124,162 @@ async fn a_spread_refuses_to_move_a_category_stream_over_its_size_limit() {
     assert_eq!(after.partitions, before.partitions);
     assert!(after.unfinished.is_empty());
 }
+
+/// A team's domain this tool was not built with: tips in jars, and a view of each jar.
+mod tips {
+    use std::collections::BTreeMap;
+
+    use esr_kernel::fields::{self, FieldError};
+    use esr_kernel::{Aggregate, Context, Rejection, RejectionKind, View};
+    use esr_schema::{AggregateType, Category, EntityId, EventEnvelope, EventPayload};
+    use serde::{Deserialize, Serialize};
+
+    pub const TIPS: Category = Category::declare("tips");
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Tipped {
+        pub cents: u64,
+        pub from: String,
+    }
+    impl EventPayload for Tipped {
+        const TYPE: &'static str = "tipped";
+        const CATEGORY: Category = TIPS;
+    }
+
+    esr_schema::domain_events! {
+        pub enum JarEvent for AggregateType::declare("jar"), categories [TIPS] {
+            Tipped(Tipped),
+        }
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct Jar {
+        version: u64,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("never")]
+    pub struct Never;
+    impl Rejection for Never {
+        fn kind(&self) -> RejectionKind {
+            RejectionKind::Conflict
+        }
+        fn code(&self) -> &'static str {
+            "never"
+        }
+    }
+
+    impl Aggregate for Jar {
+        type Event = JarEvent;
+        type Command = Tipped;
+        type Rejection = Never;
+        fn version(&self) -> u64 {
+            self.version
+        }
+        fn decide(&self, _: &EntityId, tip: &Tipped, _: &Context) -> Result<Vec<JarEvent>, Never> {
+            Ok(vec![tip.clone().into()])
+        }
+        fn evolve(&mut self, _: &JarEvent) {
+            self.version += 1;
+        }
+    }
+
+    #[derive(Debug, Clone, Serialize)]
+    pub struct JarPage {
+        version: u64,
+    }
+    impl View for JarPage {
+        type Event = JarEvent;
+        const NAME: &'static str = "jar_page";
+        fn empty(_: &EntityId) -> Self {
+            Self { version: 0 }
+        }
+        fn version(&self) -> u64 {
+            self.version
+        }
+        fn apply(&mut self, envelope: &EventEnvelope, _: &JarEvent) {
+            self.version = envelope.version;
+        }
+        fn to_fields(&self) -> BTreeMap<String, String> {
+            BTreeMap::from([("version".into(), fields::json(&self.version))])
+        }
+        fn from_fields(
+            _: &EntityId,
+            stored: &BTreeMap<String, String>,
+        ) -> Result<Self, FieldError> {
+            Ok(Self {
+                version: fields::Reader::new(stored).parse("version")?,
+            })
+        }
+    }
+}
+
+/// `esr` (as `run` runs it) lists the group of a module it was not built with, and shows
+/// that module's events by field names.
+async fn undeclared_module_is_shown(store: Arc<dyn Store>, run: impl Fn(&[&str]) -> Output) {
+    let module = esr_app::Module::new("tips")
+        .aggregate::<tips::Jar>()
+        .view::<tips::JarPage>();
+    let commands = Arc::new(Commands::new(store.clone(), CommandSettings::default()));
+    let tip = tips::Tipped {
+        cents: 250,
+        from: "ann".into(),
+    };
+    let meta = CommandMeta::new(None, esr_kernel::Actor::Anonymous);
+    commands
+        .of::<tips::Jar>()
+        .execute(&user("jar-1"), tip, &meta)
+        .await
+        .unwrap();
+    let projectors = Projectors::new(
+        store.clone(),
+        module.handlers(&commands),
+        ProjectorSettings::default(),
+    );
+    projectors.create_groups().await.unwrap();
+
+    let rows = json(&run(&["groups", "--json"]));
+    let rows: Vec<&Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["group"] == "jar_page")
+        .collect();
+    assert!(!rows.is_empty(), "the undeclared group is not listed");
+    assert!(
+        rows.iter()
+            .all(|r| r["category"] == "tips" && r["module"] == "undeclared"),
+        "{rows:#?}"
+    );
+    let lag: u64 = rows.iter().map(|r| r["lag"].as_u64().unwrap()).sum();
+    assert_eq!(lag, 1, "{rows:#?}");
+    let events = json(&run(&["events", "jar", "jar-1", "--json"]));
+    assert_eq!(
+        events[0]["data"],
+        serde_json::json!({"cents": 250, "from": "ann"}),
+        "{events}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_and_events_of_a_module_this_tool_does_not_declare_are_shown() {
+    let server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(connect(&server).await);
+    undeclared_module_is_shown(store, |args| esr(&server, args)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_of_an_undeclared_module_are_found_on_cluster_too() {
+    let (_cluster, nodes, redis) = cluster_store().await;
+    let store: Arc<dyn Store> = Arc::new(redis);
+    undeclared_module_is_shown(store, |args| {
+        Command::new(env!("CARGO_BIN_EXE_esr"))
+            .args(args)
+            .env("REDIS_CLUSTER_NODES", nodes.join(","))
+            .env_remove("REDIS_URL")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    })
+    .await;
+}
