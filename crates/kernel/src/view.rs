@@ -10,7 +10,7 @@ use crate::FieldError;
 ///
 /// The projection runtime (`esr_app::projector`) reads batches, fills gaps from the stream,
 /// writes each model only over the version it read, claims and dead-letters, for every view.
-/// Register a view with one line in `esr_app::projector::Projectors::standard`.
+/// Register a view with one line in its module: `esr_app::Module::view::<V>()`.
 pub trait View: Clone + Serialize + std::fmt::Debug + Send + Sync + 'static {
     type Event: DomainEvent;
     /// The read model's name: its consumer group and its keys' prefix.

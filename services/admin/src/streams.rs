@@ -23,10 +23,22 @@ pub async fn events(
     let modules = crate::modules();
     // An aggregate no module of this tool declares is read all the same, its events decoded by
     // field names.
-    let aggregate_type = match modules.aggregate(aggregate) {
-        Some(declared) => declared.aggregate,
-        None => AggregateType::parse(aggregate)
-            .map_err(|e| anyhow::anyhow!("no aggregate {aggregate:?}: {e}"))?,
+    let declared = modules.aggregate(aggregate);
+    let unknown = || {
+        let names: Vec<String> = modules
+            .aggregates()
+            .iter()
+            .map(|a| a.aggregate.to_string())
+            .collect();
+        anyhow::anyhow!(
+            "no aggregate {aggregate:?}: none declared by that name (one of {}) and no such \
+             stream in Redis",
+            names.join(", ")
+        )
+    };
+    let aggregate_type = match &declared {
+        Some(declared) => declared.aggregate.clone(),
+        None => AggregateType::parse(aggregate).map_err(|_| unknown())?,
     };
     let stream = StreamId::new(aggregate_type, id.clone());
     let queries = QueryService::new(Arc::new(store) as Arc<dyn Store>);
@@ -48,6 +60,9 @@ pub async fn events(
         if !full {
             break;
         }
+    }
+    if declared.is_none() && all.is_empty() && queries.store().stream_version(&stream).await? == 0 {
+        return Err(unknown());
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
