@@ -490,18 +490,29 @@ impl<A: Aggregate> CommandService<A> {
 }
 
 /// What a command asks and who asks it, as a short text that two equal commands of one actor
-/// share: FNV-1a (64 bits) of the aggregate type, the actor and the command's `Debug` form. The
-/// actor is in it so that another caller reusing a key is refused, not answered the first
-/// caller's result.
+/// share: FNV-1a (64 bits) of the aggregate type, the actor and the command in MessagePack's
+/// compact form (fields by position, never by name), so a retry that spans a deploy renaming
+/// a field is still recognised. The actor is in it so that another caller reusing a key is
+/// refused, not answered the first caller's result.
 pub fn fingerprint<A: Aggregate>(command: &A::Command, actor: &Actor) -> String {
-    let text = format!(
-        "{}:{actor}:{command:?}",
-        <A::Event as esr_schema::DomainEvent>::AGGREGATE
-    );
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    let mut add = |bytes: &[u8]| {
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    add(<A::Event as esr_schema::DomainEvent>::AGGREGATE
+        .as_str()
+        .as_bytes());
+    add(b":");
+    add(actor.recorded().as_bytes());
+    add(b":");
+    match rmp_serde::to_vec(command) {
+        Ok(encoded) => add(&encoded),
+        // A command that does not encode (a map with non-string keys, say) is told apart by
+        // its text instead.
+        Err(_) => add(format!("{command:?}").as_bytes()),
     }
     format!("{hash:016x}")
 }

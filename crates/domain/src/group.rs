@@ -28,7 +28,7 @@ pub struct Group {
     pub owner: Option<UserId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum GroupCommand {
     Create { name: String, capacity: u32 },
     AddMember { user_id: UserId },

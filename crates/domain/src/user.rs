@@ -25,7 +25,7 @@ pub struct User {
 }
 
 /// What a client (or a policy) asks of a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Command {
     Register {
         name: String,

@@ -65,7 +65,9 @@ pub trait Aggregate:
     Default + Clone + Serialize + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
 {
     type Event: DomainEvent;
-    type Command: std::fmt::Debug + Send + Sync + 'static;
+    /// Serialize: the idempotency fingerprint is its encoding (fields by position), so that
+    /// renaming a field does not make a retry look like another command.
+    type Command: std::fmt::Debug + Serialize + Send + Sync + 'static;
     type Rejection: Rejection;
 
     /// The version of the last event folded in; 0 before the first.

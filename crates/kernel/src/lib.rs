@@ -44,7 +44,7 @@
 //! #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 //! pub struct Jar { version: u64, total: u64 }
 //!
-//! #[derive(Debug)]
+//! #[derive(Debug, Serialize)]
 //! pub struct Tip { cents: u64, from: String }
 //!
 //! #[derive(Debug, thiserror::Error)]
