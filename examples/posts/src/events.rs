@@ -13,6 +13,7 @@ domain_events! {
         PostPublished(PostPublished),
         PostEdited(PostEdited),
         PostDeleted(PostDeleted),
+        PostRestored(PostRestored),
     }
 }
 
@@ -47,5 +48,14 @@ pub struct PostDeleted {}
 
 impl EventPayload for PostDeleted {
     const TYPE: &'static str = "post_deleted";
+    const CATEGORY: Category = POSTS;
+}
+
+/// A deleted post shown again, as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostRestored {}
+
+impl EventPayload for PostRestored {
+    const TYPE: &'static str = "post_restored";
     const CATEGORY: Category = POSTS;
 }

@@ -7,7 +7,7 @@ use esr_kernel::{Aggregate, Context, Rejection, RejectionKind, View, validate};
 use esr_schema::{EntityId, EventEnvelope, StreamId, UserEvent, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::events::{PostDeleted, PostEdited, PostEvent, PostPublished};
+use crate::events::{PostDeleted, PostEdited, PostEvent, PostPublished, PostRestored};
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_BODY_CHARS: usize = 10_000;
@@ -32,6 +32,8 @@ pub enum PostCommand {
         body: Option<String>,
     },
     Delete,
+    /// Undo a delete.
+    Restore,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,6 +140,19 @@ impl Aggregate for Post {
                 }
                 Ok(vec![PostEdited { title, body }.into()])
             }
+            PostCommand::Restore => {
+                let Some(author) = &self.author else {
+                    return Err(PostRejection::UnknownPost);
+                };
+                if !context.actor.may_act_for(author) {
+                    return Err(PostRejection::NotTheAuthor("restore"));
+                }
+                // Restoring a post that is shown asks for what is already true.
+                if !self.deleted {
+                    return Ok(vec![]);
+                }
+                Ok(vec![PostRestored {}.into()])
+            }
             PostCommand::Delete => {
                 if self.deleted {
                     // Deleting twice asks for what is already true.
@@ -155,6 +170,7 @@ impl Aggregate for Post {
             PostEvent::PostPublished(e) => self.author = Some(e.author.clone()),
             PostEvent::PostEdited(_) => {}
             PostEvent::PostDeleted(_) => self.deleted = true,
+            PostEvent::PostRestored(_) => self.deleted = false,
         }
     }
 }
@@ -226,6 +242,7 @@ impl View for PostView {
                 }
             }
             PostEvent::PostDeleted(_) => self.deleted = true,
+            PostEvent::PostRestored(_) => self.deleted = false,
         }
     }
 

@@ -1,5 +1,5 @@
-//! The posts' routes: `POST /posts`, `PATCH /posts/{id}`, `DELETE /posts/{id}` on the command
-//! side, `GET /posts/{id}` (with `min_version` or `at`) on the query side. Each is declared
+//! The posts' routes: `POST /posts`, `PATCH /posts/{id}`, `DELETE /posts/{id}`,
+//! `POST /posts/{id}/restore` on the command side, `GET /posts/{id}` (with `min_version` or `at`) on the query side. Each is declared
 //! once, by its annotation: served and documented from it.
 
 use std::sync::Arc;
@@ -34,6 +34,7 @@ pub fn command_routes() -> OpenApiRouter<Arc<Commands>> {
     OpenApiRouter::new()
         .routes(routes!(publish))
         .routes(routes!(edit, delete))
+        .routes(routes!(restore))
 }
 
 pub fn query_routes() -> OpenApiRouter<Arc<QueryService>> {
@@ -171,6 +172,35 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     let posts = commands.of::<Post>();
     let command = PostCommand::Delete;
+    run_command(
+        &posts,
+        &headers,
+        actor,
+        id.into_id(),
+        command,
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/posts/{id}/restore",
+    tag = "posts",
+    params(CommandHeaders, ("id" = String, Path, description = "The post")),
+    responses(
+        (status = 200, description = "Restored (or not deleted)", body = PostAccepted),
+        CommandErrors,
+    )
+)]
+async fn restore(
+    State(commands): State<Arc<Commands>>,
+    Caller(actor): Caller,
+    id: IdPath<PostEvent>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let posts = commands.of::<Post>();
+    let command = PostCommand::Restore;
     run_command(
         &posts,
         &headers,

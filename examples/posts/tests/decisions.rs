@@ -4,7 +4,7 @@
 
 use esr_kernel::scenario::{folded, given};
 use esr_kernel::{Actor, View};
-use esr_posts::events::{PostDeleted, PostEdited, PostPublished};
+use esr_posts::events::{PostDeleted, PostEdited, PostPublished, PostRestored};
 use esr_posts::{Post, PostCommand, PostEvent, PostView};
 use esr_schema::{EntityId, StreamId, UserEvent};
 
@@ -94,6 +94,21 @@ fn a_deleted_post_is_not_edited_and_deleting_again_changes_nothing() {
 }
 
 #[test]
+fn the_author_restores_a_deleted_post_and_nobody_else_may() {
+    let history = vec![published(), PostDeleted {}.into()];
+    insta::assert_debug_snapshot!(
+        given::<Post>(history.clone())
+            .by(ann())
+            .when("p1", PostCommand::Restore)
+    );
+    insta::assert_debug_snapshot!(
+        given::<Post>(history)
+            .by(Actor::user("bo", []))
+            .when("p1", PostCommand::Restore)
+    );
+}
+
+#[test]
 fn a_title_over_its_limit_is_invalid() {
     insta::assert_debug_snapshot!(given::<Post>(vec![published()]).by(ann()).when(
         "p1",
@@ -105,7 +120,7 @@ fn a_title_over_its_limit_is_invalid() {
 }
 
 #[test]
-fn the_view_folds_publish_edits_and_delete() {
+fn the_view_folds_publish_edits_delete_and_restore() {
     let events: Vec<PostEvent> = vec![
         published(),
         PostEdited {
@@ -114,6 +129,7 @@ fn the_view_folds_publish_edits_and_delete() {
         }
         .into(),
         PostDeleted {}.into(),
+        PostRestored {}.into(),
     ];
     let view: PostView = folded("p1", &events);
     let stored = view.to_fields();

@@ -155,6 +155,10 @@ async fn posts_over_http(c: &str, q: &str) {
         (status, body["error"].as_str()),
         (409, Some("post_deleted"))
     );
+    let (status, body) = send(Method::POST, format!("{c}/posts/p1/restore"), None).await;
+    assert_eq!((status, &body["version"]), (200, &json!(4)), "{body}");
+    let (_, view) = send(Method::GET, format!("{q}/posts/p1?min_version=4"), None).await;
+    assert_eq!(view["deleted"], json!(false), "{view}");
     let (status, body) = send(Method::GET, format!("{q}/posts/bad%20id"), None).await;
     assert_eq!(
         (status, body["error"].as_str()),
