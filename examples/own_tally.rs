@@ -12,7 +12,7 @@ use std::time::Duration;
 use esr_app::command::CommandMeta;
 use esr_app::projector::TallyProjection;
 use esr_app::{CommandSettings, Commands, ProjectorSettings, Projectors, QueryService};
-use esr_domain::Command;
+use esr_domain::UserCommand;
 use esr_kernel::Tally;
 use esr_schema::user::USER_ACTIVITY;
 use esr_schema::{Action, Category, EventEnvelope, UserEvent, UserId};
@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     let running = tokio::spawn(projectors.clone().run(shutdown));
 
     let meta = CommandMeta::new(None, esr_kernel::Actor::Anonymous);
-    let act = |action: Action, object: &str| Command::Act {
+    let act = |action: Action, object: &str| UserCommand::Act {
         action,
         object: object.to_owned(),
         text: (action == Action::Comment).then(|| "nice".to_owned()),
@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
         ),
     ] {
         let id = UserId::parse(user)?;
-        let register = Command::Register {
+        let register = UserCommand::Register {
             name: user.to_owned(),
             surname: "Example".to_owned(),
             birth_date: None,

@@ -18,7 +18,7 @@ use esr_app::projector::Handler;
 use esr_app::social::FriendshipPolicy;
 use esr_app::social::friendship::{Interleave, Step};
 use esr_app::{CommandService, CommandSettings};
-use esr_domain::{Command, User};
+use esr_domain::{User, UserCommand};
 use esr_schema::{StoredEvent, StreamId, UserEvent};
 use esr_store::{EventStore, MemoryStore};
 use tokio::sync::Notify;
@@ -132,7 +132,7 @@ impl World {
         Self { store, client }
     }
 
-    async fn run(&self, user: &str, command: Command) {
+    async fn run(&self, user: &str, command: UserCommand) {
         self.client
             .execute(
                 &id(user),
@@ -178,15 +178,15 @@ fn service(store: &MemoryStore) -> Arc<CommandService<User>> {
     ))
 }
 
-fn add(friend: &str) -> Command {
-    Command::AddFriend {
+fn add(friend: &str) -> UserCommand {
+    UserCommand::AddFriend {
         friend_id: id(friend),
         reciprocal: false,
     }
 }
 
-fn remove(friend: &str) -> Command {
-    Command::RemoveFriend {
+fn remove(friend: &str) -> UserCommand {
+    UserCommand::RemoveFriend {
         friend_id: id(friend),
         reciprocal: false,
     }
@@ -200,7 +200,7 @@ async fn race(
     schedule: Vec<Actor>,
     first_event: StoredEvent,
     commander: &'static str,
-    command: Command,
+    command: UserCommand,
 ) {
     let turnstile = Turnstile::new(schedule);
     let policy = |actor| {
@@ -335,7 +335,7 @@ async fn a_full_friends_list_refuses_more_and_the_policy_withdraws_the_other_sid
         matches!(
             refused,
             Err(esr_app::command::CommandError::Rejected(
-                esr_domain::Rejection::TooManyFriends(_)
+                esr_domain::UserRejection::TooManyFriends(_)
             ))
         ),
         "{refused:?}"

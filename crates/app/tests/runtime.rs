@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use esr_app::command::{CommandError, CommandMeta};
 use esr_app::{CommandService, CommandSettings, ProjectorSettings, Projectors};
-use esr_domain::{Command, Rejection};
 use esr_domain::{Profile, User};
+use esr_domain::{UserCommand, UserRejection};
 use esr_kernel::Aggregate;
 use esr_schema::{Category, UserId};
 use esr_schema::{DomainEvent, StreamId, UserEvent};
@@ -103,7 +103,7 @@ async fn a_snapshot_plus_later_events_equals_a_full_replay() {
     with_snapshots
         .execute(
             &user,
-            Command::ChangePersonalInfo {
+            UserCommand::ChangePersonalInfo {
                 name: Some("Daffy".into()),
                 surname: None,
                 birth_date: None,
@@ -170,7 +170,7 @@ async fn a_conflict_with_if_match_is_a_precondition_failure() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, CommandError::Rejected(Rejection::NotRegistered)),
+        matches!(err, CommandError::Rejected(UserRejection::NotRegistered)),
         "{err:?}"
     );
 }
@@ -589,11 +589,11 @@ async fn two_instances_with_stale_caches_still_decide_on_the_current_state() {
     for u in ["1", "2"] {
         a.execute(&id(u), register(), &meta()).await.unwrap();
     }
-    let add = || Command::AddFriend {
+    let add = || UserCommand::AddFriend {
         friend_id: id("2"),
         reciprocal: false,
     };
-    let remove = || Command::RemoveFriend {
+    let remove = || UserCommand::RemoveFriend {
         friend_id: id("2"),
         reciprocal: false,
     };
@@ -611,7 +611,7 @@ async fn two_instances_with_stale_caches_still_decide_on_the_current_state() {
     assert_eq!(liked.version, 6);
     let err = a.execute(&id("1"), remove(), &meta()).await.unwrap_err();
     assert!(
-        matches!(err, CommandError::Rejected(Rejection::NotFriends(_))),
+        matches!(err, CommandError::Rejected(UserRejection::NotFriends(_))),
         "{err:?}"
     );
     // If-Match is judged against the store, not a stale cache.
@@ -644,7 +644,7 @@ async fn a_no_op_is_never_answered_from_a_stale_cache() {
             .await
             .unwrap();
     }
-    let mirror_add = || Command::AddFriend {
+    let mirror_add = || UserCommand::AddFriend {
         friend_id: id("a"),
         reciprocal: true,
     };
@@ -657,7 +657,7 @@ async fn a_no_op_is_never_answered_from_a_stale_cache() {
     commands_side
         .execute(
             &id("b"),
-            Command::RemoveFriend {
+            UserCommand::RemoveFriend {
                 friend_id: id("a"),
                 reciprocal: false,
             },
@@ -679,7 +679,7 @@ async fn a_no_op_is_never_answered_from_a_stale_cache() {
     assert!(b.friends.contains(&id("a")), "B lists A again");
 
     // The same for a PATCH asking for the values a stale cache holds: the store decides.
-    let patch = |name: &str| Command::ChangePersonalInfo {
+    let patch = |name: &str| UserCommand::ChangePersonalInfo {
         name: Some(name.into()),
         surname: None,
         birth_date: None,

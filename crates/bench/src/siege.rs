@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use esr_app::command::CommandMeta;
 use esr_app::{CommandSettings, Commands, ProjectorSettings, Projectors, QueryService};
-use esr_domain::Command;
+use esr_domain::UserCommand;
 use esr_store::Store;
 use esr_testkit::RedisServer;
 use tokio::io::AsyncWriteExt;
@@ -190,7 +190,7 @@ pub async fn rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     let register = |name: String| {
         let commands = commands.clone();
         async move {
-            let command = Command::Register {
+            let command = UserCommand::Register {
                 name: "Honest".into(),
                 surname: "Client".into(),
                 birth_date: None,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use esr_app::command::CommandMeta;
 use esr_app::projector::{Handler, ViewProjection};
 use esr_app::{CommandService, CommandSettings, Commands, ProjectorSettings, Projectors};
-use esr_domain::{Command, MostLiked, Profile, User};
+use esr_domain::{MostLiked, Profile, User, UserCommand};
 use esr_kernel::{Aggregate, Tally, View};
 use esr_redis::{RedisConfig, RedisStore, Topology};
 use esr_schema::{
@@ -758,7 +758,7 @@ async fn http_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
     ));
     let projector_task = tokio::spawn(projectors.run(shutdown.clone()));
     for task in 0..65 {
-        let register = Command::Register {
+        let register = UserCommand::Register {
             name: "Bugs".into(),
             surname: "Bunny".into(),
             birth_date: None,

@@ -9,13 +9,13 @@
 
 use esr_schema::{EventEnvelope, UserEvent, UserId};
 
-use crate::{Command, User};
+use crate::{User, UserCommand};
 
 /// A command the policy wants run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyCommand {
     pub target: UserId,
-    pub command: Command,
+    pub command: UserCommand,
     /// The event that caused the command, for the new event's causation id.
     pub causation_id: String,
 }
@@ -41,12 +41,12 @@ pub fn react(
     };
     let initiator = envelope.stream.id.clone();
     let command = if initiator_now.friends.contains(friend) {
-        Command::AddFriend {
+        UserCommand::AddFriend {
             friend_id: initiator,
             reciprocal: true,
         }
     } else {
-        Command::RemoveFriend {
+        UserCommand::RemoveFriend {
             friend_id: initiator,
             reciprocal: true,
         }
@@ -59,21 +59,21 @@ pub fn react(
 }
 
 /// When the friend refused the mirror because their friends list is full
-/// ([`Rejection::TooManyFriends`](crate::Rejection::TooManyFriends)), the initiator's side is
+/// ([`UserRejection::TooManyFriends`](crate::UserRejection::TooManyFriends)), the initiator's side is
 /// withdrawn, so both sides agree again (neither lists the other). `None` for any other
 /// refusal or command.
 pub fn withdraw_when_full(
     refused: &PolicyCommand,
-    rejection: &crate::Rejection,
+    rejection: &crate::UserRejection,
 ) -> Option<PolicyCommand> {
-    let (crate::Rejection::TooManyFriends(_), Command::AddFriend { friend_id, .. }) =
+    let (crate::UserRejection::TooManyFriends(_), UserCommand::AddFriend { friend_id, .. }) =
         (rejection, &refused.command)
     else {
         return None;
     };
     Some(PolicyCommand {
         target: friend_id.clone(),
-        command: Command::RemoveFriend {
+        command: UserCommand::RemoveFriend {
             friend_id: refused.target.clone(),
             reciprocal: true,
         },

@@ -21,4 +21,4 @@ pub mod user;
 pub use group::{Group, GroupCommand, GroupRejection, GroupView};
 pub use most_liked::MostLiked;
 pub use profile::Profile;
-pub use user::{Command, Rejection, User, may_read_history};
+pub use user::{User, UserCommand, UserRejection, may_read_history};

@@ -26,7 +26,7 @@ pub struct User {
 
 /// What a client (or a policy) asks of a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum Command {
+pub enum UserCommand {
     Register {
         name: String,
         surname: String,
@@ -55,10 +55,10 @@ pub enum Command {
 
 /// Why a command was refused. Nothing is written for a refused command.
 ///
-/// Kinds ([`RejectionKind`]): [`Rejection::NotRegistered`] is not found,
-/// [`Rejection::InvalidField`] invalid, every other variant (a domain rule) a conflict.
+/// Kinds ([`RejectionKind`]): [`UserRejection::NotRegistered`] is not found,
+/// [`UserRejection::InvalidField`] invalid, every other variant (a domain rule) a conflict.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
+pub enum UserRejection {
     #[error("user is not registered")]
     NotRegistered,
     #[error("user is already registered")]
@@ -79,27 +79,27 @@ pub enum Rejection {
     Forbidden(String),
 }
 
-impl esr_kernel::Rejection for Rejection {
+impl esr_kernel::Rejection for UserRejection {
     fn kind(&self) -> RejectionKind {
         match self {
-            Rejection::NotRegistered => RejectionKind::NotFound,
-            Rejection::InvalidField { .. } => RejectionKind::Invalid,
-            Rejection::Forbidden(_) => RejectionKind::Forbidden,
+            UserRejection::NotRegistered => RejectionKind::NotFound,
+            UserRejection::InvalidField { .. } => RejectionKind::Invalid,
+            UserRejection::Forbidden(_) => RejectionKind::Forbidden,
             _ => RejectionKind::Conflict,
         }
     }
 
     fn code(&self) -> &'static str {
         match self {
-            Rejection::NotRegistered => "unknown_user",
-            Rejection::AlreadyRegistered => "already_registered",
-            Rejection::FriendWithSelf => "friend_with_self",
-            Rejection::FriendNotRegistered(_) => "friend_not_registered",
-            Rejection::AlreadyFriends(_) => "already_friends",
-            Rejection::NotFriends(_) => "not_friends",
-            Rejection::TooManyFriends(_) => "too_many_friends",
-            Rejection::InvalidField { .. } => "invalid_field",
-            Rejection::Forbidden(_) => "forbidden",
+            UserRejection::NotRegistered => "unknown_user",
+            UserRejection::AlreadyRegistered => "already_registered",
+            UserRejection::FriendWithSelf => "friend_with_self",
+            UserRejection::FriendNotRegistered(_) => "friend_not_registered",
+            UserRejection::AlreadyFriends(_) => "already_friends",
+            UserRejection::NotFriends(_) => "not_friends",
+            UserRejection::TooManyFriends(_) => "too_many_friends",
+            UserRejection::InvalidField { .. } => "invalid_field",
+            UserRejection::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -126,17 +126,17 @@ impl User {
 
 impl Aggregate for User {
     type Event = UserEvent;
-    type Command = Command;
-    type Rejection = Rejection;
+    type Command = UserCommand;
+    type Rejection = UserRejection;
 
     fn version(&self) -> u64 {
         self.version
     }
 
     /// Befriending needs to know whether the friend is registered.
-    fn context_streams(_id: &EntityId, command: &Command) -> Vec<StreamId> {
+    fn context_streams(_id: &EntityId, command: &UserCommand) -> Vec<StreamId> {
         match command {
-            Command::AddFriend { friend_id, .. } => {
+            UserCommand::AddFriend { friend_id, .. } => {
                 vec![StreamId::of::<UserEvent>(friend_id.clone())]
             }
             _ => vec![],
@@ -164,21 +164,21 @@ impl Aggregate for User {
     fn decide(
         &self,
         id: &EntityId,
-        command: &Command,
+        command: &UserCommand,
         context: &Context,
-    ) -> Result<Vec<UserEvent>, Rejection> {
+    ) -> Result<Vec<UserEvent>, UserRejection> {
         authorize(id, command, &context.actor)?;
-        if !self.registered && !matches!(command, Command::Register { .. }) {
-            return Err(Rejection::NotRegistered);
+        if !self.registered && !matches!(command, UserCommand::Register { .. }) {
+            return Err(UserRejection::NotRegistered);
         }
         match command {
-            Command::Register {
+            UserCommand::Register {
                 name,
                 surname,
                 birth_date,
             } => {
                 if self.registered {
-                    return Err(Rejection::AlreadyRegistered);
+                    return Err(UserRejection::AlreadyRegistered);
                 }
                 Ok(vec![UserEvent::Registered(Registered {
                     name: valid_name("name", name)?,
@@ -188,13 +188,13 @@ impl Aggregate for User {
                         .transpose()?,
                 })])
             }
-            Command::ChangePersonalInfo {
+            UserCommand::ChangePersonalInfo {
                 name,
                 surname,
                 birth_date,
             } => {
                 if name.is_none() && surname.is_none() && birth_date.is_none() {
-                    return Err(Rejection::InvalidField {
+                    return Err(UserRejection::InvalidField {
                         field: "body",
                         reason: "give at least one of name, surname, birth_date".into(),
                     });
@@ -219,7 +219,7 @@ impl Aggregate for User {
                     Ok(vec![UserEvent::PersonalInfoChanged(change)])
                 }
             }
-            Command::Act {
+            UserCommand::Act {
                 action,
                 object,
                 text,
@@ -230,13 +230,13 @@ impl Aggregate for User {
                         Some(valid_text("text", text, MAX_TEXT_CHARS)?)
                     }
                     (Action::Comment, None) => {
-                        return Err(Rejection::InvalidField {
+                        return Err(UserRejection::InvalidField {
                             field: "text",
                             reason: "a comment needs a text".into(),
                         });
                     }
                     (_, Some(_)) => {
-                        return Err(Rejection::InvalidField {
+                        return Err(UserRejection::InvalidField {
                             field: "text",
                             reason: "only a comment has a text".into(),
                         });
@@ -249,35 +249,35 @@ impl Aggregate for User {
                     text,
                 })])
             }
-            Command::AddFriend {
+            UserCommand::AddFriend {
                 friend_id,
                 reciprocal,
             } => {
                 if friend_id == id {
-                    return Err(Rejection::FriendWithSelf);
+                    return Err(UserRejection::FriendWithSelf);
                 }
                 // A user's stream starts with its registration.
                 if !context.exists(&StreamId::of::<UserEvent>(friend_id.clone())) {
-                    return Err(Rejection::FriendNotRegistered(friend_id.clone()));
+                    return Err(UserRejection::FriendNotRegistered(friend_id.clone()));
                 }
                 if self.friends.contains(friend_id) {
                     // The policy mirroring a friendship that already holds is a no-op, not an error.
                     return if *reciprocal {
                         Ok(vec![])
                     } else {
-                        Err(Rejection::AlreadyFriends(friend_id.clone()))
+                        Err(UserRejection::AlreadyFriends(friend_id.clone()))
                     };
                 }
                 // The mirror side too: the policy then withdraws the initiator's side.
                 if self.friends.len() >= MAX_FRIENDS {
-                    return Err(Rejection::TooManyFriends(id.clone()));
+                    return Err(UserRejection::TooManyFriends(id.clone()));
                 }
                 Ok(vec![UserEvent::FriendAdded(FriendAdded {
                     friend_id: friend_id.clone(),
                     reciprocal: *reciprocal,
                 })])
             }
-            Command::RemoveFriend {
+            UserCommand::RemoveFriend {
                 friend_id,
                 reciprocal,
             } => {
@@ -285,7 +285,7 @@ impl Aggregate for User {
                     return if *reciprocal {
                         Ok(vec![])
                     } else {
-                        Err(Rejection::NotFriends(friend_id.clone()))
+                        Err(UserRejection::NotFriends(friend_id.clone()))
                     };
                 }
                 Ok(vec![UserEvent::FriendRemoved(FriendRemoved {
@@ -307,44 +307,44 @@ pub fn may_read_history(actor: &Actor, user: &UserId) -> bool {
 /// activity and friendships); an admin acts on anyone's. The friend's side of a friendship
 /// (`reciprocal`) is written by the friendship policy, acting as the system, or by an admin.
 /// Judged before anything else, so a refusal says nothing about the stream.
-fn authorize(id: &EntityId, command: &Command, actor: &Actor) -> Result<(), Rejection> {
+fn authorize(id: &EntityId, command: &UserCommand, actor: &Actor) -> Result<(), UserRejection> {
     let reciprocal = matches!(
         command,
-        Command::AddFriend {
+        UserCommand::AddFriend {
             reciprocal: true,
             ..
-        } | Command::RemoveFriend {
+        } | UserCommand::RemoveFriend {
             reciprocal: true,
             ..
         }
     );
     if reciprocal && !actor.is_admin() {
-        return Err(Rejection::Forbidden(format!(
+        return Err(UserRejection::Forbidden(format!(
             "{actor} may not write the mirror side of a friendship: the friendship policy does"
         )));
     }
     if !actor.may_act_for(id) {
-        return Err(Rejection::Forbidden(format!(
+        return Err(UserRejection::Forbidden(format!(
             "{actor} may act only as themself, not as user {id}"
         )));
     }
     Ok(())
 }
 
-fn valid_name(field: &'static str, raw: &str) -> Result<String, Rejection> {
+fn valid_name(field: &'static str, raw: &str) -> Result<String, UserRejection> {
     valid_text(field, raw, MAX_NAME_CHARS)
 }
 
-fn valid_text(field: &'static str, raw: &str, max_chars: usize) -> Result<String, Rejection> {
+fn valid_text(field: &'static str, raw: &str, max_chars: usize) -> Result<String, UserRejection> {
     esr_kernel::validate::bounded_text(raw, max_chars)
-        .map_err(|reason| Rejection::InvalidField { field, reason })
+        .map_err(|reason| UserRejection::InvalidField { field, reason })
 }
 
-fn valid_birth_date(date: NaiveDate, today: NaiveDate) -> Result<NaiveDate, Rejection> {
+fn valid_birth_date(date: NaiveDate, today: NaiveDate) -> Result<NaiveDate, UserRejection> {
     let (y, m, d) = EARLIEST_BIRTH_DATE;
     let earliest = NaiveDate::from_ymd_opt(y, m, d).unwrap_or(NaiveDate::MIN);
     if date < earliest || date > today {
-        return Err(Rejection::InvalidField {
+        return Err(UserRejection::InvalidField {
             field: "birth_date",
             reason: format!("must be between {earliest} and today"),
         });

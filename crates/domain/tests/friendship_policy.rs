@@ -115,17 +115,17 @@ fn a_friend_added_handled_after_the_friend_was_removed_again_mirrors_the_removal
 #[test]
 fn a_mirror_refused_for_a_full_list_withdraws_the_initiators_side() {
     use esr_domain::friendship::withdraw_when_full;
-    use esr_domain::{Command, Rejection};
+    use esr_domain::{UserCommand, UserRejection};
     let mirror = react_to(UserEvent::FriendAdded(FriendAdded {
         friend_id: id("2"),
         reciprocal: false,
     }))
     .remove(0);
-    let withdrawal = withdraw_when_full(&mirror, &Rejection::TooManyFriends(id("2"))).unwrap();
+    let withdrawal = withdraw_when_full(&mirror, &UserRejection::TooManyFriends(id("2"))).unwrap();
     assert_eq!(withdrawal.target, id("1"));
     assert_eq!(
         withdrawal.command,
-        Command::RemoveFriend {
+        UserCommand::RemoveFriend {
             friend_id: id("2"),
             reciprocal: true
         }
@@ -133,7 +133,7 @@ fn a_mirror_refused_for_a_full_list_withdraws_the_initiators_side() {
     assert_eq!(withdrawal.causation_id, mirror.causation_id);
     // Any other refusal is an answer, not a reason to undo anything.
     assert_eq!(
-        withdraw_when_full(&mirror, &Rejection::FriendNotRegistered(id("2"))),
+        withdraw_when_full(&mirror, &UserRejection::FriendNotRegistered(id("2"))),
         None
     );
 }

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::NaiveDate;
-use esr_domain::{Command, Rejection, User};
+use esr_domain::{User, UserCommand, UserRejection};
 use esr_kernel::{Actor, Aggregate, Context};
 use esr_schema::{
     ActedOn, Action, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered, StreamId,
@@ -20,8 +20,8 @@ struct Scenario {
     by: Actor,
     /// The other users that are registered (the context `decide` is given).
     registered_others: Vec<&'static str>,
-    when: Command,
-    then: Result<Vec<UserEvent>, Rejection>,
+    when: UserCommand,
+    then: Result<Vec<UserEvent>, UserRejection>,
 }
 
 fn given(history: Vec<UserEvent>) -> Given {
@@ -36,11 +36,11 @@ impl Given {
     }
 
     /// Users 2 and 3 are registered.
-    fn when(self, command: Command) -> Scenario {
+    fn when(self, command: UserCommand) -> Scenario {
         self.when_registered(&["2", "3"], command)
     }
 
-    fn when_registered(self, others: &[&'static str], command: Command) -> Scenario {
+    fn when_registered(self, others: &[&'static str], command: UserCommand) -> Scenario {
         let user = User::from_history(&self.0);
         let mut context = Context::new(NaiveDate::from_ymd_opt(2026, 11, 26).unwrap(), self.1);
         for other in others {
@@ -82,31 +82,31 @@ fn friend_added(friend: &str) -> UserEvent {
     })
 }
 
-fn register(name: &str, surname: &str, birth_date: Option<NaiveDate>) -> Command {
-    Command::Register {
+fn register(name: &str, surname: &str, birth_date: Option<NaiveDate>) -> UserCommand {
+    UserCommand::Register {
         name: name.into(),
         surname: surname.into(),
         birth_date,
     }
 }
 
-fn act(action: Action, object: &str, text: Option<&str>) -> Command {
-    Command::Act {
+fn act(action: Action, object: &str, text: Option<&str>) -> UserCommand {
+    UserCommand::Act {
         action,
         object: object.into(),
         text: text.map(Into::into),
     }
 }
 
-fn add_friend(friend: &str, reciprocal: bool) -> Command {
-    Command::AddFriend {
+fn add_friend(friend: &str, reciprocal: bool) -> UserCommand {
+    UserCommand::AddFriend {
         friend_id: id(friend),
         reciprocal,
     }
 }
 
-fn remove_friend(friend: &str, reciprocal: bool) -> Command {
-    Command::RemoveFriend {
+fn remove_friend(friend: &str, reciprocal: bool) -> UserCommand {
+    UserCommand::RemoveFriend {
         friend_id: id(friend),
         reciprocal,
     }
@@ -136,7 +136,7 @@ fn register_with_a_name_over_100_characters_is_rejected() {
     let scenario = given(vec![]).when(register(&"D".repeat(101), "Duck", None));
     assert!(matches!(
         scenario.then,
-        Err(Rejection::InvalidField { field: "name", .. })
+        Err(UserRejection::InvalidField { field: "name", .. })
     ));
     insta::assert_debug_snapshot!(scenario.then);
 }
@@ -152,34 +152,40 @@ fn register_born_in_the_future_is_rejected() {
 
 #[test]
 fn change_personal_info_records_only_what_differs() {
-    insta::assert_debug_snapshot!(given(vec![registered()]).when(Command::ChangePersonalInfo {
-        name: Some("Daffy".into()),
-        surname: Some("Duck".into()),
-        birth_date: None,
-    }));
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(
+        UserCommand::ChangePersonalInfo {
+            name: Some("Daffy".into()),
+            surname: Some("Duck".into()),
+            birth_date: None,
+        }
+    ));
 }
 
 #[test]
 fn change_personal_info_to_the_current_values_changes_nothing() {
-    insta::assert_debug_snapshot!(given(vec![registered()]).when(Command::ChangePersonalInfo {
-        name: Some("Duffy".into()),
-        surname: None,
-        birth_date: Some(date(1937, 4, 17)),
-    }));
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(
+        UserCommand::ChangePersonalInfo {
+            name: Some("Duffy".into()),
+            surname: None,
+            birth_date: Some(date(1937, 4, 17)),
+        }
+    ));
 }
 
 #[test]
 fn change_personal_info_with_no_field_is_rejected() {
-    insta::assert_debug_snapshot!(given(vec![registered()]).when(Command::ChangePersonalInfo {
-        name: None,
-        surname: None,
-        birth_date: None,
-    }));
+    insta::assert_debug_snapshot!(given(vec![registered()]).when(
+        UserCommand::ChangePersonalInfo {
+            name: None,
+            surname: None,
+            birth_date: None,
+        }
+    ));
 }
 
 #[test]
 fn change_personal_info_of_an_unregistered_user_is_rejected() {
-    insta::assert_debug_snapshot!(given(vec![]).when(Command::ChangePersonalInfo {
+    insta::assert_debug_snapshot!(given(vec![]).when(UserCommand::ChangePersonalInfo {
         name: Some("Daffy".into()),
         surname: None,
         birth_date: None,
@@ -305,7 +311,7 @@ fn admin() -> Actor {
 #[test]
 fn a_user_cannot_change_another_user() {
     insta::assert_debug_snapshot!(given(vec![registered()]).by(Actor::user("2", [])).when(
-        Command::ChangePersonalInfo {
+        UserCommand::ChangePersonalInfo {
             name: Some("Evil".into()),
             surname: None,
             birth_date: None,

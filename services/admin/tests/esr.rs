@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use esr_app::command::CommandMeta;
 use esr_app::{CommandSettings, Commands, ProjectorSettings, Projectors};
-use esr_domain::Command as UserCommand;
+use esr_domain::UserCommand;
 use esr_redis::{RedisConfig, RedisStore, Topology};
 use esr_schema::{Action, DomainEvent as _, UserId};
 use esr_store::{Store, Subscriptions};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use esr_domain::{Command, Group, GroupCommand, User};
+use esr_domain::{Group, GroupCommand, User, UserCommand};
 use esr_schema::{Action, GroupEvent};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -92,7 +92,7 @@ async fn register(
         (None, Some(subject)) => subject,
         (None, None) => generated_id(&headers)?,
     };
-    let command = Command::Register {
+    let command = UserCommand::Register {
         name: body.name,
         surname: body.surname,
         birth_date: date("birth_date", body.birth_date.as_deref())?,
@@ -129,7 +129,7 @@ async fn change_personal_info(
     headers: HeaderMap,
     JsonBody(body): JsonBody<PersonalInfoBody>,
 ) -> Result<Response, ApiError> {
-    let command = Command::ChangePersonalInfo {
+    let command = UserCommand::ChangePersonalInfo {
         name: body.name,
         surname: body.surname,
         birth_date: date("birth_date", body.birth_date.as_deref())?,
@@ -173,7 +173,7 @@ async fn act(
             format!("action: one of {}", known.join(", ")),
         )
     })?;
-    let command = Command::Act {
+    let command = UserCommand::Act {
         action,
         object: body.object,
         text: body.text,
@@ -210,7 +210,7 @@ async fn add_friend(
     headers: HeaderMap,
     JsonBody(body): JsonBody<FriendBody>,
 ) -> Result<Response, ApiError> {
-    let command = Command::AddFriend {
+    let command = UserCommand::AddFriend {
         friend_id: super::paths::user_id(&body.friend_id)?,
         reciprocal: false,
     };
@@ -245,7 +245,7 @@ async fn remove_friend(
     FriendPath(user_id, friend_id): FriendPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let command = Command::RemoveFriend {
+    let command = UserCommand::RemoveFriend {
         friend_id,
         reciprocal: false,
     };

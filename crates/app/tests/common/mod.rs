@@ -5,23 +5,23 @@
 
 use esr_app::CommandService;
 use esr_app::command::CommandMeta;
-use esr_domain::Command;
+use esr_domain::UserCommand;
 use esr_schema::{Action, UserId};
 
 pub fn id(raw: &str) -> UserId {
     UserId::parse(raw).unwrap()
 }
 
-pub fn register() -> Command {
-    Command::Register {
+pub fn register() -> UserCommand {
+    UserCommand::Register {
         name: "Duffy".into(),
         surname: "Duck".into(),
         birth_date: None,
     }
 }
 
-pub fn like(object: &str) -> Command {
-    Command::Act {
+pub fn like(object: &str) -> UserCommand {
+    UserCommand::Act {
         action: Action::Like,
         object: object.into(),
         text: None,
