@@ -4,52 +4,33 @@
 // Tests: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use chrono::{DateTime, NaiveDate, Utc};
-use esr_domain::{Group, GroupCommand, GroupRejection, GroupView};
-use esr_kernel::{Actor, Aggregate, Context, View};
+use chrono::NaiveDate;
+use esr_domain::{Group, GroupCommand, GroupView};
+use esr_kernel::scenario::{self, Case};
+use esr_kernel::{Actor, View};
 use esr_schema::{
-    DomainEvent, EntityId, EventEnvelope, GroupCreated, GroupEvent, MemberJoined, MemberLeft,
-    StreamId, UserEvent,
+    EntityId, GroupCreated, GroupEvent, MemberJoined, MemberLeft, StreamId, UserEvent,
 };
-use uuid::Uuid;
-
-#[derive(Debug)]
-#[allow(dead_code)] // read through Debug by the snapshots
-struct Scenario {
-    given: Vec<GroupEvent>,
-    by: Actor,
-    registered_users: Vec<&'static str>,
-    when: GroupCommand,
-    then: Result<Vec<GroupEvent>, GroupRejection>,
-}
 
 fn id(raw: &str) -> EntityId {
     EntityId::parse(raw).unwrap()
 }
 
-/// Users 1, 2 and 3 are registered; "ghost" is not. User 1 makes the command: the owner of
-/// the groups `created` makes.
-fn given(history: Vec<GroupEvent>, when: GroupCommand) -> Scenario {
+/// User 1 makes the command: the owner of the groups `created` makes.
+fn given(history: Vec<GroupEvent>, when: GroupCommand) -> Case<Group> {
     given_by(Actor::user("1", []), history, when)
 }
 
-fn given_by(by: Actor, history: Vec<GroupEvent>, when: GroupCommand) -> Scenario {
-    let registered_users = vec!["1", "2", "3"];
-    let group = Group::from_history(&history);
-    let mut context = Context::new(NaiveDate::from_ymd_opt(2026, 11, 26).unwrap(), by);
-    for user in &registered_users {
-        context
-            .stream_versions
-            .insert(StreamId::of::<UserEvent>(id(user)), 1);
+/// The kernel's given/when/then on group "looney", users 1, 2 and 3 registered ("ghost" is
+/// not), today 2026-11-26.
+fn given_by(by: Actor, history: Vec<GroupEvent>, when: GroupCommand) -> Case<Group> {
+    let mut given = scenario::given::<Group>(history)
+        .by(by)
+        .today(NaiveDate::from_ymd_opt(2026, 11, 26).unwrap());
+    for user in ["1", "2", "3"] {
+        given = given.existing(StreamId::of::<UserEvent>(id(user)));
     }
-    let then = group.decide(&id("looney"), &when, &context);
-    Scenario {
-        given: history,
-        by: context.actor,
-        registered_users,
-        when,
-        then,
-    }
+    given.when("looney", when)
 }
 
 fn created(capacity: u32) -> GroupEvent {
@@ -186,21 +167,7 @@ fn the_group_view_folds_members_sorted_and_reads_back_from_its_fields() {
         joined("2"),
         MemberLeft { user_id: id("3") }.into(),
     ];
-    let mut view = GroupView::empty(&id("looney"));
-    for (i, event) in history.iter().enumerate() {
-        let envelope = EventEnvelope {
-            event_id: Uuid::nil(),
-            stream: StreamId::of::<GroupEvent>(id("looney")),
-            version: i as u64 + 1,
-            event_type: event.event_type().into(),
-            schema_version: 1,
-            occurred_at: DateTime::<Utc>::UNIX_EPOCH,
-            correlation_id: "test".into(),
-            causation_id: "test".into(),
-            actor: None,
-        };
-        view.apply(&envelope, event);
-    }
+    let view: GroupView = scenario::folded("looney", &history);
     let fields = view.to_fields();
     assert_eq!(
         GroupView::from_fields(&id("looney"), &fields),

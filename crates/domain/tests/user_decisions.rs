@@ -6,56 +6,41 @@
 
 use chrono::NaiveDate;
 use esr_domain::{User, UserCommand, UserRejection};
-use esr_kernel::{Actor, Aggregate, Context};
+use esr_kernel::scenario::{self, Case};
+use esr_kernel::{Actor, Aggregate};
 use esr_schema::{
     ActedOn, Action, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered, StreamId,
     UserEvent, UserId,
 };
 
-#[derive(Debug)]
-#[allow(dead_code)] // read through Debug by the snapshots
-struct Scenario {
-    given: Vec<UserEvent>,
-    /// Who makes the command (user 1, the stream's own user, unless a test says otherwise).
-    by: Actor,
-    /// The other users that are registered (the context `decide` is given).
-    registered_others: Vec<&'static str>,
-    when: UserCommand,
-    then: Result<Vec<UserEvent>, UserRejection>,
-}
-
+/// The kernel's given/when/then, with this file's defaults: user 1 makes the command on its
+/// own stream, today is 2026-11-26, and users 2 and 3 are registered unless a case says which.
 fn given(history: Vec<UserEvent>) -> Given {
-    Given(history, Actor::user("1", []))
+    Given(
+        scenario::given::<User>(history)
+            .by(Actor::user("1", []))
+            .today(date(2026, 11, 26)),
+    )
 }
 
-struct Given(Vec<UserEvent>, Actor);
+struct Given(scenario::Given<User>);
 
 impl Given {
     fn by(self, actor: Actor) -> Given {
-        Given(self.0, actor)
+        Given(self.0.by(actor))
     }
 
     /// Users 2 and 3 are registered.
-    fn when(self, command: UserCommand) -> Scenario {
+    fn when(self, command: UserCommand) -> Case<User> {
         self.when_registered(&["2", "3"], command)
     }
 
-    fn when_registered(self, others: &[&'static str], command: UserCommand) -> Scenario {
-        let user = User::from_history(&self.0);
-        let mut context = Context::new(NaiveDate::from_ymd_opt(2026, 11, 26).unwrap(), self.1);
+    fn when_registered(self, others: &[&'static str], command: UserCommand) -> Case<User> {
+        let mut given = self.0;
         for other in others {
-            context
-                .stream_versions
-                .insert(StreamId::of::<UserEvent>(id(other)), 1);
+            given = given.existing(StreamId::of::<UserEvent>(id(other)));
         }
-        let then = user.decide(&id("1"), &command, &context);
-        Scenario {
-            given: self.0,
-            by: context.actor,
-            registered_others: others.to_vec(),
-            when: command,
-            then,
-        }
+        given.when("1", command)
     }
 }
 
@@ -135,10 +120,10 @@ fn register_with_an_empty_name_is_rejected() {
 fn register_with_a_name_over_100_characters_is_rejected() {
     let scenario = given(vec![]).when(register(&"D".repeat(101), "Duck", None));
     assert!(matches!(
-        scenario.then,
+        scenario.then(),
         Err(UserRejection::InvalidField { field: "name", .. })
     ));
-    insta::assert_debug_snapshot!(scenario.then);
+    insta::assert_debug_snapshot!(scenario.then());
 }
 
 #[test]
