@@ -630,12 +630,12 @@ async fn the_openapi_documents_list_every_route_with_its_errors_and_true_bodies(
     let (_, profile) = get_json(sides.query, "/users/doc1?min_version=2").await;
     assert_eq!(
         keys(&profile),
-        schema_properties(&query_doc, "ProfileBody"),
+        schema_properties(&query_doc, "Profile"),
         "{profile}"
     );
     assert_eq!(
         keys(&profile["last_activity"]),
-        schema_properties(&query_doc, "LastActivityBody")
+        schema_properties(&query_doc, "LastActivity")
     );
     let (_, page) = get_json(sides.query, "/users/doc1/events").await;
     assert_eq!(

@@ -215,15 +215,23 @@ fn change_members(members: &mut BTreeSet<UserId>, event: &GroupEvent) {
     }
 }
 
-/// What `GET /groups/{id}` serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What `GET /groups/{id}` serves: its JSON answer, stored form and OpenAPI schema all come
+/// from this type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupView {
+    #[schema(value_type = String)]
     pub group_id: EntityId,
+    #[serde(default)]
     pub name: String,
+    #[serde(default)]
     pub capacity: u32,
     /// Sorted, as a set is.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub members: BTreeSet<UserId>,
+    #[serde(default)]
     pub member_count: usize,
+    #[serde(default)]
     pub version: u64,
 }
 
@@ -257,26 +265,15 @@ impl View for GroupView {
     }
 
     fn to_fields(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("group_id".into(), self.group_id.to_string()),
-            ("name".into(), self.name.clone()),
-            ("capacity".into(), self.capacity.to_string()),
-            ("members".into(), fields::json(&self.members)),
-            ("member_count".into(), self.member_count.to_string()),
-            ("version".into(), self.version.to_string()),
-        ])
+        fields::to_fields(self)
     }
 
     fn from_fields(id: &EntityId, stored: &BTreeMap<String, String>) -> Result<Self, FieldError> {
-        let read = fields::Reader::new(stored);
-        let members: BTreeSet<UserId> = read.json("members")?;
-        Ok(Self {
-            group_id: id.clone(),
-            name: read.text("name"),
-            capacity: read.parse("capacity")?,
-            member_count: members.len(),
-            members,
-            version: read.parse("version")?,
-        })
+        // The id is the stream's, and the count the members': neither is trusted from storage.
+        let mut stored = stored.clone();
+        stored.insert("group_id".into(), id.to_string());
+        let mut view: Self = fields::from_fields(&stored)?;
+        view.member_count = view.members.len();
+        Ok(view)
     }
 }

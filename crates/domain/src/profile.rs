@@ -10,25 +10,37 @@ use serde::{Deserialize, Serialize};
 
 use crate::personal::PersonalInfo;
 
-/// A user's profile as the query side shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A user's profile as the query side shows it: its JSON answer, its stored form
+/// (`fields::to_fields`) and its OpenAPI schema all come from this type. Every field reads as
+/// its default when a model stored by an older build lacks it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Profile {
+    #[schema(value_type = String)]
     pub user_id: UserId,
+    #[serde(default)]
     pub name: String,
+    #[serde(default)]
     pub surname: String,
+    /// `YYYY-MM-DD`.
     pub birth_date: Option<NaiveDate>,
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub friends: BTreeSet<UserId>,
     /// The objects liked most recently and not disliked since, newest first, at most
     /// [`Profile::MAX_LIKED`]: the read model is rewritten on every event, so it stays small.
+    #[serde(default)]
     pub liked: Vec<String>,
+    #[serde(default)]
     pub activity_count: u64,
     pub last_activity: Option<LastActivity>,
     /// The version of the last event applied.
+    #[serde(default)]
     pub version: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LastActivity {
+    #[schema(value_type = String, example = "like")]
     pub action: Action,
     pub object: String,
     pub at: DateTime<Utc>,
@@ -119,36 +131,15 @@ impl View for Profile {
         Profile::apply(self, envelope, event);
     }
 
-    /// Flat Redis-Hash-style fields, each readable with `HGETALL`.
+    /// Flat Redis-Hash-style fields, each readable with `HGETALL`, derived from the type.
     fn to_fields(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("user_id".into(), self.user_id.to_string()),
-            ("name".into(), self.name.clone()),
-            ("surname".into(), self.surname.clone()),
-            (
-                "birth_date".into(),
-                self.birth_date.map(|d| d.to_string()).unwrap_or_default(),
-            ),
-            ("friends".into(), fields::json(&self.friends)),
-            ("liked".into(), fields::json(&self.liked)),
-            ("activity_count".into(), self.activity_count.to_string()),
-            ("last_activity".into(), fields::json(&self.last_activity)),
-            ("version".into(), self.version.to_string()),
-        ])
+        fields::to_fields(self)
     }
 
     fn from_fields(id: &EntityId, stored: &BTreeMap<String, String>) -> Result<Self, FieldError> {
-        let read = fields::Reader::new(stored);
-        Ok(Self {
-            user_id: id.clone(),
-            name: read.text("name"),
-            surname: read.text("surname"),
-            birth_date: read.optional("birth_date")?,
-            friends: read.json("friends")?,
-            liked: read.json("liked")?,
-            activity_count: read.parse("activity_count")?,
-            last_activity: read.json("last_activity")?,
-            version: read.parse("version")?,
-        })
+        // The id is the stream's: a stored form's own is not trusted.
+        let mut stored = stored.clone();
+        stored.insert("user_id".into(), id.to_string());
+        fields::from_fields(&stored)
     }
 }

@@ -78,3 +78,364 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+/// A view's stored form derived from its type: one text field per attribute, named as serde
+/// names it; text as it is, numbers and booleans as their text, lists and records as JSON, an
+/// absent option as empty. The type is the one definition: no key is spelt twice.
+pub fn to_fields<T: Serialize>(value: &T) -> BTreeMap<String, String> {
+    let Ok(serde_json::Value::Object(attributes)) = serde_json::to_value(value) else {
+        // Not a record (a derived `Serialize` of a struct always is).
+        return BTreeMap::new();
+    };
+    attributes
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                serde_json::Value::String(text) => text,
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (name, text)
+        })
+        .collect()
+}
+
+/// Read back what [`to_fields`] stored (and the hand-written forms before it: the same text
+/// per field, `null` or empty for an absent option). A field a newer build added is absent
+/// from models an older build stored: mark it `#[serde(default)]` (an `Option` needs nothing).
+pub fn from_fields<T: DeserializeOwned>(
+    stored: &BTreeMap<String, String>,
+) -> Result<T, FieldError> {
+    let failed = std::cell::Cell::new(None);
+    T::deserialize(Stored {
+        stored,
+        failed: &failed,
+    })
+    .map_err(|error: TextError| FieldError {
+        // The type's own name for the field that failed, when it is one of its fields.
+        field: failed.get().unwrap_or("stored form"),
+        reason: error.0,
+    })
+}
+
+/// A stored form as a record: its fields, in turn.
+struct Stored<'de, 'f> {
+    stored: &'de BTreeMap<String, String>,
+    failed: &'f std::cell::Cell<Option<&'static str>>,
+}
+
+struct Attributes<'de, 'f> {
+    fields: std::collections::btree_map::Iter<'de, String, String>,
+    names: &'static [&'static str],
+    value: Option<(&'de str, &'de str)>,
+    failed: &'f std::cell::Cell<Option<&'static str>>,
+}
+
+impl<'de> serde::de::MapAccess<'de> for Attributes<'de, '_> {
+    type Error = TextError;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, TextError> {
+        let Some((name, text)) = self.fields.next() else {
+            return Ok(None);
+        };
+        self.value = Some((name.as_str(), text.as_str()));
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(
+            name.as_str(),
+        ))
+        .map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, TextError> {
+        let (name, text) = self
+            .value
+            .take()
+            .ok_or_else(|| TextError("a value without its field".into()))?;
+        seed.deserialize(Text(text)).inspect_err(|_| {
+            let known = self.names.iter().find(|known| **known == name).copied();
+            self.failed.set(known);
+        })
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for Stored<'de, '_> {
+    type Error = TextError;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        self.deserialize_struct("", &[], visitor)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        names: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        visitor.visit_map(Attributes {
+            fields: self.stored.iter(),
+            names,
+            value: None,
+            failed: self.failed,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+/// One stored field's text, read as whatever its attribute's type asks for.
+struct Text<'a>(&'a str);
+
+#[derive(Debug)]
+struct TextError(String);
+
+impl std::fmt::Display for TextError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TextError {}
+
+impl serde::de::Error for TextError {
+    fn custom<M: std::fmt::Display>(message: M) -> Self {
+        Self(message.to_string())
+    }
+}
+
+impl<'de> serde::de::IntoDeserializer<'de, TextError> for Text<'de> {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl Text<'_> {
+    /// The text as JSON: numbers, booleans, lists, records.
+    fn json(&self) -> Result<serde_json::Value, TextError> {
+        serde_json::from_str(self.0)
+            .map_err(|e| TextError(format!("{:?} is not what the field holds: {e}", self.0)))
+    }
+}
+
+macro_rules! as_json {
+    ($($method:ident)*) => {$(
+        fn $method<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, TextError> {
+            self.json()?.$method(visitor).map_err(|e| TextError(e.to_string()))
+        }
+    )*};
+}
+
+impl<'de> serde::Deserializer<'de> for Text<'de> {
+    type Error = TextError;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        match self.json() {
+            Ok(value) => value
+                .deserialize_any(visitor)
+                .map_err(|e| TextError(e.to_string())),
+            Err(_) => visitor.visit_str(self.0),
+        }
+    }
+
+    fn deserialize_str<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        visitor.visit_borrowed_str(self.0)
+    }
+
+    fn deserialize_string<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        visitor.visit_borrowed_str(self.0)
+    }
+
+    fn deserialize_char<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        visitor.visit_borrowed_str(self.0)
+    }
+
+    fn deserialize_identifier<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        visitor.visit_borrowed_str(self.0)
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        match self.0 {
+            "" | "null" => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        // A unit variant is stored as its bare name; any other as JSON.
+        if self.0.starts_with(['{', '"']) {
+            self.json()?
+                .deserialize_enum(name, variants, visitor)
+                .map_err(|e| TextError(e.to_string()))
+        } else {
+            visitor.visit_enum(serde::de::value::BorrowedStrDeserializer::new(self.0))
+        }
+    }
+
+    fn deserialize_unit_struct<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        self.json()?
+            .deserialize_unit_struct(name, visitor)
+            .map_err(|e| TextError(e.to_string()))
+    }
+
+    fn deserialize_tuple<V: serde::de::Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        self.json()?
+            .deserialize_tuple(len, visitor)
+            .map_err(|e| TextError(e.to_string()))
+    }
+
+    fn deserialize_tuple_struct<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        self.json()?
+            .deserialize_tuple_struct(name, len, visitor)
+            .map_err(|e| TextError(e.to_string()))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, TextError> {
+        self.json()?
+            .deserialize_struct(name, fields, visitor)
+            .map_err(|e| TextError(e.to_string()))
+    }
+
+    as_json! {
+        deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+        deserialize_u128 deserialize_f32 deserialize_f64 deserialize_bytes
+        deserialize_byte_buf deserialize_unit deserialize_seq deserialize_map
+        deserialize_ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Mood {
+        Calm,
+        Busy,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    struct Model {
+        name: String,
+        count: u64,
+        tags: Vec<String>,
+        since: Option<chrono::NaiveDate>,
+        mood: Mood,
+        #[serde(default)]
+        added_later: u32,
+    }
+
+    fn stored(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_type_round_trips_through_its_stored_form_in_plain_text() {
+        let model = Model {
+            name: "42".into(),
+            count: 7,
+            tags: vec!["a".into()],
+            since: chrono::NaiveDate::from_ymd_opt(2026, 1, 2),
+            mood: Mood::Busy,
+            added_later: 3,
+        };
+        let fields = to_fields(&model);
+        assert_eq!(
+            fields,
+            stored(&[
+                ("name", "42"),
+                ("count", "7"),
+                ("tags", r#"["a"]"#),
+                ("since", "2026-01-02"),
+                ("mood", "busy"),
+                ("added_later", "3"),
+            ])
+        );
+        assert_eq!(from_fields::<Model>(&fields).unwrap(), model);
+    }
+
+    #[test]
+    fn an_older_stored_form_reads_and_a_bad_field_is_an_error() {
+        let old = stored(&[
+            ("name", "Ann"),
+            ("count", "1"),
+            ("tags", "[]"),
+            ("since", ""),
+            ("mood", "calm"),
+        ]);
+        let model: Model = from_fields(&old).unwrap();
+        assert_eq!((model.since, model.added_later), (None, 0));
+        let bad = stored(&[
+            ("name", "Ann"),
+            ("count", "many"),
+            ("tags", "[]"),
+            ("mood", "calm"),
+        ]);
+        assert!(from_fields::<Model>(&bad).is_err());
+    }
+}

@@ -1,5 +1,6 @@
-//! The social routes' answer bodies, for the OpenAPI document; a test holds them to what the
-//! routes really answer.
+//! The social routes' answer bodies besides the views (whose schemas come from their own types,
+//! `Profile` and `GroupView`), for the OpenAPI document; a test holds them to what the routes
+//! really answer.
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -17,41 +18,6 @@ pub struct UserAccepted {
 #[derive(Serialize, ToSchema)]
 pub struct GroupAccepted {
     pub group_id: String,
-    pub version: u64,
-}
-
-/// A user's profile, as the projector folded it.
-#[derive(Serialize, ToSchema)]
-pub struct ProfileBody {
-    pub user_id: String,
-    pub name: String,
-    pub surname: String,
-    /// `YYYY-MM-DD`.
-    pub birth_date: Option<String>,
-    pub friends: Vec<String>,
-    /// The most recent likes, newest first, at most 100.
-    pub liked: Vec<String>,
-    pub activity_count: u64,
-    pub last_activity: Option<LastActivityBody>,
-    pub version: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct LastActivityBody {
-    pub action: String,
-    pub object: String,
-    /// RFC 3339.
-    pub at: String,
-}
-
-/// A group, as the projector folded it.
-#[derive(Serialize, ToSchema)]
-pub struct GroupBody {
-    pub group_id: String,
-    pub name: String,
-    pub capacity: u32,
-    pub members: Vec<String>,
-    pub member_count: u64,
     pub version: u64,
 }
 

@@ -42,7 +42,7 @@ const LIKES: (&str, &str) = ("object", "likes");
     tag = "users",
     params(("id" = String, Path, description = "The user"), ViewParams),
     responses(
-        (status = 200, description = "The profile; ETag: its version", body = super::bodies::ProfileBody),
+        (status = 200, description = "The profile; ETag: its version", body = Profile),
         QueryErrors,
     )
 )]
@@ -87,7 +87,7 @@ async fn user_events(
     tag = "groups",
     params(("id" = String, Path, description = "The group"), ViewParams),
     responses(
-        (status = 200, description = "The group; ETag: its version", body = super::bodies::GroupBody),
+        (status = 200, description = "The group; ETag: its version", body = GroupView),
         QueryErrors,
     )
 )]
