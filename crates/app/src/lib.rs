@@ -34,6 +34,8 @@ pub use module::{Module, Modules};
 pub use projector::{ProjectorSettings, Projectors};
 pub use query::QueryService;
 pub use service::Service;
+/// For [`bounded_text_schema!`] in other crates.
+pub use utoipa;
 
 /// An error and its causes, `a: b: c`, for one log line or answer (the projector, HTTP and
 /// the binaries' edge all write them).

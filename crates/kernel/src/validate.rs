@@ -48,3 +48,9 @@ mod tests {
         assert!(bounded_text("ééé", 3).is_ok());
     }
 }
+
+/// [`bounded_text`]'s rule without the length, as a regular expression for documents (JSON
+/// Schema `pattern`, with `minLength` 1 and `maxLength` the bound): at least one character that
+/// is not white space, and no control characters.
+pub const TEXT_PATTERN: &str =
+    r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$";

@@ -123,7 +123,7 @@ impl EventPayload for FriendRemoved {
 }
 
 /// What a user can do to an object. Stored by name, so adding an action never shifts another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Like,

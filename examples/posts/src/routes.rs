@@ -14,6 +14,7 @@ use esr_app::http::{
     ApiError, IdPath, JsonBody, QueryParams, Resource, entity_id, generated_id, run_command,
 };
 use esr_app::{Commands, QueryService};
+use esr_schema::EntityId;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -52,25 +53,36 @@ pub struct PostAccepted {
 #[serde(deny_unknown_fields)]
 pub struct PublishBody {
     /// Generated when absent (from the `Idempotency-Key` when given).
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    #[schema(value_type = Option<EntityId>)]
     post_id: Option<String>,
-    /// The author; the token's subject when absent.
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    /// The author; the token's subject when absent (required with authentication off).
+    #[schema(value_type = Option<EntityId>)]
     author: Option<String>,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = Title)]
     title: String,
-    #[schema(min_length = 1, max_length = 10000)]
+    #[schema(value_type = Body)]
     body: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditBody {
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = Option<Title>)]
     title: Option<String>,
-    #[schema(min_length = 1, max_length = 10000)]
+    #[schema(value_type = Option<Body>)]
     body: Option<String>,
 }
+
+esr_app::bounded_text_schema!(
+    /// A post's title.
+    pub Title,
+    crate::post::MAX_TITLE_CHARS
+);
+esr_app::bounded_text_schema!(
+    /// A post's text.
+    pub Body,
+    crate::post::MAX_BODY_CHARS
+);
 
 #[utoipa::path(
     post,
@@ -125,7 +137,7 @@ async fn publish(
     path = "/posts/{id}",
     tag = "posts",
     request_body = EditBody,
-    params(CommandHeaders, ("id" = String, Path, description = "The post")),
+    params(CommandHeaders, ("id" = inline(EntityId), Path, description = "The post")),
     responses(
         (status = 200, description = "Edited", body = PostAccepted),
         CommandErrors,
@@ -158,7 +170,7 @@ async fn edit(
     delete,
     path = "/posts/{id}",
     tag = "posts",
-    params(CommandHeaders, ("id" = String, Path, description = "The post")),
+    params(CommandHeaders, ("id" = inline(EntityId), Path, description = "The post")),
     responses(
         (status = 200, description = "Deleted (or already deleted)", body = PostAccepted),
         CommandErrors,
@@ -187,7 +199,7 @@ async fn delete(
     post,
     path = "/posts/{id}/restore",
     tag = "posts",
-    params(CommandHeaders, ("id" = String, Path, description = "The post")),
+    params(CommandHeaders, ("id" = inline(EntityId), Path, description = "The post")),
     responses(
         (status = 200, description = "Restored (or not deleted)", body = PostAccepted),
         CommandErrors,
@@ -216,7 +228,7 @@ async fn restore(
     get,
     path = "/posts/{id}",
     tag = "posts",
-    params(("id" = String, Path, description = "The post"), ViewParams),
+    params(("id" = inline(EntityId), Path, description = "The post"), ViewParams),
     responses(
         (status = 200, description = "The post; ETag: its version", body = PostView),
         QueryErrors,

@@ -6,6 +6,37 @@
 use serde::Serialize;
 use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 
+/// The schema of a text field checked with `esr_kernel::validate::bounded_text(_, max_chars)`.
+pub fn bounded_text(max_chars: usize) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max_chars))
+        .pattern(Some(esr_kernel::validate::TEXT_PATTERN))
+        .description(Some(format!(
+            "1 to {max_chars} characters, not all white space, no control characters \
+             (trimmed)"
+        )))
+        .into()
+}
+
+/// A type that only documents a text field: `bounded_text_schema!(pub Name, 100)` gives
+/// `Name`, for `#[schema(value_type = Name)]`, whose schema states the bound `decide` checks.
+#[macro_export]
+macro_rules! bounded_text_schema {
+    ($(#[$doc:meta])* $vis:vis $name:ident, $max_chars:expr) => {
+        $(#[$doc])*
+        $vis struct $name;
+        impl $crate::utoipa::PartialSchema for $name {
+            fn schema() -> $crate::utoipa::openapi::RefOr<$crate::utoipa::openapi::schema::Schema> {
+                $crate::http::openapi::bounded_text($max_chars)
+            }
+        }
+        impl $crate::utoipa::ToSchema for $name {}
+    };
+}
+
 /// Every error: a stable code and a message for people.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -40,13 +71,23 @@ pub struct EventBody {
 #[allow(dead_code)] // Only described: the handlers read the headers themselves.
 pub struct CommandHeaders {
     /// Send the command again with the same key: the first answer, nothing appended twice.
-    #[param(rename = "Idempotency-Key")]
+    #[param(
+        rename = "Idempotency-Key",
+        pattern = "^[!-~]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
     idempotency_key: Option<String>,
-    /// The version the client saw, `"3"`: 412 if the stream moved.
-    #[param(rename = "If-Match")]
+    /// The version the client saw, `"3"` (or `3`; `*`: any): 412 if the stream moved.
+    #[param(rename = "If-Match", pattern = "^(\\*|\"[0-9]{1,19}\"|[0-9]{1,19})$")]
     if_match: Option<String>,
     /// Carried into the events and answered back.
-    #[param(rename = "X-Correlation-Id")]
+    #[param(
+        rename = "X-Correlation-Id",
+        pattern = "^[!-~]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
     correlation_id: Option<String>,
 }
 

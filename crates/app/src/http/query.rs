@@ -70,8 +70,10 @@ fn path_id<R: Resource>(raw: &str) -> Result<EntityId, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct ViewParams {
     /// Wait (a bounded time) until the read model reaches this version: read your own writes.
+    /// Not with `at` (400).
     pub min_version: Option<u64>,
-    /// RFC 3339: the state as it was then, folded from the stream.
+    /// RFC 3339: the state as it was then, folded from the stream. Not with `min_version`.
+    #[param(format = DateTime)]
     pub at: Option<String>,
 }
 
@@ -140,6 +142,7 @@ pub struct EventsParams {
     /// The first version (default 1).
     pub from: Option<u64>,
     /// Events per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 

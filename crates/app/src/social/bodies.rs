@@ -5,7 +5,45 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::bounded_text_schema;
 use crate::http::openapi::EventBody;
+
+bounded_text_schema!(
+    /// A user's name or surname.
+    pub Name,
+    esr_domain::user::MAX_NAME_CHARS
+);
+bounded_text_schema!(
+    /// What an activity is done to.
+    pub ObjectName,
+    esr_domain::user::MAX_OBJECT_CHARS
+);
+bounded_text_schema!(
+    /// An activity's text.
+    pub Note,
+    esr_domain::user::MAX_TEXT_CHARS
+);
+bounded_text_schema!(
+    /// A group's name.
+    pub GroupName,
+    esr_domain::group::MAX_GROUP_NAME_CHARS
+);
+
+/// A group's capacity, as `decide` bounds it.
+pub struct Capacity;
+
+impl utoipa::PartialSchema for Capacity {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(esr_domain::group::MAX_CAPACITY))
+            .into()
+    }
+}
+
+impl ToSchema for Capacity {}
 
 /// A command accepted on a user: the stream's version after it.
 #[derive(Serialize, ToSchema)]

@@ -10,11 +10,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use esr_domain::{Group, GroupCommand, User, UserCommand};
-use esr_schema::{Action, GroupEvent};
+use esr_schema::{Action, EntityId, GroupEvent};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::bodies::{Capacity, GroupName, Name, Note, ObjectName};
 use super::paths::{FriendPath, GroupPath, MemberPath, UserPath, user_id};
 use crate::auth::Caller;
 use crate::command::Commands;
@@ -39,31 +40,45 @@ pub fn routes() -> OpenApiRouter<Arc<Commands>> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterBody {
+    /// The token's subject when absent (generated with authentication off).
+    #[schema(value_type = Option<EntityId>)]
     user_id: Option<String>,
+    #[schema(value_type = Name)]
     name: String,
+    #[schema(value_type = Name)]
     surname: String,
+    /// Not after today.
+    #[schema(value_type = Option<chrono::NaiveDate>)]
     birth_date: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PersonalInfoBody {
+    #[schema(value_type = Option<Name>)]
     name: Option<String>,
+    #[schema(value_type = Option<Name>)]
     surname: Option<String>,
+    /// Not after today.
+    #[schema(value_type = Option<chrono::NaiveDate>)]
     birth_date: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ActivityBody {
+    #[schema(value_type = Action)]
     action: String,
+    #[schema(value_type = ObjectName)]
     object: String,
+    #[schema(value_type = Option<Note>)]
     text: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FriendBody {
+    #[schema(value_type = EntityId)]
     friend_id: String,
 }
 
@@ -115,7 +130,7 @@ async fn register(
     request_body = PersonalInfoBody,
     params(
         CommandHeaders,
-        ("id" = String, Path, description = "The user")
+        ("id" = inline(EntityId), Path, description = "The user")
     ),
     responses(
         (status = 200, description = "Changed", body = super::bodies::UserAccepted),
@@ -152,7 +167,7 @@ async fn change_personal_info(
     request_body = ActivityBody,
     params(
         CommandHeaders,
-        ("id" = String, Path, description = "The user")
+        ("id" = inline(EntityId), Path, description = "The user")
     ),
     responses(
         (status = 200, description = "Recorded", body = super::bodies::UserAccepted),
@@ -196,7 +211,7 @@ async fn act(
     request_body = FriendBody,
     params(
         CommandHeaders,
-        ("id" = String, Path, description = "The user")
+        ("id" = inline(EntityId), Path, description = "The user")
     ),
     responses(
         (status = 200, description = "Added (the friend's side follows through the friendship policy)", body = super::bodies::UserAccepted),
@@ -231,8 +246,8 @@ async fn add_friend(
     tag = "users",
     params(
         CommandHeaders,
-        ("id" = String, Path, description = "The user"),
-        ("friend_id" = String, Path, description = "The friend")
+        ("id" = inline(EntityId), Path, description = "The user"),
+        ("friend_id" = inline(EntityId), Path, description = "The friend")
     ),
     responses(
         (status = 200, description = "Removed", body = super::bodies::UserAccepted),
@@ -263,14 +278,19 @@ async fn remove_friend(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewGroupBody {
+    /// Generated when absent (from the `Idempotency-Key` when given).
+    #[schema(value_type = Option<EntityId>)]
     group_id: Option<String>,
+    #[schema(value_type = GroupName)]
     name: String,
+    #[schema(value_type = Capacity)]
     capacity: u32,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MemberBody {
+    #[schema(value_type = EntityId)]
     user_id: String,
 }
 
@@ -319,7 +339,7 @@ async fn create_group(
     request_body = MemberBody,
     params(
         CommandHeaders,
-        ("id" = String, Path, description = "The group")
+        ("id" = inline(EntityId), Path, description = "The group")
     ),
     responses(
         (status = 200, description = "Added", body = super::bodies::GroupAccepted),
@@ -353,8 +373,8 @@ async fn add_member(
     tag = "groups",
     params(
         CommandHeaders,
-        ("id" = String, Path, description = "The group"),
-        ("user_id" = String, Path, description = "The member")
+        ("id" = inline(EntityId), Path, description = "The group"),
+        ("user_id" = inline(EntityId), Path, description = "The member")
     ),
     responses(
         (status = 200, description = "Removed", body = super::bodies::GroupAccepted),

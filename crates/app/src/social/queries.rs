@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use esr_domain::{GroupView, MostLiked, Profile};
 use esr_kernel::Tally as _;
+use esr_schema::EntityId;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -40,7 +41,7 @@ const LIKES: (&str, &str) = ("object", "likes");
     get,
     path = "/users/{id}",
     tag = "users",
-    params(("id" = String, Path, description = "The user"), ViewParams),
+    params(("id" = inline(EntityId), Path, description = "The user"), ViewParams),
     responses(
         (status = 200, description = "The profile; ETag: its version", body = Profile),
         QueryErrors,
@@ -58,7 +59,7 @@ async fn user_view(
     get,
     path = "/users/{id}/events",
     tag = "users",
-    params(("id" = String, Path, description = "The user"), EventsParams),
+    params(("id" = inline(EntityId), Path, description = "The user"), EventsParams),
     responses(
         (status = 200, description = "A page of the user's history", body = super::bodies::UserEventsPage),
         QueryErrors,
@@ -85,7 +86,7 @@ async fn user_events(
     get,
     path = "/groups/{id}",
     tag = "groups",
-    params(("id" = String, Path, description = "The group"), ViewParams),
+    params(("id" = inline(EntityId), Path, description = "The group"), ViewParams),
     responses(
         (status = 200, description = "The group; ETag: its version", body = GroupView),
         QueryErrors,
@@ -103,7 +104,7 @@ async fn group_view(
     get,
     path = "/groups/{id}/events",
     tag = "groups",
-    params(("id" = String, Path, description = "The group"), EventsParams),
+    params(("id" = inline(EntityId), Path, description = "The group"), EventsParams),
     responses(
         (status = 200, description = "A page of the group's history", body = super::bodies::GroupEventsPage),
         QueryErrors,
