@@ -29,6 +29,12 @@ pub fn bounded_text(raw: &str, max_chars: usize) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// [`bounded_text`]'s rule without the length, as a regular expression for documents (JSON
+/// Schema `pattern`, with `minLength` 1 and `maxLength` the bound): at least one character that
+/// is not white space, and no control characters.
+pub const TEXT_PATTERN: &str =
+    r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,9 +54,3 @@ mod tests {
         assert!(bounded_text("ééé", 3).is_ok());
     }
 }
-
-/// [`bounded_text`]'s rule without the length, as a regular expression for documents (JSON
-/// Schema `pattern`, with `minLength` 1 and `maxLength` the bound): at least one character that
-/// is not white space, and no control characters.
-pub const TEXT_PATTERN: &str =
-    r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$";

@@ -98,6 +98,25 @@ impl fmt::Display for StreamId {
     }
 }
 
+/// An id as the OpenAPI documents state it: the rule [`EntityId::parse`] checks.
+impl utoipa::PartialSchema for EntityId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(Self::MAX_LEN))
+            .pattern(Some(ID_PATTERN))
+            .description(Some("1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EntityId {}
+
+/// [`EntityId::parse`]'s rule as a regular expression.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,22 +138,3 @@ mod tests {
         }
     }
 }
-
-/// An id as the OpenAPI documents state it: the rule [`EntityId::parse`] checks.
-impl utoipa::PartialSchema for EntityId {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(Self::MAX_LEN))
-            .pattern(Some(ID_PATTERN))
-            .description(Some("1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"))
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for EntityId {}
-
-/// [`EntityId::parse`]'s rule as a regular expression.
-pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
