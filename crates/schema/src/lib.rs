@@ -27,7 +27,7 @@ pub use domain_event::{DomainEvent, EventPayload};
 pub use entry::EntryError;
 pub use envelope::{EventEnvelope, StoredEvent};
 pub use group::{GroupCreated, GroupEvent, MemberJoined, MemberLeft};
-pub use ids::{EntityId, GroupId, InvalidId, StreamId, UserId};
+pub use ids::{EntityId, GroupId, ID_PATTERN, InvalidId, StreamId, UserId};
 pub use names::{AggregateType, Category, InvalidName};
 pub use user::{
     ActedOn, Action, FriendAdded, FriendRemoved, PersonalInfoChanged, Registered, UserEvent,

@@ -117,7 +117,8 @@ pub enum CommandErrors {
     /// The body is larger than 16 KiB.
     #[response(status = 413)]
     TooLarge(ErrorBody),
-    /// A field or id is invalid.
+    /// A field or id is invalid (`invalid_field`, `invalid_user_id`, ...), or the
+    /// `Idempotency-Key` was sent before with another command (`key_reused`).
     #[response(status = 422)]
     Invalid(ErrorBody),
     /// The store is unavailable, or the server overloaded or out of time.

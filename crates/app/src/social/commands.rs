@@ -12,6 +12,11 @@ use axum::response::Response;
 use esr_domain::{Group, GroupCommand, User, UserCommand};
 use esr_schema::{Action, EntityId, GroupEvent};
 use serde::Deserialize;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    AdditionalProperties, AllOfBuilder, AnyOfBuilder, KnownFormat, ObjectBuilder, OneOfBuilder,
+    Schema, SchemaFormat, Type,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -52,28 +57,102 @@ struct RegisterBody {
     birth_date: Option<String>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+/// At least one field, not null (documented by its schema below).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PersonalInfoBody {
-    #[schema(value_type = Option<Name>)]
     name: Option<String>,
-    #[schema(value_type = Option<Name>)]
     surname: Option<String>,
-    /// Not after today.
-    #[schema(value_type = Option<chrono::NaiveDate>)]
     birth_date: Option<String>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+/// `PersonalInfoBody`: the fields of a registration, at least one of them given.
+impl utoipa::PartialSchema for PersonalInfoBody {
+    fn schema() -> RefOr<Schema> {
+        let fields = [
+            ("name", Name::schema()),
+            ("surname", Name::schema()),
+            ("birth_date", birth_date()),
+        ];
+        let mut at_least_one = AnyOfBuilder::new();
+        for (field, schema) in &fields {
+            at_least_one = at_least_one.item(
+                ObjectBuilder::new()
+                    .property(*field, schema.clone())
+                    .required(*field),
+            );
+        }
+        let mut body = ObjectBuilder::new()
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .description(Some("The fields to change; at least one, not null"));
+        for (field, schema) in fields {
+            body = body.property(field, nullable(schema));
+        }
+        AllOfBuilder::new().item(body).item(at_least_one).into()
+    }
+}
+
+impl utoipa::ToSchema for PersonalInfoBody {}
+
+fn birth_date() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+        .description(Some("Not after today."))
+        .into()
+}
+
+fn nullable(schema: RefOr<Schema>) -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(schema)
+        .into()
+}
+
+/// A comment has a text and nothing else has one (documented by its schema below).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActivityBody {
-    #[schema(value_type = Action)]
     action: String,
-    #[schema(value_type = ObjectName)]
     object: String,
-    #[schema(value_type = Option<Note>)]
     text: Option<String>,
 }
+
+/// `ActivityBody`: a comment with its text, or another action without one.
+impl utoipa::PartialSchema for ActivityBody {
+    fn schema() -> RefOr<Schema> {
+        let actions = |comment: bool| -> Vec<serde_json::Value> {
+            Action::ALL
+                .iter()
+                .filter(|a| (**a == Action::Comment) == comment)
+                .map(|a| serde_json::Value::from(a.name()))
+                .collect()
+        };
+        let action = |names: Vec<serde_json::Value>| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(names))
+        };
+        let comment = ObjectBuilder::new()
+            .property("action", action(actions(true)))
+            .property("object", ObjectName::schema())
+            .property("text", Note::schema())
+            .required("action")
+            .required("object")
+            .required("text")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let other = ObjectBuilder::new()
+            .property("action", action(actions(false)))
+            .property("object", ObjectName::schema())
+            .property("text", ObjectBuilder::new().schema_type(Type::Null))
+            .required("action")
+            .required("object")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        OneOfBuilder::new().item(comment).item(other).into()
+    }
+}
+
+impl utoipa::ToSchema for ActivityBody {}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
