@@ -9,10 +9,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use esr_app::auth::Authentication;
 use esr_app::auth::dev::Signer;
-use esr_app::config::{self, AuthArgs, CommandArgs, HttpArgs, ProjectorArgs, QueryArgs};
-use esr_app::{Modules, Service, sides};
-use esr_redis::acl::Side;
-use esr_wiring::StoreArgs;
+use esr_app::config;
+use esr_app::{Modules, sides};
+use esr_wiring::ServeArgs;
 use tokio::sync::watch;
 
 // glibc malloc and free were a third of a projector's CPU under load (perf); mimalloc is cheaper.
@@ -28,24 +27,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     #[command(subcommand)]
     mode: Option<Mode>,
-    #[arg(long, env = "COMMAND_LISTEN", default_value = "127.0.0.1:8080")]
-    command_listen: String,
-    #[arg(long, env = "QUERY_LISTEN", default_value = "127.0.0.1:8081")]
-    query_listen: String,
-    #[arg(long, env = "PROJECTOR_LISTEN", default_value = "127.0.0.1:8082")]
-    projector_listen: String,
     #[command(flatten)]
-    store: StoreArgs,
-    #[command(flatten)]
-    http: HttpArgs,
-    #[command(flatten)]
-    command: CommandArgs,
-    #[command(flatten)]
-    projector: ProjectorArgs,
-    #[command(flatten)]
-    query: QueryArgs,
-    #[command(flatten)]
-    auth: AuthArgs,
+    serve: ServeArgs,
 }
 
 #[derive(Subcommand)]
@@ -59,78 +42,35 @@ enum Mode {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let demo = matches!(args.mode, Some(Mode::Demo));
-    if !demo {
-        config::init_tracing();
-    }
-    // The demo signs its own tokens with a key that lives only in this process; `serve`
-    // authenticates as configured.
-    let (authentication, demo_signer) = if demo {
-        let (signer, keys) = Signer::ephemeral().map_err(anyhow::Error::msg)?;
-        let verifier = esr_app::auth::Verifier::new(keys, Default::default());
-        (Authentication::Jwt(Arc::new(verifier)), Some(signer))
-    } else {
-        (args.auth.authentication().await?, None)
-    };
     let modules = Modules::from(vec![esr_app::social::module()]);
-    let (store, kind) = args
-        .store
-        .open_or_memory(&[Side::Projector, Side::Query], &modules)
-        .await?;
-    let mut projector_settings = args.projector.settings();
-
-    let (addresses, shutdown_tx, shutdown) = match args.mode {
-        Some(Mode::Demo) => {
-            // Short blocks so the demo's shutdown is quick.
-            projector_settings.block = Duration::from_millis(50);
-            let (tx, rx) = watch::channel(false);
-            (
-                [
-                    "127.0.0.1:0".to_owned(),
-                    "127.0.0.1:0".to_owned(),
-                    "127.0.0.1:0".to_owned(),
-                ],
-                Some(tx),
-                rx,
-            )
-        }
-        Some(Mode::Serve) | None => (
-            [
-                args.command_listen,
-                args.query_listen,
-                args.projector_listen,
-            ],
-            None,
-            config::shutdown_signal(),
-        ),
-    };
-    let [command_listen, query_listen, projector_listen] = addresses;
-    let command_listener = sides::bind("command side", &command_listen).await?;
-    let query_listener = sides::bind("query side", &query_listen).await?;
-    let projector_listener = sides::bind("projector", &projector_listen).await?;
+    if !matches!(args.mode, Some(Mode::Demo)) {
+        config::init_tracing();
+        return args.serve.serve_all(modules).await;
+    }
+    // The demo signs its own tokens with a key that lives only in this process, on free local
+    // ports, with short blocks so that its shutdown is quick.
+    let (signer, keys) = Signer::ephemeral().map_err(anyhow::Error::msg)?;
+    let verifier = esr_app::auth::Verifier::new(keys, Default::default());
+    let (service, store, kind) = args.serve.service(modules).await?;
+    let mut projector_settings = args.serve.projector.settings();
+    projector_settings.block = Duration::from_millis(50);
+    let (stop, shutdown) = watch::channel(false);
+    let command_listener = sides::bind("command side", "127.0.0.1:0").await?;
+    let query_listener = sides::bind("query side", "127.0.0.1:0").await?;
+    let projector_listener = sides::bind("projector", "127.0.0.1:0").await?;
     let urls = demo::Urls {
         command: format!("http://{}", command_listener.local_addr()?),
         query: format!("http://{}", query_listener.local_addr()?),
     };
-
-    let service = Service::new(store.clone())
-        .modules(modules)
-        .command_settings(args.command.settings())
-        .projector_settings(projector_settings)
-        .query_max_wait(Duration::from_millis(args.query.max_wait_ms))
-        .limits(args.http.limits())
-        .authentication(authentication)
-        .shutdown(shutdown);
-    let running =
-        tokio::spawn(service.serve_all(command_listener, query_listener, projector_listener));
-
-    match (shutdown_tx, demo_signer) {
-        (Some(stop), Some(signer)) => {
-            let played = demo::play(&urls, &signer, store.as_ref(), kind).await;
-            let _ = stop.send(true);
-            running.await??;
-            played
-        }
-        _ => running.await?,
-    }
+    let running = tokio::spawn(
+        service
+            .projector_settings(projector_settings)
+            .authentication(Authentication::Jwt(Arc::new(verifier)))
+            .shutdown(shutdown)
+            .serve_all(command_listener, query_listener, projector_listener),
+    );
+    let played = demo::play(&urls, &signer, store.as_ref(), kind).await;
+    let _ = stop.send(true);
+    running.await??;
+    played
 }

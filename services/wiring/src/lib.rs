@@ -249,6 +249,67 @@ impl StoreArgs {
     }
 }
 
+/// How a process serving all three sides is configured: flags and environment variables for
+/// its listeners, store, HTTP limits, commands, projector, queries and authentication. A team's
+/// binary flattens it and calls [`ServeArgs::serve_all`] with its modules.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "COMMAND_LISTEN", default_value = "127.0.0.1:8080")]
+    pub command_listen: String,
+    #[arg(long, env = "QUERY_LISTEN", default_value = "127.0.0.1:8081")]
+    pub query_listen: String,
+    #[arg(long, env = "PROJECTOR_LISTEN", default_value = "127.0.0.1:8082")]
+    pub projector_listen: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub http: esr_app::config::HttpArgs,
+    #[command(flatten)]
+    pub command: esr_app::config::CommandArgs,
+    #[command(flatten)]
+    pub projector: esr_app::config::ProjectorArgs,
+    #[command(flatten)]
+    pub query: esr_app::config::QueryArgs,
+    #[command(flatten)]
+    pub auth: esr_app::config::AuthArgs,
+}
+
+impl ServeArgs {
+    /// The store these arguments name (in memory when none), and a [`esr_app::Service`] of
+    /// `modules` on it with these settings; the listeners are left to the caller.
+    pub async fn service(
+        &self,
+        modules: Modules,
+    ) -> anyhow::Result<(esr_app::Service, Arc<dyn Store>, StoreKind)> {
+        let (store, kind) = self
+            .store
+            .open_or_memory(&[Side::Projector, Side::Query], &modules)
+            .await?;
+        let service = esr_app::Service::new(store.clone())
+            .modules(modules)
+            .command_settings(self.command.settings())
+            .projector_settings(self.projector.settings())
+            .query_max_wait(std::time::Duration::from_millis(self.query.max_wait_ms))
+            .limits(self.http.limits());
+        Ok((service, store, kind))
+    }
+
+    /// Serve the three sides of `modules` until SIGTERM or Ctrl-C.
+    pub async fn serve_all(self, modules: Modules) -> anyhow::Result<()> {
+        use esr_app::sides::bind;
+        let (service, _, kind) = self.service(modules).await?;
+        tracing::info!(?kind, "store opened");
+        service
+            .authentication(self.auth.authentication().await?)
+            .serve_all(
+                bind("command side", &self.command_listen).await?,
+                bind("query side", &self.query_listen).await?,
+                bind("projector", &self.projector_listen).await?,
+            )
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
