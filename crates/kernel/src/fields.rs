@@ -83,17 +83,28 @@ impl<'a> Reader<'a> {
 /// names it; text as it is, numbers and booleans as their text, lists and records as JSON, an
 /// absent option as empty. The type is the one definition: no key is spelt twice.
 pub fn to_fields<T: Serialize>(value: &T) -> BTreeMap<String, String> {
-    let Ok(serde_json::Value::Object(attributes)) = serde_json::to_value(value) else {
+    // Written once as JSON and split into its top-level fields as they were written: no tree
+    // of values is built, and lists and records keep their fields' order. A view is written on
+    // every event it folds, so this is on the projector's hot path.
+    let Ok(json) = serde_json::to_string(value) else {
+        return BTreeMap::new();
+    };
+    let Ok(attributes) =
+        serde_json::from_str::<BTreeMap<String, &serde_json::value::RawValue>>(&json)
+    else {
         // Not a record (a derived `Serialize` of a struct always is).
         return BTreeMap::new();
     };
     attributes
         .into_iter()
-        .map(|(name, value)| {
-            let text = match value {
-                serde_json::Value::String(text) => text,
-                serde_json::Value::Null => String::new(),
-                other => other.to_string(),
+        .map(|(name, raw)| {
+            let raw = raw.get();
+            let text = if raw == "null" {
+                String::new()
+            } else if raw.starts_with('"') {
+                serde_json::from_str::<String>(raw).unwrap_or_default()
+            } else {
+                raw.to_owned()
             };
             (name, text)
         })
