@@ -83,32 +83,136 @@ impl<'a> Reader<'a> {
 /// names it; text as it is, numbers and booleans as their text, lists and records as JSON, an
 /// absent option as empty. The type is the one definition: no key is spelt twice.
 pub fn to_fields<T: Serialize>(value: &T) -> BTreeMap<String, String> {
-    // Written once as JSON and split into its top-level fields as they were written: no tree
-    // of values is built, and lists and records keep their fields' order. A view is written on
-    // every event it folds, so this is on the projector's hot path.
-    let Ok(json) = serde_json::to_string(value) else {
-        return BTreeMap::new();
-    };
-    let Ok(attributes) =
-        serde_json::from_str::<BTreeMap<String, &serde_json::value::RawValue>>(&json)
-    else {
-        // Not a record (a derived `Serialize` of a struct always is).
-        return BTreeMap::new();
-    };
-    attributes
-        .into_iter()
-        .map(|(name, raw)| {
-            let raw = raw.get();
-            let text = if raw == "null" {
-                String::new()
-            } else if raw.starts_with('"') {
-                serde_json::from_str::<String>(raw).unwrap_or_default()
-            } else {
-                raw.to_owned()
-            };
-            (name, text)
-        })
-        .collect()
+    // Each top-level field written once, as it is serialized: a view is written on every event
+    // it folds, so this is on the projector's hot path.
+    let mut fields = BTreeMap::new();
+    // Not a record (a derived `Serialize` of a struct always is): no fields.
+    let _ = value.serialize(Record(&mut fields));
+    fields
+}
+
+/// A record's fields, each as its text.
+struct Record<'a>(&'a mut BTreeMap<String, String>);
+
+impl serde::ser::SerializeStruct for Record<'_> {
+    type Ok = ();
+    type Error = serde_json::Error;
+
+    fn serialize_field<V: Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        value: &V,
+    ) -> Result<(), serde_json::Error> {
+        let json = serde_json::to_string(value)?;
+        let text = if json == "null" {
+            String::new()
+        } else if json.starts_with('"') {
+            serde_json::from_str::<String>(&json)?
+        } else {
+            json
+        };
+        self.0.insert(name.to_owned(), text);
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), serde_json::Error> {
+        Ok(())
+    }
+}
+
+macro_rules! not_a_record {
+    ($($method:ident($($arg:ty),*)),* $(,)?) => {$(
+        fn $method(self, $(_: $arg),*) -> Result<(), serde_json::Error> {
+            Err(serde::ser::Error::custom("not a record"))
+        }
+    )*};
+}
+
+impl<'a> serde::Serializer for Record<'a> {
+    type Ok = ();
+    type Error = serde_json::Error;
+    type SerializeSeq = serde::ser::Impossible<(), serde_json::Error>;
+    type SerializeTuple = serde::ser::Impossible<(), serde_json::Error>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), serde_json::Error>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), serde_json::Error>;
+    type SerializeMap = serde::ser::Impossible<(), serde_json::Error>;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = serde::ser::Impossible<(), serde_json::Error>;
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, serde_json::Error> {
+        Ok(self)
+    }
+
+    not_a_record! {
+        serialize_bool(bool), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32),
+        serialize_i64(i64), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32),
+        serialize_u64(u64), serialize_f32(f32), serialize_f64(f64), serialize_char(char),
+        serialize_str(&str), serialize_bytes(&[u8]), serialize_none(), serialize_unit(),
+        serialize_unit_struct(&'static str),
+        serialize_unit_variant(&'static str, u32, &'static str),
+    }
+
+    fn serialize_some<V: Serialize + ?Sized>(self, _: &V) -> Result<(), serde_json::Error> {
+        Err(serde::ser::Error::custom("not a record"))
+    }
+
+    fn serialize_newtype_struct<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &V,
+    ) -> Result<(), serde_json::Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &V,
+    ) -> Result<(), serde_json::Error> {
+        Err(serde::ser::Error::custom("not a record"))
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, serde_json::Error> {
+        Err(serde::ser::Error::custom("not a record"))
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, serde_json::Error> {
+        Err(serde::ser::Error::custom("not a record"))
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, serde_json::Error> {
+        Err(serde::ser::Error::custom("not a record"))
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, serde_json::Error> {
+        Err(serde::ser::Error::custom("not a record"))
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, serde_json::Error> {
+        Err(serde::ser::Error::custom("not a record"))
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, serde_json::Error> {
+        Err(serde::ser::Error::custom("not a record"))
+    }
 }
 
 /// Read back what [`to_fields`] stored (and the hand-written forms before it: the same text
