@@ -3,28 +3,9 @@
 // Tests: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use chrono::{DateTime, Utc};
 use esr_domain::MostLiked;
-use esr_kernel::Tally;
-use esr_schema::{
-    ActedOn, Action, DomainEvent, EntityId, EventEnvelope, FriendAdded, Registered, StreamId,
-    UserEvent,
-};
-use uuid::Uuid;
-
-fn envelope(event: &UserEvent) -> EventEnvelope {
-    EventEnvelope {
-        event_id: Uuid::nil(),
-        stream: StreamId::of::<UserEvent>(EntityId::parse("1").unwrap()),
-        version: 1,
-        event_type: event.event_type().into(),
-        schema_version: 1,
-        occurred_at: DateTime::<Utc>::UNIX_EPOCH,
-        correlation_id: String::new(),
-        causation_id: String::new(),
-        actor: None,
-    }
-}
+use esr_kernel::scenario;
+use esr_schema::{ActedOn, Action, EntityId, FriendAdded, Registered, UserEvent};
 
 #[test]
 fn only_likes_count_one_each() {
@@ -53,9 +34,5 @@ fn only_likes_count_one_each() {
             reciprocal: false,
         }),
     ];
-    let counted: Vec<(String, i64)> = history
-        .iter()
-        .flat_map(|event| MostLiked::count(&envelope(event), event))
-        .collect();
-    insta::assert_yaml_snapshot!(counted);
+    insta::assert_yaml_snapshot!(scenario::counted::<MostLiked>("1", &history));
 }

@@ -1,5 +1,6 @@
 //! Given/when/then for any aggregate, written once: a history, an actor and the streams the
-//! decision may ask about, a command, and what `decide` answered. The result prints (`Debug`)
+//! decision may ask about, a command, and what `decide` answered; and the fold of any view
+//! ([`folded`]) and the counts of any tally ([`counted`]) over a history. The result prints (`Debug`)
 //! as one small insta snapshot a reviewer reads top to bottom.
 //!
 //! ```
@@ -94,22 +95,39 @@ impl<A: Aggregate> Given<A> {
 /// View `V` of stream `id` after `events`, each applied with the next version (1, 2, ...);
 /// the envelope's other fields are fixed, so snapshots stay the same from run to run.
 pub fn folded<V: crate::View>(id: &str, events: &[V::Event]) -> V {
-    use esr_schema::DomainEvent as _;
     let id = EntityId::parse(id).unwrap_or_else(|error| panic!("scenario id {id:?}: {error}"));
     let mut view = V::empty(&id);
     for (n, event) in events.iter().enumerate() {
-        let envelope = esr_schema::EventEnvelope {
-            event_id: uuid::Uuid::nil(),
-            stream: StreamId::of::<V::Event>(id.clone()),
-            version: n as u64 + 1,
-            event_type: event.event_type().into(),
-            schema_version: event.schema_version(),
-            occurred_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
-            correlation_id: "scenario".into(),
-            causation_id: "scenario".into(),
-            actor: None,
-        };
-        view.apply(&envelope, event);
+        view.apply(&envelope(&id, n, event), event);
     }
     view
+}
+
+/// What tally `T` counts for `events` of stream `id`, in order: one `(key, amount)` per count.
+pub fn counted<T: crate::Tally>(id: &str, events: &[T::Event]) -> Vec<(String, i64)> {
+    let id = EntityId::parse(id).unwrap_or_else(|error| panic!("scenario id {id:?}: {error}"));
+    events
+        .iter()
+        .enumerate()
+        .flat_map(|(n, event)| T::count(&envelope(&id, n, event), event))
+        .collect()
+}
+
+/// The envelope of the `n`th event (version `n + 1`) of stream `id`, fixed but for those.
+fn envelope<E: esr_schema::DomainEvent>(
+    id: &EntityId,
+    n: usize,
+    event: &E,
+) -> esr_schema::EventEnvelope {
+    esr_schema::EventEnvelope {
+        event_id: uuid::Uuid::nil(),
+        stream: StreamId::of::<E>(id.clone()),
+        version: n as u64 + 1,
+        event_type: event.event_type().into(),
+        schema_version: event.schema_version(),
+        occurred_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        correlation_id: "scenario".into(),
+        causation_id: "scenario".into(),
+        actor: None,
+    }
 }
