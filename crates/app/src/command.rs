@@ -156,24 +156,19 @@ impl Commands {
     /// cache cover every route and policy that runs `A`'s commands.
     pub fn of<A: Aggregate>(&self) -> Arc<CommandService<A>> {
         let mut services = lock(&self.by_aggregate);
-        let service = services
-            .entry(TypeId::of::<A>())
-            .or_insert_with(|| {
-                Arc::new(CommandService::<A>::new(
-                    self.store.clone(),
-                    self.settings.clone(),
-                ))
-            })
-            .clone();
-        drop(services);
-        match service.downcast::<CommandService<A>>() {
-            Ok(service) => service,
-            // Unreachable: the map is keyed by the type it holds.
-            Err(_) => Arc::new(CommandService::new(
-                self.store.clone(),
-                self.settings.clone(),
-            )),
+        // Keyed by the type it holds: the downcast of a present entry cannot fail.
+        if let Some(service) = services
+            .get(&TypeId::of::<A>())
+            .and_then(|service| service.clone().downcast::<CommandService<A>>().ok())
+        {
+            return service;
         }
+        let service = Arc::new(CommandService::<A>::new(
+            self.store.clone(),
+            self.settings.clone(),
+        ));
+        services.insert(TypeId::of::<A>(), service.clone());
+        service
     }
 
     /// Use `service` for `A`'s commands from now on (one a caller already holds).

@@ -67,7 +67,7 @@ pub struct Module {
     name: &'static str,
     aggregates: Vec<AggregateDecl>,
     views: Vec<ViewDecl>,
-    tallies: Vec<(&'static str, GroupDecl)>,
+    tallies: Vec<&'static str>,
     handlers: Vec<(GroupDecl, MakeHandler)>,
     command_routes: Vec<Routes<Arc<Commands>>>,
     query_routes: Vec<Routes<Arc<QueryService>>>,
@@ -131,7 +131,7 @@ impl Module {
             name: T::NAME,
             categories: T::categories(),
         };
-        self.tallies.push((T::NAME, group.clone()));
+        self.tallies.push(T::NAME);
         let make: MakeHandler =
             Arc::new(|commands| Arc::new(TallyProjection::<T>::new(commands.store().clone())));
         self.handlers.push((group, make));
@@ -179,7 +179,7 @@ impl Module {
 
     /// The names of the tallies.
     pub fn tallies(&self) -> Vec<&'static str> {
-        self.tallies.iter().map(|(name, _)| *name).collect()
+        self.tallies.clone()
     }
 
     /// Every category of every aggregate.

@@ -269,10 +269,8 @@ impl View for GroupView {
     }
 
     fn from_fields(id: &EntityId, stored: &BTreeMap<String, String>) -> Result<Self, FieldError> {
-        // The id is the stream's, and the count the members': neither is trusted from storage.
-        let mut stored = stored.clone();
-        stored.insert("group_id".into(), id.to_string());
-        let mut view: Self = fields::from_fields(&stored)?;
+        // The count is the members': not trusted from storage, no more than the id.
+        let mut view: Self = fields::from_fields_with(stored, "group_id", id.as_str())?;
         view.member_count = view.members.len();
         Ok(view)
     }

@@ -137,9 +137,6 @@ impl View for Profile {
     }
 
     fn from_fields(id: &EntityId, stored: &BTreeMap<String, String>) -> Result<Self, FieldError> {
-        // The id is the stream's: a stored form's own is not trusted.
-        let mut stored = stored.clone();
-        stored.insert("user_id".into(), id.to_string());
-        fields::from_fields(&stored)
+        fields::from_fields_with(stored, "user_id", id.as_str())
     }
 }

@@ -221,9 +221,35 @@ impl<'a> serde::Serializer for Record<'a> {
 pub fn from_fields<T: DeserializeOwned>(
     stored: &BTreeMap<String, String>,
 ) -> Result<T, FieldError> {
+    read(
+        stored
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str())),
+    )
+}
+
+/// As [`from_fields`], with `field` read as `value` whatever is stored: a view's id is its
+/// stream's, never trusted from storage.
+pub fn from_fields_with<T: DeserializeOwned>(
+    stored: &BTreeMap<String, String>,
+    field: &str,
+    value: &str,
+) -> Result<T, FieldError> {
+    read(
+        stored
+            .iter()
+            .filter(|(name, _)| name.as_str() != field)
+            .map(|(name, text)| (name.as_str(), text.as_str()))
+            .chain([(field, value)]),
+    )
+}
+
+fn read<'de, T: DeserializeOwned>(
+    fields: impl Iterator<Item = (&'de str, &'de str)>,
+) -> Result<T, FieldError> {
     let failed = std::cell::Cell::new(None);
     T::deserialize(Stored {
-        stored,
+        fields,
         failed: &failed,
     })
     .map_err(|error: TextError| FieldError {
@@ -234,19 +260,21 @@ pub fn from_fields<T: DeserializeOwned>(
 }
 
 /// A stored form as a record: its fields, in turn.
-struct Stored<'de, 'f> {
-    stored: &'de BTreeMap<String, String>,
+struct Stored<'f, I> {
+    fields: I,
     failed: &'f std::cell::Cell<Option<&'static str>>,
 }
 
-struct Attributes<'de, 'f> {
-    fields: std::collections::btree_map::Iter<'de, String, String>,
+struct Attributes<'de, 'f, I> {
+    fields: I,
     names: &'static [&'static str],
     value: Option<(&'de str, &'de str)>,
     failed: &'f std::cell::Cell<Option<&'static str>>,
 }
 
-impl<'de> serde::de::MapAccess<'de> for Attributes<'de, '_> {
+impl<'de, I: Iterator<Item = (&'de str, &'de str)>> serde::de::MapAccess<'de>
+    for Attributes<'de, '_, I>
+{
     type Error = TextError;
 
     fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
@@ -256,11 +284,9 @@ impl<'de> serde::de::MapAccess<'de> for Attributes<'de, '_> {
         let Some((name, text)) = self.fields.next() else {
             return Ok(None);
         };
-        self.value = Some((name.as_str(), text.as_str()));
-        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(
-            name.as_str(),
-        ))
-        .map(Some)
+        self.value = Some((name, text));
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(name))
+            .map(Some)
     }
 
     fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
@@ -278,7 +304,7 @@ impl<'de> serde::de::MapAccess<'de> for Attributes<'de, '_> {
     }
 }
 
-impl<'de> serde::Deserializer<'de> for Stored<'de, '_> {
+impl<'de, I: Iterator<Item = (&'de str, &'de str)>> serde::Deserializer<'de> for Stored<'_, I> {
     type Error = TextError;
 
     fn deserialize_any<V: serde::de::Visitor<'de>>(
@@ -295,7 +321,7 @@ impl<'de> serde::Deserializer<'de> for Stored<'de, '_> {
         visitor: V,
     ) -> Result<V::Value, TextError> {
         visitor.visit_map(Attributes {
-            fields: self.stored.iter(),
+            fields: self.fields,
             names,
             value: None,
             failed: self.failed,

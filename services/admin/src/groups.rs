@@ -20,16 +20,18 @@ async fn categories(store: &RedisStore) -> anyhow::Result<Vec<Category>> {
     Ok(categories)
 }
 
-/// The module that declares `group`, or `undeclared`.
-fn module_of(group: &str) -> &'static str {
-    crate::modules()
+/// The module that declares each group; `undeclared` for any other.
+fn modules_of_groups() -> impl Fn(&str) -> &'static str {
+    let declared: BTreeMap<&'static str, &'static str> = crate::modules()
         .iter()
-        .find(|m| m.groups().iter().any(|g| g.name == group))
-        .map_or("undeclared", |m| m.name())
+        .flat_map(|m| m.groups().into_iter().map(move |g| (g.name, m.name())))
+        .collect();
+    move |group| declared.get(group).copied().unwrap_or("undeclared")
 }
 
 pub async fn list(store: &RedisStore, json: bool) -> anyhow::Result<()> {
     let rows = store.group_rows(&categories(store).await?).await?;
+    let module_of = modules_of_groups();
     let mut dead: BTreeMap<String, u64> = BTreeMap::new();
     for (_, letter) in store.dead_letters_with_ids(usize::MAX).await? {
         *dead.entry(letter.group).or_default() += 1;

@@ -69,13 +69,7 @@ impl Ops {
             .iter()
             .map(|h| (h.group().to_owned(), h.categories().to_vec()))
             .collect();
-        Self {
-            store,
-            groups: Arc::new(groups),
-            shutdown,
-            projectors: None,
-            readiness: CachedProbe::default(),
-        }
+        Self::with_groups(store, groups, shutdown)
     }
 
     /// Ready when `store` answers, `groups` exist and `shutdown` is false: for the sides that
@@ -89,6 +83,14 @@ impl Ops {
             .iter()
             .map(|g| (g.name.to_owned(), g.categories.to_vec()))
             .collect();
+        Self::with_groups(store, groups, shutdown)
+    }
+
+    fn with_groups(
+        store: Arc<dyn Store>,
+        groups: Vec<(String, Vec<Category>)>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             store,
             groups: Arc::new(groups),
