@@ -66,6 +66,11 @@ pub struct ProjectorArgs {
     /// or a rebuild then cannot read trimmed history from the categories.
     #[arg(long, env = "CATEGORY_TRIM_EVERY_MS", default_value_t = 0)]
     pub trim_every_ms: u64,
+    /// How long (ms) a partition's lease outlives its holder's last renewal (renewed every
+    /// third of it): the instances of a projector side divide each group's partitions by
+    /// lease, and a dead or stalled instance's partitions go to the others after this.
+    #[arg(long, env = "PROJECTOR_LEASE_MS", default_value_t = 10_000)]
+    pub lease_ms: u64,
 }
 
 impl ProjectorArgs {
@@ -77,6 +82,7 @@ impl ProjectorArgs {
             max_deliveries: self.max_deliveries.max(1),
             prune_idle: (self.prune_idle_ms > 0).then(|| Duration::from_millis(self.prune_idle_ms)),
             trim_every: (self.trim_every_ms > 0).then(|| Duration::from_millis(self.trim_every_ms)),
+            lease: Duration::from_millis(self.lease_ms.max(30)),
             consumer: self
                 .consumer
                 .clone()

@@ -42,6 +42,7 @@ fn settings(consumer: &str) -> ProjectorSettings {
         max_deliveries: 3,
         prune_idle: None,
         trim_every: None,
+        lease: Duration::from_secs(2),
     }
 }
 
@@ -463,7 +464,10 @@ async fn a_redelivered_event_restores_a_model_the_store_lost() {
     let stream = esr_schema::StreamId::of::<UserEvent>(user.clone());
     let history = store.read_stream(&stream, 1, 100).await.unwrap();
     let projection = ViewProjection::<Profile>::new(store.clone());
-    for outcome in projection.handle_batch(&history).await {
+    for outcome in projection
+        .handle_batch(&history, &esr_store::Fence::Unfenced)
+        .await
+    {
         outcome.unwrap();
     }
     assert!(
@@ -477,7 +481,10 @@ async fn a_redelivered_event_restores_a_model_the_store_lost() {
         .query(redis::cmd("DEL").arg("profile:{p0}:lost"))
         .unwrap();
     assert_eq!(deleted, 1);
-    for outcome in projection.handle_batch(&history).await {
+    for outcome in projection
+        .handle_batch(&history, &esr_store::Fence::Unfenced)
+        .await
+    {
         outcome.unwrap();
     }
     let mut fold = Profile::empty(user.clone());

@@ -184,6 +184,7 @@ fn quick_settings(consumer: &str) -> ProjectorSettings {
         max_deliveries: 3,
         prune_idle: None,
         trim_every: None,
+        lease: Duration::from_secs(2),
     }
 }
 
@@ -716,7 +717,9 @@ async fn a_batch_with_a_gap_is_filled_from_the_users_stream_and_applied_once() {
     batch.extend(plain_events);
     let projection = ViewProjection::<Profile>::new(Arc::new(store.clone()));
     for round in 0..2 {
-        let outcomes = projection.handle_batch(&batch).await;
+        let outcomes = projection
+            .handle_batch(&batch, &esr_store::Fence::Unfenced)
+            .await;
         assert!(
             outcomes.iter().all(Result::is_ok),
             "round {round}: {outcomes:?}"
@@ -825,7 +828,10 @@ async fn two_processes_taking_turns_on_one_stream_both_fold_it_right() {
         (&second, &history[3..5]),
         (&first, &history[5..6]),
     ] {
-        for outcome in projection.handle_batch(events).await {
+        for outcome in projection
+            .handle_batch(events, &esr_store::Fence::Unfenced)
+            .await
+        {
             outcome.unwrap();
         }
     }

@@ -93,7 +93,10 @@ async fn apply(store: &RedisStore, writes: Vec<TallyWrite>) -> anyhow::Result<()
     if writes.is_empty() {
         return Ok(());
     }
-    for outcome in store.apply_tallies(MostLiked::NAME, writes).await? {
+    for outcome in store
+        .apply_tallies(MostLiked::NAME, writes, &esr_store::Fence::Unfenced)
+        .await?
+    {
         outcome?;
     }
     Ok(())

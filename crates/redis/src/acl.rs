@@ -46,6 +46,8 @@ pub struct Layout {
     /// Read models (per-stream views).
     pub read_models: Vec<String>,
     pub tallies: Vec<String>,
+    /// Consumer groups (projections and policies): their partitions' leases and members.
+    pub groups: Vec<String>,
 }
 
 /// A family of keys of the layout.
@@ -65,6 +67,8 @@ enum Family {
     Generation,
     Rebuild,
     Layout,
+    Lease,
+    Members,
 }
 
 /// One use of Redis: a command (`xgroup|create`), the key family it touches (if any), and the
@@ -222,6 +226,23 @@ const PROJECTOR: &[Use] = &[
     on("xadd", Family::DeadLetters, &["XADD", "KEY", "*", "f", "v"]),
     on("xlen", Family::DeadLetters, &["XLEN", "KEY"]),
     on("get", Family::Generation, &["GET", "KEY"]),
+    // Partition leases (`lua/lease.lua`), read by every write script, and members
+    // (`lua/heartbeat.lua`).
+    on("hmget", Family::Lease, &["HMGET", "KEY", "owner", "token"]),
+    on("hget", Family::Lease, &["HGET", "KEY", "token"]),
+    on("hset", Family::Lease, &["HSET", "KEY", "owner", "o"]),
+    on("pexpire", Family::Lease, &["PEXPIRE", "KEY", "1"]),
+    on("incr", Family::Lease, &["INCR", "KEY"]),
+    on("del", Family::Lease, &["DEL", "KEY"]),
+    keyless("time", &["TIME"]),
+    on("zadd", Family::Members, &["ZADD", "KEY", "1", "m"]),
+    on(
+        "zremrangebyscore",
+        Family::Members,
+        &["ZREMRANGEBYSCORE", "KEY", "0", "0"],
+    ),
+    on("zrange", Family::Members, &["ZRANGE", "KEY", "0", "0"]),
+    on("zrem", Family::Members, &["ZREM", "KEY", "m"]),
     keyless("exec", &[]),
 ];
 
@@ -306,6 +327,8 @@ const ADMIN: &[Use] = &[
 /// Commands that change data: the keys they touch need write access (`%W~` or `~`).
 const WRITES: &[&str] = &[
     "set",
+    "pexpire",
+    "incr",
     "xadd",
     "hset",
     "del",
@@ -440,6 +463,20 @@ impl Layout {
                 .map(|name| pattern_and_probe(&Keys::rebuild(name)))
                 .collect(),
             Family::Layout => vec![pattern_and_probe(crate::keys::PARTITIONS)],
+            // The lease and its token counter share the prefix `lease:{pN}:<group>`.
+            Family::Lease => self
+                .groups
+                .iter()
+                .map(|group| {
+                    let (pattern, probe) = pattern_and_probe(&Keys::lease(group, 0));
+                    (format!("{pattern}*"), probe)
+                })
+                .collect(),
+            Family::Members => self
+                .groups
+                .iter()
+                .map(|group| pattern_and_probe(&Keys::members(group)))
+                .collect(),
         };
         found.dedup();
         found
@@ -589,6 +626,7 @@ mod tests {
             categories: vec![],
             read_models: vec!["group".into(), "profile".into()],
             tallies: vec!["profile".into(), "most_liked".into()],
+            groups: vec![],
         };
         let conflicts = layout.naming_conflicts();
         assert_eq!(conflicts.len(), 2, "{conflicts:?}");
@@ -602,6 +640,7 @@ mod tests {
             categories: vec![USER_ACTIVITY],
             read_models: vec!["profile".into()],
             tallies: vec!["most_liked".into()],
+            groups: vec!["profile".into(), "most_liked".into()],
         }
     }
 

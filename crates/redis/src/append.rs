@@ -47,7 +47,7 @@ pub async fn append_batch(
         store,
         requests,
         |request| &request.stream,
-        |store, requests| async move { append_pipeline(&store, &requests).await },
+        |store, _, requests| async move { append_pipeline(&store, &requests).await },
     )
     .await
 }
@@ -359,5 +359,8 @@ fn copy_of(error: &StoreError) -> StoreError {
         },
         StoreError::Invalid(reason) => StoreError::Invalid(reason.clone()),
         StoreError::KeyReused { key } => StoreError::KeyReused { key: key.clone() },
+        StoreError::Fenced { partition } => StoreError::Fenced {
+            partition: *partition,
+        },
     }
 }

@@ -14,6 +14,10 @@
 //! | `tally:{pN}:<tally>` | sorted set: member, minus its count; N from the member, not a stream | tally count script | query side |
 //! | `tally:{pN}:<tally>:sources` | hash: `<aggregate>:<id>` to the last version counted into this partition | tally count script | the same |
 //! | `tally:{pN}:<tally>:<stream>` | string: the stream's last version counted | tally position script | projectors |
+//! | `tally:{pN}:<tally>:fences` | hash: source partition to the newest fencing token seen counting into this partition | tally count script | the same |
+//! | `lease:{pN}:<group>` | hash `owner`, `token` (expires): who holds the group's partition N | lease script | write scripts (fencing), `esr groups` |
+//! | `lease:{pN}:<group>:token` | string: the last fencing token given for the partition | lease script | the same |
+//! | `members:<group>` | sorted set: a group's live projector instances, by when each one's time runs out | heartbeat script | every instance |
 //! | `dead_letters:{pN}` | stream | projectors | operators |
 //! | `generation:<read model>` | string: the generation served, absent for 1 (`<name>_gen<N>` holds generation N's models) | `esr projection rebuild` | projectors, query side |
 //! | `rebuild:<read model>` | hash: a rebuild in progress (`generation`, `done`, `position:<category>:<partition>`) | `esr projection rebuild` | the same, resuming |
@@ -153,6 +157,26 @@ impl Keys {
     /// `<aggregate>:<id>` to the version of the last event counted there.
     pub fn tally_sources(name: &str, partition: u32) -> String {
         format!("tally:{}:{name}:sources", Self::tag(partition))
+    }
+
+    /// The newest fencing token of each source partition seen counting into this partition.
+    pub fn tally_fences(name: &str, partition: u32) -> String {
+        format!("tally:{}:{name}:fences", Self::tag(partition))
+    }
+
+    /// Who holds a group's partition (see `lua/lease.lua`).
+    pub fn lease(group: &str, partition: u32) -> String {
+        format!("lease:{}:{group}", Self::tag(partition))
+    }
+
+    /// The last fencing token given for a group's partition.
+    pub fn lease_token(group: &str, partition: u32) -> String {
+        format!("{}:token", Self::lease(group, partition))
+    }
+
+    /// A group's live instances (no hash tag: one key, read by all).
+    pub fn members(group: &str) -> String {
+        format!("members:{group}")
     }
 
     /// How far a tally has counted a stream's events.

@@ -15,6 +15,7 @@ pub mod admin;
 mod append;
 pub mod conn;
 pub mod keys;
+mod lease;
 mod parse;
 mod partitioned;
 pub mod placement;
@@ -105,6 +106,9 @@ struct Inner {
     save_snapshot: Script,
     tally_count: Script,
     tally_position: Script,
+    save_checkpoint: Script,
+    lease: Script,
+    heartbeat: Script,
     prune_consumer: Script,
     redrive: Script,
     trim_consumed: Script,
@@ -113,6 +117,8 @@ struct Inner {
     aggregates: Vec<String>,
     subscriptions: subscription::State,
     wait_for_replicas: Option<WaitForReplicas>,
+    /// On one server every partition's streams are one read away; on Cluster, one slot each.
+    clustered: bool,
 }
 
 impl RedisStore {
@@ -150,6 +156,9 @@ impl RedisStore {
                 save_snapshot: Script::new(include_str!("lua/save_snapshot.lua")),
                 tally_count: Script::new(include_str!("lua/tally_count.lua")),
                 tally_position: Script::new(include_str!("lua/tally_position.lua")),
+                save_checkpoint: Script::new(include_str!("lua/save_checkpoint.lua")),
+                lease: Script::new(include_str!("lua/lease.lua")),
+                heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
                 prune_consumer: Script::new(include_str!("lua/prune_consumer.lua")),
                 redrive: Script::new(include_str!("lua/redrive.lua")),
                 trim_consumed: Script::new(include_str!("lua/trim_consumed.lua")),
@@ -157,6 +166,7 @@ impl RedisStore {
                 aggregates: config.aggregates.iter().map(|a| a.to_string()).collect(),
                 warnings,
                 wait_for_replicas: config.wait_for_replicas,
+                clustered,
             }),
         };
         if clustered {

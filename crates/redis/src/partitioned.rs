@@ -10,12 +10,12 @@ use esr_store::{Result, StoreError};
 use crate::{RedisStore, corrupt};
 
 /// Run `work` on each partition's share of `items` (in their order), partitions concurrently;
-/// `work` answers one result per item it was given.
+/// `work` (given the partition) answers one result per item it was given.
 pub(crate) async fn by_partition<T, R, Fut>(
     store: &RedisStore,
     items: Vec<T>,
     stream_of: impl Fn(&T) -> &StreamId,
-    work: impl Fn(RedisStore, Vec<T>) -> Fut,
+    work: impl Fn(RedisStore, u32, Vec<T>) -> Fut,
 ) -> Result<Vec<R>>
 where
     T: Send + 'static,
@@ -32,8 +32,8 @@ where
         share.1.push(item);
     }
     let mut tasks = tokio::task::JoinSet::new();
-    for (_, (indexes, share)) in shares {
-        let running = work(store.clone(), share);
+    for (partition, (indexes, share)) in shares {
+        let running = work(store.clone(), partition, share);
         tasks.spawn(async move { (indexes, running.await) });
     }
     let mut results: Vec<Option<R>> = (0..total).map(|_| None).collect();

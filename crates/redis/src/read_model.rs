@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use esr_schema::StreamId;
 use esr_store::read_model::VERSION_FIELD;
 use esr_store::{
-    Checkpoint, ExpectedVersion, ReadModel, ReadModelWrite, ReadModels, Result, StoreError,
+    Checkpoint, ExpectedVersion, Fence, ReadModel, ReadModelWrite, ReadModels, Result, StoreError,
 };
 use redis::Value;
 
+use crate::lease::FenceArgs;
 use crate::partitioned::by_partition;
 use crate::{RedisStore, classify, corrupt, keys, reply_pairs};
 
@@ -50,19 +51,26 @@ impl ReadModels for RedisStore {
         &self,
         name: &str,
         checkpoints: Vec<(StreamId, Checkpoint)>,
+        fence: &Fence,
     ) -> Result<()> {
         self.check_view_name("read model", name)?;
         for (stream, checkpoint) in checkpoints {
+            let fence = FenceArgs::of(fence, self.inner.keys.partition(&stream))?;
             let micros = checkpoint.at.timestamp_micros();
             let member = rmp_serde::to_vec(&(checkpoint.version, micros, &checkpoint.fields))
                 .map_err(|e| StoreError::Invalid(format!("checkpoint does not encode: {e}")))?;
-            let () = redis::cmd("ZADD")
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(self.inner.save_checkpoint.get_hash())
+                .arg(2)
+                .arg(&fence.lease)
                 .arg(self.inner.keys.checkpoints(name, &stream))
+                .arg(fence.token)
                 .arg(micros)
-                .arg(member)
-                .query_async(&mut self.conn())
-                .await
-                .map_err(classify)?;
+                .arg(member);
+            let reply = self.query_script(&self.inner.save_checkpoint, &cmd).await?;
+            if fence.refused(&reply) {
+                return Err(fence.error());
+            }
         }
         Ok(())
     }
@@ -124,7 +132,9 @@ impl ReadModels for RedisStore {
             expected,
             model: model.clone(),
         };
-        let call = put_call(self, name, std::slice::from_ref(&write));
+        let partition = self.inner.keys.partition(stream);
+        let unfenced = FenceArgs::of(&Fence::Unfenced, partition)?;
+        let call = put_call(self, name, &unfenced, std::slice::from_ref(&write));
         let reply = self.query_script(&self.inner.put_read_model, &call).await?;
         put_outcomes(std::slice::from_ref(&write), &reply)?
             .pop()
@@ -142,7 +152,7 @@ impl ReadModels for RedisStore {
             self,
             streams.to_vec(),
             |u| u,
-            move |store, streams| {
+            move |store, _, streams| {
                 let name = name.clone();
                 async move {
                     let mut pipe = redis::pipe();
@@ -169,16 +179,28 @@ impl ReadModels for RedisStore {
         &self,
         name: &str,
         writes: Vec<ReadModelWrite>,
+        fence: &Fence,
     ) -> Result<Vec<Result<()>>> {
         self.check_view_name("read model", name)?;
         let name = name.to_owned();
+        let fence = fence.clone();
         by_partition(
             self,
             writes,
             |w| &w.stream,
-            move |store, writes| {
+            move |store, partition, writes| {
                 let name = name.clone();
-                async move { put_pipeline(&store, &name, &writes).await }
+                let checked = FenceArgs::of(&fence, partition);
+                async move {
+                    match checked {
+                        Ok(fence) => put_pipeline(&store, &name, &fence, &writes).await,
+                        // Not held here: every write of the partition is refused, nothing sent.
+                        Err(_) => Ok(writes
+                            .iter()
+                            .map(|_| Err(StoreError::Fenced { partition }))
+                            .collect()),
+                    }
+                }
             },
         )
         .await
@@ -192,12 +214,13 @@ const WRITES_PER_CALL: usize = 128;
 async fn put_pipeline(
     store: &RedisStore,
     name: &str,
+    fence: &FenceArgs,
     writes: &[ReadModelWrite],
 ) -> Result<Vec<Result<()>>> {
     let chunks: Vec<&[ReadModelWrite]> = writes.chunks(WRITES_PER_CALL).collect();
     let calls: Vec<redis::Cmd> = chunks
         .iter()
-        .map(|chunk| put_call(store, name, chunk))
+        .map(|chunk| put_call(store, name, fence, chunk))
         .collect();
     let replies = store
         .script_pipeline(&store.inner.put_read_model, &calls, None)
@@ -205,20 +228,31 @@ async fn put_pipeline(
         .0;
     let mut outcomes = Vec::with_capacity(writes.len());
     for (chunk, reply) in chunks.into_iter().zip(replies) {
-        outcomes.extend(put_outcomes(chunk, &reply?)?);
+        let reply = reply?;
+        if fence.refused(&reply) {
+            outcomes.extend(chunk.iter().map(|_| Err(fence.error())));
+        } else {
+            outcomes.extend(put_outcomes(chunk, &reply)?);
+        }
     }
     Ok(outcomes)
 }
 
 /// One EVALSHA of the read-model script for `writes` (all in one partition).
-fn put_call(store: &RedisStore, name: &str, writes: &[ReadModelWrite]) -> redis::Cmd {
+fn put_call(
+    store: &RedisStore,
+    name: &str,
+    fence: &FenceArgs,
+    writes: &[ReadModelWrite],
+) -> redis::Cmd {
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(store.inner.put_read_model.get_hash())
-        .arg(writes.len());
+        .arg(writes.len() + 1)
+        .arg(&fence.lease);
     for write in writes {
         cmd.arg(store.inner.keys.read_model(name, &write.stream));
     }
-    cmd.arg(writes.len());
+    cmd.arg(fence.token).arg(writes.len());
     for write in writes {
         let fields: Vec<(&String, &String)> = write
             .model

@@ -1,10 +1,14 @@
 //! Consumer groups on the partitioned category streams.
 //!
-//! A consumer reads all partitions. It first sweeps them without blocking; when all are empty
-//! it blocks on every partition at once (one dedicated connection each) and returns the first
-//! batch that arrives. Blocked reads that answer later keep their entries in this consumer's
-//! buffer for its next call, so nothing is handed out twice or dropped; a consumer that never
-//! calls again leaves them pending, to be claimed like any dead consumer's.
+//! A consumer reads the partitions it is given (all, or those it holds leases on). It first
+//! sweeps them without blocking; when all are empty it blocks on them (on one server one read
+//! over every stream; on Cluster one dedicated connection per partition) and returns the first
+//! batch that arrives. On one server the sweep is one `XREADGROUP` over all the streams too,
+//! `count` entries per stream at most: what is not handed out at once waits in this consumer's
+//! buffer (at most `count` times the streams read) for its next calls, so 48 partitions cost
+//! one round trip, not 48. Blocked reads that answer later keep their entries in the buffer
+//! too, so nothing is handed out twice or dropped; a consumer that never calls again leaves
+//! them pending, to be claimed like any dead consumer's.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -84,6 +88,14 @@ fn streams_of(categories: &[Category], partition: u32) -> Vec<String> {
         .collect()
 }
 
+/// The partition a category stream's key names (0 for a key of another form).
+fn partition_of_stream(stream: &str) -> u32 {
+    Keys::category_of_stream(stream).map_or(0, |(_, partition)| partition)
+}
+
+/// A blocked read over every partition at once (one server), in the in-flight set.
+const ALL_PARTITIONS: u32 = u32::MAX;
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -121,6 +133,7 @@ async fn xreadgroup(
                     stream: stream.clone(),
                     id,
                 },
+                partition: partition_of_stream(&stream),
                 deliveries: 1,
                 fields: fields.unwrap_or_default(),
             });
@@ -201,11 +214,16 @@ impl Subscriptions for RedisStore {
         Ok(())
     }
 
-    async fn read_new(
+    fn partition_count(&self) -> u32 {
+        self.partitions()
+    }
+
+    async fn read_new_in(
         &self,
         group: &str,
         consumer: &str,
         categories: &[Category],
+        partitions: &[u32],
         count: usize,
         block: Duration,
     ) -> Result<Vec<Delivery>> {
@@ -216,45 +234,60 @@ impl Subscriptions for RedisStore {
         if !state.buffer.is_empty() {
             return Ok(state.take(count));
         }
-
-        let partitions = self.partitions();
-        let start = state.next_partition % partitions;
-        state.next_partition = state.next_partition.wrapping_add(1);
-        let mut batch = Vec::new();
-        for i in 0..partitions {
-            let partition = (start + i) % partitions;
-            if state.in_flight.contains(&partition) {
-                continue;
-            }
-            let streams = streams_of(categories, partition);
-            batch.extend(
-                xreadgroup(
-                    &mut self.conn(),
-                    group,
-                    consumer,
-                    &streams,
-                    count - batch.len(),
-                    None,
-                )
-                .await?,
-            );
-            if batch.len() >= count {
-                break;
-            }
-        }
-        if !batch.is_empty() || block.is_zero() {
-            return Ok(batch);
+        let partitions: Vec<u32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| *p < self.partitions())
+            .collect();
+        if partitions.is_empty() {
+            return Ok(vec![]);
         }
 
-        for partition in 0..partitions {
+        if !self.inner.clustered {
+            let streams: Vec<String> = partitions
+                .iter()
+                .flat_map(|p| streams_of(categories, *p))
+                .collect();
+            let swept =
+                xreadgroup(&mut self.conn(), group, consumer, &streams, count, None).await?;
+            state.buffer.extend(swept);
+        } else {
+            let start = state.next_partition as usize % partitions.len();
+            state.next_partition = state.next_partition.wrapping_add(1);
+            for i in 0..partitions.len() {
+                let partition = partitions[(start + i) % partitions.len()];
+                if state.in_flight.contains(&partition) {
+                    continue;
+                }
+                let streams = streams_of(categories, partition);
+                let want = count - state.buffer.len();
+                let mut conn = self.conn();
+                let read = xreadgroup(&mut conn, group, consumer, &streams, want, None).await?;
+                state.buffer.extend(read);
+                if state.buffer.len() >= count {
+                    break;
+                }
+            }
+        }
+        if !state.buffer.is_empty() || block.is_zero() {
+            return Ok(state.take(count));
+        }
+
+        let reads: Vec<(u32, Vec<String>)> = if self.inner.clustered {
+            partitions
+                .iter()
+                .map(|p| (*p, streams_of(categories, *p)))
+                .collect()
+        } else {
+            let streams = partitions
+                .iter()
+                .flat_map(|p| streams_of(categories, *p))
+                .collect();
+            vec![(ALL_PARTITIONS, streams)]
+        };
+        for (partition, streams) in reads {
             if state.in_flight.insert(partition) {
-                let read = (
-                    group.to_owned(),
-                    consumer.to_owned(),
-                    streams_of(categories, partition),
-                    count,
-                    block,
-                );
+                let read = (group.to_owned(), consumer.to_owned(), streams, count, block);
                 self.spawn_blocked_read(state.arrivals_tx.clone(), partition, read);
             }
         }
@@ -277,17 +310,18 @@ impl Subscriptions for RedisStore {
         }
     }
 
-    async fn claim_idle(
+    async fn claim_idle_in(
         &self,
         group: &str,
         consumer: &str,
         categories: &[Category],
+        partitions: &[u32],
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<Delivery>> {
         let min_idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
         let mut claimed = Vec::new();
-        for partition in 0..self.partitions() {
+        for &partition in partitions.iter().filter(|p| **p < self.partitions()) {
             for stream in streams_of(categories, partition) {
                 if claimed.len() >= count {
                     return Ok(claimed);
@@ -663,6 +697,7 @@ impl RedisStore {
                     stream: stream.to_owned(),
                     id,
                 },
+                partition: partition_of_stream(stream),
                 deliveries: counts.get(&id).copied().unwrap_or(2),
                 fields: fields.unwrap_or_default(),
             })

@@ -12,11 +12,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use esr_schema::StreamId;
-use esr_store::{ExpectedVersion, Result, StoreError, Tallies, TallyCount, TallyWrite};
+use esr_store::{ExpectedVersion, Fence, Result, StoreError, Tallies, TallyCount, TallyWrite};
 
 use crate::keys::Keys;
+use crate::lease::FenceArgs;
 use crate::partitioned::by_partition;
-use crate::{RedisStore, classify, reply_pairs};
+use crate::{RedisStore, classify, corrupt, reply_pairs};
 
 /// Counts (or positions) per script call: enough to spread a call's cost, few enough to keep
 /// it short.
@@ -36,7 +37,7 @@ impl Tallies for RedisStore {
             self,
             sources.to_vec(),
             |s| s,
-            move |store, sources| {
+            move |store, _, sources| {
                 let name = name.clone();
                 async move {
                     let mut pipe = redis::pipe();
@@ -55,21 +56,50 @@ impl Tallies for RedisStore {
         .await
     }
 
-    async fn apply_tallies(&self, name: &str, writes: Vec<TallyWrite>) -> Result<Vec<Result<()>>> {
+    async fn apply_tallies(
+        &self,
+        name: &str,
+        writes: Vec<TallyWrite>,
+        fence: &Fence,
+    ) -> Result<Vec<Result<()>>> {
         self.check_view_name("tally", name)?;
+        // A source whose partition the fence does not hold is refused before anything is sent.
+        let total = writes.len();
+        let mut outcomes: Vec<Option<Result<()>>> = (0..total).map(|_| None).collect();
+        let mut held = Vec::with_capacity(total);
+        let mut held_at = Vec::with_capacity(total);
+        for (i, write) in writes.into_iter().enumerate() {
+            let partition = self.inner.keys.partition(&write.source);
+            match fence.token(partition) {
+                Ok(token) => {
+                    held.push((write, token.map_or(0, |(_, t)| t)));
+                    held_at.push(i);
+                }
+                Err(refused) => outcomes[i] = Some(Err(refused)),
+            }
+        }
         // Counts first: were the positions moved first, a crash between would lose counts.
-        self.add_counts(name, &writes).await?;
+        self.add_counts(name, &held).await?;
         let name = name.to_owned();
-        by_partition(
+        let fence = fence.clone();
+        let moved = by_partition(
             self,
-            writes,
+            held.into_iter().map(|(write, _)| write).collect(),
             |w| &w.source,
-            move |store, writes| {
+            move |store, partition, writes| {
                 let name = name.clone();
-                async move { store.move_positions(&name, &writes).await }
+                let fence = FenceArgs::of(&fence, partition);
+                async move { store.move_positions(&name, fence?, &writes).await }
             },
         )
-        .await
+        .await?;
+        for (i, outcome) in held_at.into_iter().zip(moved) {
+            outcomes[i] = Some(outcome);
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(corrupt("tally writes", "a write was not answered"))))
+            .collect())
     }
 
     async fn tally_count(&self, name: &str, key: &str) -> Result<i64> {
@@ -127,6 +157,9 @@ impl Tallies for RedisStore {
 /// the script tells counted from not by version.
 struct SourceCounts<'a> {
     source: String,
+    source_partition: u32,
+    /// The writer's fencing token for the source's partition (0: unfenced).
+    token: u64,
     counts: Vec<&'a TallyCount>,
     /// The write that added the last counts, and the last version before it: a later write
     /// of the same source in one batch adds only versions above it.
@@ -135,12 +168,13 @@ struct SourceCounts<'a> {
 }
 
 impl RedisStore {
-    /// Add every write's counts to the partitions of their keys, each event's counts once.
-    async fn add_counts(&self, name: &str, writes: &[TallyWrite]) -> Result<()> {
+    /// Add every write's counts to the partitions of their keys, each event's counts once;
+    /// beside each write, its writer's fencing token for the source's partition (0: none).
+    async fn add_counts(&self, name: &str, writes: &[(TallyWrite, u64)]) -> Result<()> {
         let keys = &self.inner.keys;
         let mut partitions: BTreeMap<u32, Vec<SourceCounts<'_>>> = BTreeMap::new();
         let mut unit_of: HashMap<(u32, &StreamId), usize> = HashMap::new();
-        for (w, write) in writes.iter().enumerate() {
+        for (w, (write, token)) in writes.iter().enumerate() {
             for count in &write.counts {
                 let partition = keys.tally_partition(&count.key);
                 let units = partitions.entry(partition).or_default();
@@ -149,6 +183,8 @@ impl RedisStore {
                     .or_insert_with(|| {
                         units.push(SourceCounts {
                             source: format!("{}:{}", write.source.aggregate, write.source.id),
+                            source_partition: keys.partition(&write.source),
+                            token: *token,
                             counts: vec![],
                             last_write: w,
                             floor: 0,
@@ -202,12 +238,16 @@ impl RedisStore {
             }
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg(self.inner.tally_count.get_hash())
-                .arg(2)
+                .arg(3)
                 .arg(Keys::tally(name, partition))
                 .arg(Keys::tally_sources(name, partition))
+                .arg(Keys::tally_fences(name, partition))
                 .arg(end - start);
             for unit in &units[start..end] {
-                cmd.arg(&unit.source).arg(unit.counts.len());
+                cmd.arg(&unit.source)
+                    .arg(unit.source_partition)
+                    .arg(unit.token)
+                    .arg(unit.counts.len());
                 for count in &unit.counts {
                     cmd.arg(count.version).arg(&count.key).arg(count.amount);
                 }
@@ -219,18 +259,24 @@ impl RedisStore {
     }
 
     /// Move each write's source position (all in one partition), conditioned on the expected.
-    async fn move_positions(&self, name: &str, writes: &[TallyWrite]) -> Result<Vec<Result<()>>> {
+    async fn move_positions(
+        &self,
+        name: &str,
+        fence: FenceArgs,
+        writes: &[TallyWrite],
+    ) -> Result<Vec<Result<()>>> {
         let chunks: Vec<&[TallyWrite]> = writes.chunks(CHANGES_PER_CALL).collect();
         let calls: Vec<redis::Cmd> = chunks
             .iter()
             .map(|chunk| {
                 let mut cmd = redis::cmd("EVALSHA");
                 cmd.arg(self.inner.tally_position.get_hash())
-                    .arg(chunk.len());
+                    .arg(chunk.len() + 1)
+                    .arg(&fence.lease);
                 for write in *chunk {
                     cmd.arg(self.inner.keys.tally_position(name, &write.source));
                 }
-                cmd.arg(chunk.len());
+                cmd.arg(fence.token).arg(chunk.len());
                 for write in *chunk {
                     cmd.arg(write.expected).arg(write.version);
                 }
@@ -243,6 +289,10 @@ impl RedisStore {
         let mut outcomes = Vec::with_capacity(writes.len());
         for (chunk, reply) in chunks.into_iter().zip(replies) {
             let reply = reply?;
+            if fence.refused(&reply) {
+                outcomes.extend(chunk.iter().map(|_| Err(fence.error())));
+                continue;
+            }
             for (write, (moved, stored)) in
                 chunk
                     .iter()

@@ -154,6 +154,7 @@ async fn appends_survive_a_script_cache_flush() {
                 expected: 1,
                 model: model(2),
             }],
+            &esr_store::Fence::Unfenced,
         )
         .await
         .unwrap();

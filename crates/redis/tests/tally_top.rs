@@ -35,7 +35,10 @@ async fn the_top_of_a_long_tail_reads_one_page_per_partition() {
     let keys: Vec<String> = (0..TAIL).map(|i| format!("object{i:06}")).collect();
     let writes = esr_store::contract::each_counted_once(&keys, 100);
     for batch in writes.chunks(50) {
-        let outcomes = store.apply_tallies("liked", batch.to_vec()).await.unwrap();
+        let outcomes = store
+            .apply_tallies("liked", batch.to_vec(), &esr_store::Fence::Unfenced)
+            .await
+            .unwrap();
         assert!(outcomes.iter().all(Result::is_ok));
     }
     let popular = TallyWrite {
@@ -48,7 +51,13 @@ async fn the_top_of_a_long_tail_reads_one_page_per_partition() {
             amount: 1,
         }],
     };
-    assert!(store.apply_tallies("liked", vec![popular]).await.unwrap()[0].is_ok());
+    assert!(
+        store
+            .apply_tallies("liked", vec![popular], &esr_store::Fence::Unfenced)
+            .await
+            .unwrap()[0]
+            .is_ok()
+    );
 
     let reads_before = command_calls(&server.url(), "zrange").await;
     let scores_before = command_calls(&server.url(), "zmscore").await;

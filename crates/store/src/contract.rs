@@ -24,8 +24,8 @@ use esr_schema::{
 use uuid::Uuid;
 
 use crate::{
-    AppendOutcome, AppendRequest, EntryId, EventStore, ExpectedVersion, Idempotency, NewEvent,
-    ReadModel, ReadModelWrite, Snapshot, Store, StoreError, TallyCount, TallyWrite,
+    AppendOutcome, AppendRequest, EntryId, EventStore, ExpectedVersion, Fence, Idempotency,
+    NewEvent, ReadModel, ReadModelWrite, Snapshot, Store, StoreError, TallyCount, TallyWrite,
 };
 
 /// Lets the suite write an entry the way a foreign producer would (`XADD` by hand).
@@ -90,7 +90,10 @@ macro_rules! contract_suite {
             checkpoints_answer_the_latest_at_or_before_a_time,
             tallies_count_each_position_once_and_rank_across_partitions,
             overlapping_tally_writes_count_each_event_once,
-            a_tally_top_ranks_a_long_tail_by_count_then_key
+            a_tally_top_ranks_a_long_tail_by_count_then_key,
+            a_lease_has_one_holder_and_a_new_token_for_each_new_holder,
+            members_are_listed_by_name_while_their_time_runs,
+            a_former_holders_writes_are_refused_once_another_holds_the_lease
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1398,7 +1401,10 @@ pub async fn read_models_in_a_batch_answer_each_user_in_order<S: ContractStore>(
             model: model(i, 1),
         })
         .collect();
-    let outcomes = store.put_read_models("contract", first).await.unwrap();
+    let outcomes = store
+        .put_read_models("contract", first, &crate::Fence::Unfenced)
+        .await
+        .unwrap();
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
 
     // Every other user's write is stale (expects 0, finds 1): those fail alone.
@@ -1409,7 +1415,10 @@ pub async fn read_models_in_a_batch_answer_each_user_in_order<S: ContractStore>(
             model: model(i, 2),
         })
         .collect();
-    let outcomes = store.put_read_models("contract", second).await.unwrap();
+    let outcomes = store
+        .put_read_models("contract", second, &crate::Fence::Unfenced)
+        .await
+        .unwrap();
     for (i, outcome) in outcomes.iter().enumerate() {
         if i % 2 == 0 {
             assert!(outcome.is_ok(), "user {i}: {outcome:?}");
@@ -1458,12 +1467,17 @@ pub async fn checkpoints_answer_the_latest_at_or_before_a_time<S: ContractStore>
                 (user.clone(), checkpoint(200)),
                 (other.clone(), checkpoint(150)),
             ],
+            &crate::Fence::Unfenced,
         )
         .await
         .unwrap();
     // Saving one again changes nothing.
     store
-        .save_checkpoints("profile", vec![(user.clone(), checkpoint(100))])
+        .save_checkpoints(
+            "profile",
+            vec![(user.clone(), checkpoint(100))],
+            &crate::Fence::Unfenced,
+        )
         .await
         .unwrap();
     let at = |seconds: i64| start + chrono::Duration::seconds(seconds);
@@ -1612,11 +1626,17 @@ pub async fn tallies_count_each_position_once_and_rank_across_partitions<S: Cont
             }
         })
         .collect();
-    let outcomes = store.apply_tallies(&name, first.clone()).await.unwrap();
+    let outcomes = store
+        .apply_tallies(&name, first.clone(), &crate::Fence::Unfenced)
+        .await
+        .unwrap();
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
 
     // The same changes again (a redelivery): every one refused, nothing counted twice.
-    let again = store.apply_tallies(&name, first).await.unwrap();
+    let again = store
+        .apply_tallies(&name, first, &crate::Fence::Unfenced)
+        .await
+        .unwrap();
     assert!(
         again
             .iter()
@@ -1633,7 +1653,13 @@ pub async fn tallies_count_each_position_once_and_rank_across_partitions<S: Cont
             ..count("gone", -1)
         }],
     };
-    assert!(store.apply_tallies(&name, vec![later]).await.unwrap()[0].is_ok());
+    assert!(
+        store
+            .apply_tallies(&name, vec![later], &crate::Fence::Unfenced)
+            .await
+            .unwrap()[0]
+            .is_ok()
+    );
 
     assert_eq!(store.tally_count(&name, "apple").await.unwrap(), 40);
     assert_eq!(store.tally_count(&name, "banana").await.unwrap(), 10);
@@ -1686,9 +1712,19 @@ pub async fn overlapping_tally_writes_count_each_event_once<S: ContractStore>(st
         counts: counts_of(&events[expected as usize..version as usize]),
     };
     // Events 1..=2, then a batch with 3..=4 twice, then two racing batches 5 and 5..=6.
-    assert!(store.apply_tallies(&name, vec![write(0, 2)]).await.unwrap()[0].is_ok());
+    assert!(
+        store
+            .apply_tallies(&name, vec![write(0, 2)], &crate::Fence::Unfenced)
+            .await
+            .unwrap()[0]
+            .is_ok()
+    );
     let twice = store
-        .apply_tallies(&name, vec![write(2, 4), write(2, 4)])
+        .apply_tallies(
+            &name,
+            vec![write(2, 4), write(2, 4)],
+            &crate::Fence::Unfenced,
+        )
         .await
         .unwrap();
     assert!(twice[0].is_ok(), "{twice:?}");
@@ -1696,13 +1732,28 @@ pub async fn overlapping_tally_writes_count_each_event_once<S: ContractStore>(st
         matches!(twice[1], Err(StoreError::Conflict { actual: 4, .. })),
         "{twice:?}"
     );
-    assert!(store.apply_tallies(&name, vec![write(4, 5)]).await.unwrap()[0].is_ok());
-    let late = store.apply_tallies(&name, vec![write(4, 6)]).await.unwrap();
+    assert!(
+        store
+            .apply_tallies(&name, vec![write(4, 5)], &crate::Fence::Unfenced)
+            .await
+            .unwrap()[0]
+            .is_ok()
+    );
+    let late = store
+        .apply_tallies(&name, vec![write(4, 6)], &crate::Fence::Unfenced)
+        .await
+        .unwrap();
     assert!(
         matches!(late[0], Err(StoreError::Conflict { actual: 5, .. })),
         "{late:?}"
     );
-    assert!(store.apply_tallies(&name, vec![write(5, 6)]).await.unwrap()[0].is_ok());
+    assert!(
+        store
+            .apply_tallies(&name, vec![write(5, 6)], &crate::Fence::Unfenced)
+            .await
+            .unwrap()[0]
+            .is_ok()
+    );
     for key in keys {
         let expected = events.iter().filter(|(_, k)| *k == key).count() as i64;
         assert_eq!(
@@ -1751,7 +1802,10 @@ pub async fn a_tally_top_ranks_a_long_tail_by_count_then_key<S: ContractStore>(s
             });
         }
     }
-    let outcomes = store.apply_tallies(&name, writes).await.unwrap();
+    let outcomes = store
+        .apply_tallies(&name, writes, &crate::Fence::Unfenced)
+        .await
+        .unwrap();
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
     let top = store.tally_top(&name, 6).await.unwrap();
     let expected: Vec<(String, i64)> = [
@@ -1767,4 +1821,214 @@ pub async fn a_tally_top_ranks_a_long_tail_by_count_then_key<S: ContractStore>(s
     .collect();
     assert_eq!(top, expected);
     assert_eq!(store.tally_top(&name, 1000).await.unwrap().len(), 300);
+}
+
+pub async fn a_lease_has_one_holder_and_a_new_token_for_each_new_holder<S: ContractStore>(
+    store: S,
+) {
+    let group = fresh_group();
+    let short = Duration::from_millis(200);
+    let first = store.acquire_lease(&group, 0, "a", short).await.unwrap();
+    let Some(first) = first else {
+        panic!("a free lease is taken")
+    };
+    assert_eq!(
+        store.acquire_lease(&group, 0, "b", short).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.acquire_lease(&group, 0, "a", short).await.unwrap(),
+        Some(first),
+        "its holder keeps its token"
+    );
+    assert!(
+        store
+            .renew_lease(&group, 0, "a", first, short)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .renew_lease(&group, 0, "b", first, short)
+            .await
+            .unwrap()
+    );
+    let holders = store.lease_holders(&group).await.unwrap();
+    assert_eq!(holders.len(), store.partition_count() as usize);
+    assert_eq!(
+        holders[0],
+        Some(crate::LeaseHolder {
+            owner: "a".into(),
+            token: first
+        })
+    );
+
+    // Not renewed: it runs out, and the next holder's token is higher.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = store.acquire_lease(&group, 0, "b", short).await.unwrap();
+    assert!(
+        second.is_some_and(|t| t > first),
+        "{second:?} after {first}"
+    );
+    assert!(
+        !store
+            .renew_lease(&group, 0, "a", first, short)
+            .await
+            .unwrap()
+    );
+    // A former holder cannot release what another holds now.
+    store.release_lease(&group, 0, "a", first).await.unwrap();
+    assert_eq!(
+        store.lease_holders(&group).await.unwrap()[0]
+            .as_ref()
+            .map(|h| h.owner.as_str()),
+        Some("b")
+    );
+    store
+        .release_lease(&group, 0, "b", second.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(store.lease_holders(&group).await.unwrap()[0], None);
+    let third = store.acquire_lease(&group, 0, "a", short).await.unwrap();
+    assert!(third > second, "{third:?} after {second:?}");
+}
+
+pub async fn members_are_listed_by_name_while_their_time_runs<S: ContractStore>(store: S) {
+    let group = fresh_group();
+    let long = Duration::from_secs(30);
+    store.heartbeat(&group, "b", long).await.unwrap();
+    let members = store
+        .heartbeat(&group, "a", Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(members, ["a", "b"]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        store.heartbeat(&group, "c", long).await.unwrap(),
+        ["b", "c"]
+    );
+    store.leave(&group, "b").await.unwrap();
+    assert_eq!(store.heartbeat(&group, "c", long).await.unwrap(), ["c"]);
+}
+
+pub async fn a_former_holders_writes_are_refused_once_another_holds_the_lease<S: ContractStore>(
+    store: S,
+) {
+    let group = tally_name();
+    let partitions: Vec<u32> = (0..store.partition_count()).collect();
+    let short = Duration::from_millis(200);
+    let take = |owner: &'static str| {
+        let (store, group, partitions) = (store.clone(), group.clone(), partitions.clone());
+        async move {
+            let mut tokens = std::collections::BTreeMap::new();
+            for p in partitions {
+                let token = store.acquire_lease(&group, p, owner, short).await.unwrap();
+                tokens.insert(p, token.unwrap());
+            }
+            Fence::held(&group, tokens)
+        }
+    };
+    let users: Vec<StreamId> = (0..20).map(|_| fresh_user()).collect();
+    let writes = |expected: u64, version: u64| -> Vec<ReadModelWrite> {
+        users
+            .iter()
+            .map(|user| ReadModelWrite {
+                stream: user.clone(),
+                expected,
+                model: ReadModel {
+                    version,
+                    fields: [("name".to_owned(), format!("v{version}"))].into(),
+                },
+            })
+            .collect()
+    };
+    let counts = |expected: u64, version: u64| -> Vec<TallyWrite> {
+        users
+            .iter()
+            .map(|user| TallyWrite {
+                source: user.clone(),
+                expected,
+                version,
+                counts: vec![TallyCount {
+                    version,
+                    key: "apple".into(),
+                    amount: 1,
+                }],
+            })
+            .collect()
+    };
+
+    let a = take("a").await;
+    let written = store
+        .put_read_models(&group, writes(0, 1), &a)
+        .await
+        .unwrap();
+    assert!(written.iter().all(Result::is_ok), "{written:?}");
+    let counted = store.apply_tallies(&group, counts(0, 1), &a).await.unwrap();
+    assert!(counted.iter().all(Result::is_ok), "{counted:?}");
+
+    // "a" stalls past its leases; "b" takes the partitions and writes.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let b = take("b").await;
+    let counted = store.apply_tallies(&group, counts(1, 2), &b).await.unwrap();
+    assert!(counted.iter().all(Result::is_ok), "{counted:?}");
+
+    // "a" wakes up and writes what it had in hand: all refused, nothing changed.
+    let late = store
+        .put_read_models(&group, writes(1, 2), &a)
+        .await
+        .unwrap();
+    assert!(
+        late.iter()
+            .all(|o| matches!(o, Err(StoreError::Fenced { .. }))),
+        "{late:?}"
+    );
+    let late = store.apply_tallies(&group, counts(2, 3), &a).await.unwrap();
+    assert!(
+        late.iter()
+            .all(|o| matches!(o, Err(StoreError::Fenced { .. }))),
+        "{late:?}"
+    );
+    let checkpoint = crate::Checkpoint {
+        version: 1,
+        at: chrono::Utc::now(),
+        fields: Default::default(),
+    };
+    let late = store
+        .save_checkpoints(&group, vec![(users[0].clone(), checkpoint.clone())], &a)
+        .await;
+    assert!(matches!(late, Err(StoreError::Fenced { .. })), "{late:?}");
+    let models = store.get_read_models(&group, &users).await.unwrap();
+    assert!(
+        models
+            .iter()
+            .all(|m| m.as_ref().is_some_and(|m| m.version == 1))
+    );
+    assert_eq!(store.tally_count(&group, "apple").await.unwrap(), 40);
+    assert_eq!(
+        store.tally_positions(&group, &users).await.unwrap(),
+        vec![2; users.len()]
+    );
+
+    // The holder writes; a writer holding none of the partitions writes nothing.
+    let written = store
+        .put_read_models(&group, writes(1, 2), &b)
+        .await
+        .unwrap();
+    assert!(written.iter().all(Result::is_ok), "{written:?}");
+    store
+        .save_checkpoints(&group, vec![(users[0].clone(), checkpoint)], &b)
+        .await
+        .unwrap();
+    let nobody = Fence::held(&group, Default::default());
+    let refused = store
+        .put_read_models(&group, writes(2, 3), &nobody)
+        .await
+        .unwrap();
+    assert!(
+        refused
+            .iter()
+            .all(|o| matches!(o, Err(StoreError::Fenced { .. }))),
+        "{refused:?}"
+    );
 }

@@ -22,6 +22,10 @@ pub enum StoreError {
     /// The idempotency key was used before for another request: nothing was written.
     #[error("idempotency key {key:?} was used before for another request")]
     KeyReused { key: String },
+    /// The writer no longer holds the lease of the partition it wrote to (it expired or
+    /// another instance took it): nothing was written.
+    #[error("the lease on partition {partition} is not held: nothing written")]
+    Fenced { partition: u32 },
     /// The caller asked for something the store cannot do (a programming error).
     #[error("invalid request: {0}")]
     Invalid(String),

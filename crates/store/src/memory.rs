@@ -15,8 +15,9 @@ use tokio::sync::Notify;
 
 use crate::{
     AppendOutcome, AppendRequest, CategoryEntry, CategoryLog, Checkpoint, DeadLetter, Delivery,
-    EntryId, EntryRef, EventStore, ExpectedVersion, GroupStats, ReadModel, ReadModels, Result,
-    Snapshot, SnapshotStore, StoreError, Subscriptions, Tallies, TallyWrite,
+    EntryId, EntryRef, EventStore, ExpectedVersion, Fence, GroupStats, LeaseHolder, Leases,
+    ReadModel, ReadModelWrite, ReadModels, Result, Snapshot, SnapshotStore, StoreError,
+    Subscriptions, Tallies, TallyWrite,
 };
 
 /// The dead-letter stream's name, the same as on Redis.
@@ -52,6 +53,10 @@ struct State {
     live_generations: HashMap<String, u32>,
     tallies: HashMap<String, TallyCounts>,
     dead_letters: Vec<DeadLetter>,
+    /// Per group: members and when each one's time runs out.
+    members: HashMap<String, BTreeMap<String, Instant>>,
+    /// Per group: the lease of the one partition (holder, token, expiry) and the last token.
+    leases: HashMap<String, (Option<(LeaseHolder, Instant)>, u64)>,
 }
 
 /// One tally's counts, and the same kept in rank order so its top is read, not sorted.
@@ -124,6 +129,21 @@ impl MemoryStore {
 }
 
 impl State {
+    /// `Fenced` unless `fence` is unfenced or holds the current lease of partition 0.
+    fn check_fence(&self, fence: &Fence) -> Result<()> {
+        let Some((group, token)) = fence.token(0)? else {
+            return Ok(());
+        };
+        match self.leases.get(group) {
+            Some((Some((holder, until)), _))
+                if holder.token == token && *until > Instant::now() =>
+            {
+                Ok(())
+            }
+            _ => Err(StoreError::Fenced { partition: 0 }),
+        }
+    }
+
     fn next_id(&mut self) -> EntryId {
         let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
         self.last_id = if now > self.last_id.ms {
@@ -144,6 +164,7 @@ impl State {
                 stream: category.to_string(),
                 id,
             },
+            partition: 0,
             deliveries,
             fields,
         })
@@ -373,14 +394,19 @@ impl Subscriptions for MemoryStore {
         Ok(())
     }
 
-    async fn read_new(
+    async fn read_new_in(
         &self,
         group: &str,
         consumer: &str,
         categories: &[Category],
+        partitions: &[u32],
         count: usize,
         block: Duration,
     ) -> Result<Vec<Delivery>> {
+        // One partition, 0: a consumer that does not hold it reads nothing.
+        if !partitions.contains(&0) {
+            return Ok(vec![]);
+        }
         let deadline = tokio::time::Instant::now() + block;
         loop {
             // Registered before looking, so an append between the look and the wait still wakes us.
@@ -398,14 +424,18 @@ impl Subscriptions for MemoryStore {
         }
     }
 
-    async fn claim_idle(
+    async fn claim_idle_in(
         &self,
         group: &str,
         consumer: &str,
         categories: &[Category],
+        partitions: &[u32],
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<Delivery>> {
+        if !partitions.contains(&0) {
+            return Ok(vec![]);
+        }
         let now = Instant::now();
         self.redeliver(group, consumer, categories, count, |p| {
             now.duration_since(p.delivered_at) >= min_idle
@@ -648,6 +678,7 @@ impl MemoryStore {
                         stream: category.to_string(),
                         id,
                     },
+                    partition: 0,
                     deliveries: 1,
                     fields,
                 });
@@ -655,6 +686,115 @@ impl MemoryStore {
             state.groups.insert(key, g);
         }
         Ok(batch)
+    }
+}
+
+#[async_trait]
+impl Leases for MemoryStore {
+    async fn heartbeat(&self, group: &str, member: &str, ttl: Duration) -> Result<Vec<String>> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let members = state.members.entry(group.to_owned()).or_default();
+        if !member.is_empty() {
+            members.insert(member.to_owned(), now + ttl);
+        }
+        members.retain(|_, until| *until > now);
+        Ok(members.keys().cloned().collect())
+    }
+
+    async fn leave(&self, group: &str, member: &str) -> Result<()> {
+        if let Some(members) = self.lock().members.get_mut(group) {
+            members.remove(member);
+        }
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        group: &str,
+        partition: u32,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>> {
+        if partition != 0 {
+            return Err(StoreError::Invalid(format!(
+                "no partition {partition}: the memory store has one"
+            )));
+        }
+        let mut state = self.lock();
+        let now = Instant::now();
+        let (held, last) = state.leases.entry(group.to_owned()).or_default();
+        match held {
+            Some((holder, until)) if *until > now && holder.owner != owner => Ok(None),
+            Some((holder, until)) if *until > now => {
+                *until = now + ttl;
+                Ok(Some(holder.token))
+            }
+            _ => {
+                *last += 1;
+                *held = Some((
+                    LeaseHolder {
+                        owner: owner.to_owned(),
+                        token: *last,
+                    },
+                    now + ttl,
+                ));
+                Ok(Some(*last))
+            }
+        }
+    }
+
+    async fn renew_lease(
+        &self,
+        group: &str,
+        partition: u32,
+        owner: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        match state.leases.get_mut(group) {
+            Some((Some((holder, until)), _))
+                if partition == 0
+                    && *until > now
+                    && holder.owner == owner
+                    && holder.token == token =>
+            {
+                *until = now + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release_lease(
+        &self,
+        group: &str,
+        partition: u32,
+        owner: &str,
+        token: u64,
+    ) -> Result<()> {
+        let mut state = self.lock();
+        if let Some((held, _)) = state.leases.get_mut(group)
+            && partition == 0
+            && held
+                .as_ref()
+                .is_some_and(|(h, _)| h.owner == owner && h.token == token)
+        {
+            *held = None;
+        }
+        Ok(())
+    }
+
+    async fn lease_holders(&self, group: &str) -> Result<Vec<Option<LeaseHolder>>> {
+        let state = self.lock();
+        let now = Instant::now();
+        let holder = match state.leases.get(group) {
+            Some((Some((holder, until)), _)) if *until > now => Some(holder.clone()),
+            _ => None,
+        };
+        Ok(vec![holder])
     }
 }
 
@@ -694,8 +834,10 @@ impl ReadModels for MemoryStore {
         &self,
         name: &str,
         checkpoints: Vec<(StreamId, Checkpoint)>,
+        fence: &Fence,
     ) -> Result<()> {
         let mut state = self.lock();
+        state.check_fence(fence)?;
         for (stream, checkpoint) in checkpoints {
             state
                 .checkpoints
@@ -752,6 +894,23 @@ impl ReadModels for MemoryStore {
         state.read_models.insert(key, stored);
         Ok(())
     }
+
+    async fn put_read_models(
+        &self,
+        name: &str,
+        writes: Vec<ReadModelWrite>,
+        fence: &Fence,
+    ) -> Result<Vec<Result<()>>> {
+        self.lock().check_fence(fence)?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in &writes {
+            outcomes.push(
+                self.put_read_model(name, &write.stream, write.expected, &write.model)
+                    .await,
+            );
+        }
+        Ok(outcomes)
+    }
 }
 
 #[async_trait]
@@ -770,8 +929,14 @@ impl Tallies for MemoryStore {
             .collect())
     }
 
-    async fn apply_tallies(&self, name: &str, writes: Vec<TallyWrite>) -> Result<Vec<Result<()>>> {
+    async fn apply_tallies(
+        &self,
+        name: &str,
+        writes: Vec<TallyWrite>,
+        fence: &Fence,
+    ) -> Result<Vec<Result<()>>> {
         let mut state = self.lock();
+        state.check_fence(fence)?;
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
             let key = (name.to_owned(), write.source);

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use esr_schema::StreamId;
 
-use crate::Result;
+use crate::{Fence, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadModel {
@@ -72,6 +72,7 @@ pub trait ReadModels: Send + Sync {
         &self,
         name: &str,
         checkpoints: Vec<(StreamId, Checkpoint)>,
+        fence: &Fence,
     ) -> Result<()>;
 
     /// The checkpoint of `stream` with the latest time at or before `at`, if any.
@@ -105,19 +106,12 @@ pub trait ReadModels: Send + Sync {
     }
 
     /// Several writes, each exactly as [`ReadModels::put_read_model`], one outcome each in
-    /// order. The outer error is for the store failing as a whole.
+    /// order, each refused with `Fenced` unless `fence` holds its partition's lease. The outer
+    /// error is for the store failing as a whole.
     async fn put_read_models(
         &self,
         name: &str,
         writes: Vec<ReadModelWrite>,
-    ) -> Result<Vec<Result<()>>> {
-        let mut outcomes = Vec::with_capacity(writes.len());
-        for write in &writes {
-            outcomes.push(
-                self.put_read_model(name, &write.stream, write.expected, &write.model)
-                    .await,
-            );
-        }
-        Ok(outcomes)
-    }
+        fence: &Fence,
+    ) -> Result<Vec<Result<()>>>;
 }

@@ -20,6 +20,8 @@ pub struct EntryRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub entry: EntryRef,
+    /// The partition of the category stream it came from.
+    pub partition: u32,
     /// How many times the entry has been handed out, this time included.
     pub deliveries: u64,
     pub fields: Fields,
@@ -60,12 +62,34 @@ pub trait Subscriptions: Send + Sync {
     /// A group that exists already is fine.
     async fn create_group(&self, group: &str, categories: &[Category]) -> Result<()>;
 
+    /// How many partitions the category streams are split into (1: not split).
+    fn partition_count(&self) -> u32 {
+        1
+    }
+
     /// Up to `count` entries never delivered to the group, waiting up to `block` for one.
     async fn read_new(
         &self,
         group: &str,
         consumer: &str,
         categories: &[Category],
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let all: Vec<u32> = (0..self.partition_count()).collect();
+        self.read_new_in(group, consumer, categories, &all, count, block)
+            .await
+    }
+
+    /// [`Subscriptions::read_new`] on the streams of `partitions` only (those a consumer holds
+    /// leases on). Entries that blocked reads of earlier calls brought back may come from
+    /// other partitions: a caller that no longer holds theirs leaves them pending.
+    async fn read_new_in(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        partitions: &[u32],
         count: usize,
         block: Duration,
     ) -> Result<Vec<Delivery>>;
@@ -77,6 +101,21 @@ pub trait Subscriptions: Send + Sync {
         group: &str,
         consumer: &str,
         categories: &[Category],
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Delivery>> {
+        let all: Vec<u32> = (0..self.partition_count()).collect();
+        self.claim_idle_in(group, consumer, categories, &all, min_idle, count)
+            .await
+    }
+
+    /// [`Subscriptions::claim_idle`] on the streams of `partitions` only.
+    async fn claim_idle_in(
+        &self,
+        group: &str,
+        consumer: &str,
+        categories: &[Category],
+        partitions: &[u32],
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<Delivery>>;

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use esr_schema::StreamId;
 
-use crate::Result;
+use crate::{Fence, Result};
 
 /// One conditioned change of [`Tallies::apply_tallies`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,16 @@ pub trait Tallies: Send + Sync {
     /// events of its own that were not counted yet (a later change's position then covers
     /// them). One outcome per change, in order; the outer error is for the store failing as a
     /// whole.
-    async fn apply_tallies(&self, name: &str, writes: Vec<TallyWrite>) -> Result<Vec<Result<()>>>;
+    ///
+    /// With a [`Fence`], a change is refused (`Fenced`) unless the fence holds its source
+    /// stream's partition; a count into another partition is refused once that partition has
+    /// seen a newer token of the source's partition.
+    async fn apply_tallies(
+        &self,
+        name: &str,
+        writes: Vec<TallyWrite>,
+        fence: &Fence,
+    ) -> Result<Vec<Result<()>>>;
 
     /// The count of `key` (0 when never counted).
     async fn tally_count(&self, name: &str, key: &str) -> Result<i64>;

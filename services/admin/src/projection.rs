@@ -224,7 +224,10 @@ impl Rebuild {
     async fn fold(&self, events: &[esr_schema::StoredEvent]) -> anyhow::Result<()> {
         let mut pause = Duration::from_millis(50);
         for _ in 0..PAGE_TRIES {
-            let outcomes = self.projection.handle_batch(events).await;
+            let outcomes = self
+                .projection
+                .handle_batch(events, &esr_store::Fence::Unfenced)
+                .await;
             let mut retry = false;
             for (event, outcome) in events.iter().zip(outcomes) {
                 match outcome {
@@ -248,9 +251,12 @@ impl Rebuild {
                         "an event this build does not know ({reason}): rebuild with the build \
                          that wrote it"
                     ),
-                    Err(HandlerError::Transient(_) | HandlerError::StoreUnavailable(_)) => {
-                        retry = true
-                    }
+                    // A rebuild writes unfenced, so `NotHeld` cannot come; retried if it does.
+                    Err(
+                        HandlerError::Transient(_)
+                        | HandlerError::StoreUnavailable(_)
+                        | HandlerError::NotHeld(_),
+                    ) => retry = true,
                 }
             }
             if !retry {

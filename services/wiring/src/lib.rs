@@ -59,6 +59,11 @@ pub fn layout(modules: &Modules) -> Layout {
         categories: modules.categories(),
         read_models: modules.views().iter().map(|v| v.name.to_owned()).collect(),
         tallies: modules.tallies().into_iter().map(str::to_owned).collect(),
+        groups: modules
+            .groups()
+            .into_iter()
+            .map(|g| g.name.to_owned())
+            .collect(),
     }
 }
 

@@ -81,7 +81,8 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "version_conflict", message)
             }
             StoreError::KeyReused { .. } => Self::invalid("idempotency_key_reused", message),
-            StoreError::Corrupt { .. } | StoreError::Invalid(_) => {
+            // No HTTP route writes a projection: a fenced write here is a bug.
+            StoreError::Corrupt { .. } | StoreError::Invalid(_) | StoreError::Fenced { .. } => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }
         }

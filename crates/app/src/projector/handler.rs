@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use esr_schema::{Category, StoredEvent};
-use esr_store::StoreError;
+use esr_store::{Fence, StoreError};
 
 /// Why a handler could not apply an event.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -18,6 +18,10 @@ pub enum HandlerError {
     /// Will never work: the entry goes to the dead-letter stream.
     #[error("{0}")]
     Poison(String),
+    /// This instance no longer holds the lease of the entry's partition (its write was
+    /// fenced): the entry stays pending, whatever its delivery count, for the holder.
+    #[error("partition not held: {0}")]
+    NotHeld(String),
     /// A type or schema version this build does not know (a newer build wrote it): the entry
     /// stays pending, whatever its delivery count, for a build that knows it.
     #[error("from a newer build: {0}")]
@@ -39,6 +43,7 @@ impl From<StoreError> for HandlerError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => Self::StoreUnavailable(e.to_string()),
+            StoreError::Fenced { .. } => Self::NotHeld(e.to_string()),
             StoreError::Conflict { .. } => Self::Transient(e.to_string()),
             StoreError::Corrupt { .. } | StoreError::Invalid(_) | StoreError::KeyReused { .. } => {
                 Self::Poison(e.to_string())
@@ -60,8 +65,15 @@ pub trait Handler: Send + Sync {
     async fn handle(&self, stored: &StoredEvent) -> Result<(), HandlerError>;
 
     /// A batch, one outcome per event in order. By default one event at a time; a handler
-    /// that can coalesce (one write per stream, say) overrides it.
-    async fn handle_batch(&self, events: &[StoredEvent]) -> Vec<Result<(), HandlerError>> {
+    /// that can coalesce (one write per stream, say) overrides it. `fence` holds the leases of
+    /// the partitions the runtime handed the events from: a handler that writes through the
+    /// store passes it on, so a write made after the lease ran out is refused.
+    async fn handle_batch(
+        &self,
+        events: &[StoredEvent],
+        fence: &Fence,
+    ) -> Vec<Result<(), HandlerError>> {
+        let _ = fence;
         let mut outcomes = Vec::with_capacity(events.len());
         for stored in events {
             outcomes.push(self.handle(stored).await);

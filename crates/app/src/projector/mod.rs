@@ -3,6 +3,8 @@
 //! - [`runtime`]: reads batches, claims what dead consumers left, dead-letters poison
 //!   entries, acks after the effects are stored; one group per handler.
 //! - [`handler`]: the [`Handler`] trait every projection and policy implements.
+//! - [`lease`]: the instances of a projector side divide each group's partitions by lease;
+//!   writes carry the leases' fencing tokens.
 //! - [`per_stream`]: the batching written once for projections that keep a position per
 //!   source stream: one read and one conditioned write per stream per batch, gaps filled from
 //!   the stream, raced writes retried in rounds.
@@ -11,6 +13,7 @@
 //! - [`tally`]: [`TallyProjection`], any [`esr_kernel::Tally`] (most-liked objects).
 
 pub mod handler;
+pub mod lease;
 pub mod per_stream;
 pub mod runtime;
 pub mod tally;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use esr_schema::{Category, DomainEvent, StoredEvent, StreamId};
-use esr_store::{Store, StoreError};
+use esr_store::{Fence, Store, StoreError};
 
 use super::{Handler, HandlerError};
 
@@ -47,11 +47,13 @@ pub trait StreamSink: Send + Sync + 'static {
         events: &[(&StoredEvent, Self::Event)],
     ) -> Self::Write;
 
-    /// Store the writes, each only over the version it expects: one outcome each, in order;
-    /// `Conflict` when another consumer wrote first.
+    /// Store the writes, each only over the version it expects and only while `fence` holds
+    /// its partition: one outcome each, in order; `Conflict` when another consumer wrote
+    /// first, `Fenced` when the lease ran out.
     async fn save(
         &self,
         writes: Vec<(StreamId, u64, Self::Write)>,
+        fence: &Fence,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
 }
 
@@ -135,6 +137,7 @@ async fn apply_streams<S: StreamSink>(
     sink: &S,
     store: &Arc<dyn Store>,
     in_hand: &[Vec<StoredEvent>],
+    fence: &Fence,
 ) -> Vec<Result<(), HandlerError>> {
     let mut outcomes: Vec<Result<(), HandlerError>> = in_hand
         .iter()
@@ -205,7 +208,7 @@ async fn apply_streams<S: StreamSink>(
         if writes.is_empty() {
             break;
         }
-        match sink.save(writes).await {
+        match sink.save(writes, fence).await {
             Ok(written) => {
                 for ((s, stream), outcome) in writers.into_iter().zip(written) {
                     match outcome {
@@ -280,14 +283,18 @@ impl<S: StreamSink> Handler for PerStreamProjection<S> {
     }
 
     async fn handle(&self, stored: &StoredEvent) -> Result<(), HandlerError> {
-        self.handle_batch(std::slice::from_ref(stored))
+        self.handle_batch(std::slice::from_ref(stored), &Fence::Unfenced)
             .await
             .pop()
             .unwrap_or(Ok(()))
     }
 
-    async fn handle_batch(&self, events: &[StoredEvent]) -> Vec<Result<(), HandlerError>> {
-        handle_batch(&self.sink, &self.store, events).await
+    async fn handle_batch(
+        &self,
+        events: &[StoredEvent],
+        fence: &Fence,
+    ) -> Vec<Result<(), HandlerError>> {
+        handle_batch(&self.sink, &self.store, events, fence).await
     }
 }
 
@@ -298,6 +305,7 @@ async fn handle_batch<S: StreamSink>(
     sink: &Arc<S>,
     store: &Arc<dyn Store>,
     events: &[StoredEvent],
+    fence: &Fence,
 ) -> Vec<Result<(), HandlerError>> {
     let mut by_stream: BTreeMap<&StreamId, Vec<usize>> = BTreeMap::new();
     for (i, stored) in events.iter().enumerate() {
@@ -321,9 +329,12 @@ async fn handle_batch<S: StreamSink>(
     let mut first = 0;
     while first < indexes.len() {
         let chunk: Vec<Vec<StoredEvent>> = streams.by_ref().take(chunk_size).collect();
-        let (sink, store) = (sink.clone(), store.clone());
+        let (sink, store, fence) = (sink.clone(), store.clone(), fence.clone());
         let len = chunk.len();
-        chunks.spawn(async move { (first, apply_streams(sink.as_ref(), &store, &chunk).await) });
+        chunks.spawn(async move {
+            let applied = apply_streams(sink.as_ref(), &store, &chunk, &fence).await;
+            (first, applied)
+        });
         first += len.max(1);
     }
     let mut outcomes: Vec<Result<(), HandlerError>> = (0..events.len())

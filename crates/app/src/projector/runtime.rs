@@ -1,10 +1,12 @@
 //! The runtime: consumer groups feeding handlers, exactly once in effect.
 //!
-//! Each handler has its own group on the category streams. The runtime reads batches
-//! (`read_new` with BLOCK and COUNT), claims entries a dead consumer left pending, hands every
-//! decodable event to the handler, dead-letters poison entries, and acks a batch only after
-//! its effects are stored. Handlers are idempotent (version-conditioned writes, idempotency
-//! keys), so a redelivery changes nothing and any number of processes may share a group.
+//! Each handler has its own group on the category streams. The instances of a projector side
+//! divide each group's partitions by lease ([`super::lease`]): an instance reads only the
+//! partitions it holds (`read_new_in` with BLOCK and COUNT), takes over what a former holder
+//! left pending when it takes a partition, hands every decodable event to the handler with the
+//! leases' fence, dead-letters poison entries, and acks a batch only after its effects are
+//! stored. Handlers are idempotent (version-conditioned writes, idempotency keys), so a
+//! redelivery changes nothing, and fenced, so a former holder's late write is refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use esr_store::{Delivery, EntryRef, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::lease::GroupLeases;
 use super::{Handler, HandlerError};
 use crate::{error_chain, metrics};
 
@@ -34,6 +37,9 @@ pub struct ProjectorSettings {
     /// Trim the category streams this often, below what every group has acked (`None`: never;
     /// the events stay in their aggregates' own streams either way).
     pub trim_every: Option<Duration>,
+    /// A partition's lease runs out this long after its holder last renewed it (every third
+    /// of it): an instance that dies or stalls loses its partitions to the others after this.
+    pub lease: Duration,
 }
 
 impl Default for ProjectorSettings {
@@ -46,6 +52,7 @@ impl Default for ProjectorSettings {
             max_deliveries: 5,
             prune_idle: Some(Duration::from_secs(60 * 60)),
             trim_every: None,
+            lease: Duration::from_secs(10),
         }
     }
 }
@@ -172,14 +179,45 @@ impl Projectors {
             let (this, shutdown) = (self.clone(), shutdown.clone());
             tasks.spawn(async move { this.trim(every, shutdown).await });
         }
+        let mut all_leases = Vec::new();
         for handler in self.handlers.clone() {
+            let leases = Arc::new(GroupLeases::new(
+                handler.group(),
+                &self.settings.consumer,
+                self.settings.lease,
+                // A blocked read started before a partition was given up brings its entries
+                // back within its block time: only then may another instance take it.
+                self.settings.block + Duration::from_secs(1),
+            ));
+            all_leases.push(leases.clone());
+            let (this, keeper, stop) = (self.clone(), leases.clone(), shutdown.clone());
+            tasks.spawn(async move { this.keep_leases(keeper, stop).await });
             let (this, shutdown) = (self.clone(), shutdown.clone());
-            tasks.spawn(async move { this.run_handler(handler, shutdown).await });
+            tasks.spawn(async move { this.run_handler(handler, leases, shutdown).await });
         }
         while let Some(done) = tasks.join_next().await {
             done?;
         }
+        // Every batch in hand is done: hand the partitions over now, not after the lease time.
+        for leases in all_leases {
+            leases.release_all(self.store.as_ref()).await;
+        }
         Ok(())
+    }
+
+    /// Keep one group's leases, a round every third of the lease time, until `shutdown`.
+    async fn keep_leases(
+        self: Arc<Self>,
+        leases: Arc<GroupLeases>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            leases.keep(self.store.as_ref()).await;
+            tokio::select! {
+                () = tokio::time::sleep(leases.renew_every()) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
     }
 
     pub async fn health(&self) -> Result<(Vec<GroupHealth>, u64), StoreError> {
@@ -227,13 +265,11 @@ impl Projectors {
     async fn run_handler(
         self: Arc<Self>,
         handler: Arc<dyn Handler>,
-        shutdown: watch::Receiver<bool>,
+        leases: Arc<GroupLeases>,
+        mut shutdown: watch::Receiver<bool>,
     ) {
         let s = &self.settings;
         let mut failures: u32 = 0;
-        // First what this consumer itself left pending (a restart under a stable name), then
-        // claims: a restarted process picks up what its predecessors left.
-        self.resume_own_pending(handler.as_ref()).await;
         let mut next_claim = tokio::time::Instant::now();
         let mut next_prune = tokio::time::Instant::now();
         // The next batch, read while the current one is processed: the read's round trip and
@@ -241,6 +277,19 @@ impl Projectors {
         let mut read_ahead: Option<tokio::task::JoinHandle<Result<Vec<Delivery>, StoreError>>> =
             None;
         while !*shutdown.borrow() {
+            // A partition just taken: what its former holder left pending is this one's now.
+            for partition in leases.newly_taken() {
+                self.take_over(handler.as_ref(), &leases, partition).await;
+            }
+            let reading = leases.reading();
+            if reading.is_empty() && read_ahead.is_none() {
+                // Nothing held (more instances than partitions, or not yet assigned).
+                tokio::select! {
+                    () = leases.wait_taken() => {}
+                    _ = shutdown.wait_for(|stop| *stop) => {}
+                }
+                continue;
+            }
             let claim_due = tokio::time::Instant::now() >= next_claim;
             let batch = if let Some(reading) = read_ahead.take() {
                 joined(reading.await)
@@ -253,28 +302,30 @@ impl Projectors {
                     self.prune(handler.as_ref(), idle).await;
                 }
                 self.store
-                    .claim_idle(
+                    .claim_idle_in(
                         handler.group(),
                         &s.consumer,
                         handler.categories(),
+                        &reading,
                         s.claim_idle,
                         s.batch_size,
                     )
                     .await
                     .inspect(|claimed| metrics::claimed(handler.group(), claimed.len()))
             } else {
-                self.read_new(handler.as_ref()).await
+                self.read_new(handler.as_ref(), &reading).await
             };
             let result = match batch {
                 Ok(batch) => {
                     // A full batch says more is waiting; an empty or short one does not.
                     if batch.len() >= s.batch_size && !claim_due && !*shutdown.borrow() {
                         let (this, handler) = (self.clone(), handler.clone());
+                        let reading = leases.reading();
                         read_ahead = Some(tokio::spawn(async move {
-                            this.read_new(handler.as_ref()).await
+                            this.read_new(handler.as_ref(), &reading).await
                         }));
                     }
-                    self.process(handler.as_ref(), batch).await
+                    self.process(handler.as_ref(), &leases, batch).await
                 }
                 Err(e) => Err(e),
             };
@@ -301,7 +352,7 @@ impl Projectors {
         // A batch read ahead is in hand too: finish it, so stopping leaves nothing pending.
         if let Some(reading) = read_ahead {
             let result = match joined(reading.await) {
-                Ok(batch) => self.process(handler.as_ref(), batch).await,
+                Ok(batch) => self.process(handler.as_ref(), &leases, batch).await,
                 Err(e) => Err(e),
             };
             if let Err(error) = result {
@@ -311,44 +362,49 @@ impl Projectors {
         tracing::info!(group = handler.group(), "stopped");
     }
 
-    /// Process this consumer's own pending entries, batch by batch, until a read brings none
-    /// it has not seen (entries left pending on purpose, a retry or a newer build's, come back
-    /// from the same read), or a batch fails: the claims take over then.
-    async fn resume_own_pending(&self, handler: &dyn Handler) {
+    /// Claim and process everything pending on a partition just taken, whoever it was
+    /// delivered to (its former holder, or this consumer before a restart under its stable
+    /// name), batch by batch, until a claim brings nothing not seen (entries left pending on
+    /// purpose come back) or a batch fails: the idle claims take the rest then.
+    async fn take_over(&self, handler: &dyn Handler, leases: &GroupLeases, partition: u32) {
         let s = &self.settings;
         let mut seen = std::collections::BTreeSet::new();
         loop {
-            let own = self
+            let claimed = self
                 .store
-                .read_own_pending(
+                .claim_idle_in(
                     handler.group(),
                     &s.consumer,
                     handler.categories(),
+                    &[partition],
+                    Duration::ZERO,
                     s.batch_size,
                 )
                 .await;
-            let fresh: Vec<Delivery> = match own {
-                Ok(own) => own
+            let fresh: Vec<Delivery> = match claimed {
+                Ok(claimed) => claimed
                     .into_iter()
                     .filter(|d| seen.insert(d.entry.clone()))
                     .collect(),
                 Err(error) => {
-                    tracing::warn!(group = handler.group(), error = %error_chain(&error), "own pending entries not read; claims will take them");
+                    tracing::warn!(group = handler.group(), partition, error = %error_chain(&error), "pending entries not taken over; idle claims will take them");
                     return;
                 }
             };
             if fresh.is_empty() {
                 return;
             }
-            let resumed = fresh.len();
-            if let Err(error) = self.process(handler, fresh).await {
-                tracing::warn!(group = handler.group(), error = %error_chain(&error), "resumed batch failed; claims will take it");
+            let taken = fresh.len();
+            metrics::claimed(handler.group(), taken);
+            if let Err(error) = self.process(handler, leases, fresh).await {
+                tracing::warn!(group = handler.group(), partition, error = %error_chain(&error), "taken-over batch failed; idle claims will take it");
                 return;
             }
             tracing::info!(
                 group = handler.group(),
-                resumed,
-                "own pending entries resumed"
+                partition,
+                taken,
+                "pending entries taken over"
             );
         }
     }
@@ -403,20 +459,36 @@ impl Projectors {
         }
     }
 
-    async fn read_new(&self, handler: &dyn Handler) -> Result<Vec<Delivery>, StoreError> {
+    async fn read_new(
+        &self,
+        handler: &dyn Handler,
+        partitions: &[u32],
+    ) -> Result<Vec<Delivery>, StoreError> {
         let s = &self.settings;
         self.store
-            .read_new(
+            .read_new_in(
                 handler.group(),
                 &s.consumer,
                 handler.categories(),
+                partitions,
                 s.batch_size,
                 s.block,
             )
             .await
     }
 
-    async fn process(&self, handler: &dyn Handler, batch: Vec<Delivery>) -> Result<(), StoreError> {
+    async fn process(
+        &self,
+        handler: &dyn Handler,
+        leases: &GroupLeases,
+        batch: Vec<Delivery>,
+    ) -> Result<(), StoreError> {
+        // Entries of partitions given up since they were read stay pending for their holder.
+        let fence = leases.fence();
+        let batch: Vec<Delivery> = batch
+            .into_iter()
+            .filter(|d| leases.holds(d.partition))
+            .collect();
         if batch.is_empty() {
             return Ok(());
         }
@@ -436,7 +508,7 @@ impl Projectors {
             };
             outcomes.push(judged);
         }
-        let handled = handler.handle_batch(&events).await;
+        let handled = handler.handle_batch(&events, &fence).await;
         for (i, outcome) in handed.into_iter().zip(handled) {
             outcomes[i] = Some(outcome);
         }
@@ -471,6 +543,11 @@ impl Projectors {
                 // (a store outage without limit).
                 Err(HandlerError::Transient(reason) | HandlerError::StoreUnavailable(reason)) => {
                     tracing::warn!(group = handler.group(), entry = %delivery.entry.id, %reason, "will retry");
+                    deferred += 1;
+                }
+                // The lease ran out while the batch was in hand: the new holder takes it over.
+                Err(HandlerError::NotHeld(reason)) => {
+                    tracing::info!(group = handler.group(), entry = %delivery.entry.id, %reason, "left to the partition's holder");
                     deferred += 1;
                 }
                 Err(HandlerError::FromNewerBuild(reason)) => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use esr_kernel::Tally;
 use esr_schema::{Category, StoredEvent, StreamId};
-use esr_store::{Store, StoreError, TallyCount, TallyWrite};
+use esr_store::{Fence, Store, StoreError, TallyCount, TallyWrite};
 
 use super::HandlerError;
 use super::per_stream::{PerStreamProjection, StreamSink};
@@ -78,6 +78,7 @@ impl<T: Tally> StreamSink for TallySink<T> {
     async fn save(
         &self,
         writes: Vec<(StreamId, u64, (u64, Vec<TallyCount>))>,
+        fence: &Fence,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let writes = writes
             .into_iter()
@@ -88,6 +89,6 @@ impl<T: Tally> StreamSink for TallySink<T> {
                 counts,
             })
             .collect();
-        self.store.apply_tallies(T::NAME, writes).await
+        self.store.apply_tallies(T::NAME, writes, fence).await
     }
 }

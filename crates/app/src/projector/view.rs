@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use esr_kernel::View;
 use esr_schema::{Category, StoredEvent, StreamId};
-use esr_store::{Checkpoint, ReadModel, ReadModelWrite, Store, StoreError};
+use esr_store::{Checkpoint, Fence, ReadModel, ReadModelWrite, Store, StoreError};
 
 use super::HandlerError;
 use super::per_stream::{PerStreamProjection, StreamSink};
@@ -202,6 +202,7 @@ impl<V: View> StreamSink for ViewSink<V> {
     async fn save(
         &self,
         writes: Vec<(StreamId, u64, (ReadModel, Vec<Checkpoint>, V))>,
+        fence: &Fence,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut checkpoints = vec![];
         let mut views = Vec::with_capacity(writes.len());
@@ -223,9 +224,11 @@ impl<V: View> StreamSink for ViewSink<V> {
         // missing after a crash between the two writes would never be written again.
         let name = self.generation.name(self.store.as_ref(), V::NAME).await?;
         if !checkpoints.is_empty() {
-            self.store.save_checkpoints(&name, checkpoints).await?;
+            self.store
+                .save_checkpoints(&name, checkpoints, fence)
+                .await?;
         }
-        let outcomes = self.store.put_read_models(&name, writes).await;
+        let outcomes = self.store.put_read_models(&name, writes, fence).await;
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         match &outcomes {
             Ok(outcomes) => {

@@ -4,18 +4,24 @@
 -- Replace read models, each only if it is at the expected version.
 -- One call carries one write or a batch of them (all keys in one slot: one partition).
 --
--- KEYS[i]  the read model hash of write i      <name>:{pN}:<id>
--- ARGV[1]  number of writes
+-- KEYS[1]    the partition's lease               lease:{pN}:<group>
+-- KEYS[i+1]  the read model hash of write i      <name>:{pN}:<id>
+-- ARGV[1]    the writer's fencing token (0: the writer holds no lease and is not checked)
+-- ARGV[2]    number of writes
 -- Then per write:
 --   expected version (0: none stored yet), the new version, number of fields n,
 --   then n field, value pairs
 --
 -- Returns, per write, two numbers: 1, new version when written; 0, stored version otherwise.
+-- Returns {-1} and writes nothing when the token is not the lease's (a former holder's).
 
+if ARGV[1] ~= '0' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then
+    return {-1}
+end
 local replies = {}
-local a = 2
-for i = 1, tonumber(ARGV[1]) do
-    local key = KEYS[i]
+local a = 3
+for i = 1, tonumber(ARGV[2]) do
+    local key = KEYS[i + 1]
     local expected, version, count = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
     local stored = tonumber(redis.call('HGET', key, 'version') or '0')
     if stored == expected then

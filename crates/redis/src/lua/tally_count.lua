@@ -10,20 +10,40 @@
 --
 -- KEYS[1]  the partition's counts                 tally:{pN}:<tally>         (sorted set)
 -- KEYS[2]  the versions counted here per source   tally:{pN}:<tally>:sources (hash)
+-- KEYS[3]  the newest fencing token seen here per source partition
+--                                                 tally:{pN}:<tally>:fences  (hash)
 -- ARGV[1]  number of sources
--- Then per source: its name (<aggregate>:<id>), the number of counts, then per count the
--- event's version, the key and the amount, in version order.
+-- Then per source: its name (<aggregate>:<id>), its partition, the writer's fencing token
+-- for that partition (0: not checked), the number of counts, then per count the event's
+-- version, the key and the amount, in version order.
 --
--- Returns {number of counts added} (the others were counted before). Scores are minus
+-- The lease of the source's partition lives in another slot, so it cannot be read here:
+-- instead a source's counts are refused once a newer token of its partition was seen here
+-- (a former holder that wakes up after the new one wrote). Counts a former holder adds before
+-- that are still right: each event is counted once, by its version, whoever counts it.
+--
+-- Returns {number of counts added, number of sources refused} (the others were counted
+-- before). Scores are minus
 -- the counts, so ZRANGE lists the most counted first and equal counts by key, ascending; a
 -- key at 0 is removed.
 
-local counts_key, sources_key = KEYS[1], KEYS[2]
-local added = 0
+local counts_key, sources_key, fences_key = KEYS[1], KEYS[2], KEYS[3]
+local added, refused = 0, 0
 local a = 2
 for _ = 1, tonumber(ARGV[1]) do
-    local source, n = ARGV[a], tonumber(ARGV[a + 1])
+    local source, partition, token = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+    local n = tonumber(ARGV[a + 3])
+    a = a + 2
     local counted = tonumber(redis.call('HGET', sources_key, source) or '0')
+    if token > 0 then
+        local seen = tonumber(redis.call('HGET', fences_key, partition) or '0')
+        if seen > token then
+            refused = refused + 1
+            counted = math.huge
+        elseif token > seen then
+            redis.call('HSET', fences_key, partition, token)
+        end
+    end
     local last = counted
     for i = 0, n - 1 do
         local version = tonumber(ARGV[a + 2 + 3 * i])
@@ -44,4 +64,4 @@ for _ = 1, tonumber(ARGV[1]) do
     end
     a = a + 2 + 3 * n
 end
-return {added}
+return {added, refused}
