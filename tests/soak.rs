@@ -1,5 +1,6 @@
-//! Soak: minutes of commands from many clients against the command and projector binaries on
-//! one Redis (`appendfsync always`), while projectors are SIGKILLed and restarted, Redis is
+//! Soak: minutes of commands from many clients against the command binary and three projector
+//! instances (dividing 8 partitions by lease) on one Redis (`appendfsync always`), while
+//! projectors are SIGKILLed and restarted, Redis is
 //! crashed and restarted, and a projector is paused (SIGSTOP) and resumed; the last fault is a
 //! Redis crash. Then, once the projectors have caught up, every user's read model is checked
 //! against the fold of its stream: versions contiguous, profile equal to the fold, friendships
@@ -63,6 +64,9 @@ fn args() -> anyhow::Result<Args> {
     }
     Ok(args)
 }
+
+/// Partitions of the store: more than the projector instances, so each holds a share.
+const PARTITIONS: u32 = 8;
 
 /// xorshift64*: reproducible from the printed seed, no dependency for it.
 struct Random(u64);
@@ -272,6 +276,10 @@ async fn main() -> anyhow::Result<()> {
             ("REDIS_URL", redis_url.clone()),
             ("PROJECTOR_BLOCK_MS", "200".to_owned()),
             ("PROJECTOR_CLAIM_IDLE_MS", "1000".to_owned()),
+            // Three instances divide each group's partitions: a killed or paused one's go to
+            // the others after the lease time.
+            ("REDIS_PARTITIONS", PARTITIONS.to_string()),
+            ("PROJECTOR_LEASE_MS", "2000".to_owned()),
         ]
         .iter()
         .chain(extra)
@@ -286,7 +294,7 @@ async fn main() -> anyhow::Result<()> {
         &logs,
     )?;
     let mut projectors = Vec::new();
-    for name in ["soak-a", "soak-b"] {
+    for name in ["soak-a", "soak-b", "soak-c"] {
         projectors.push(Process::start(
             name,
             "projector",
@@ -366,7 +374,9 @@ async fn main() -> anyhow::Result<()> {
     let ran = started.elapsed();
 
     // Catch up, then check.
-    let redis_store = RedisStore::connect(RedisConfig::new(Topology::Single(redis_url.clone())))
+    let mut config = RedisConfig::new(Topology::Single(redis_url.clone()));
+    config.partitions = PARTITIONS;
+    let redis_store = RedisStore::connect(config)
         .await
         .context("connect for the checks")?;
     let partitions = redis_store.partitions();

@@ -171,6 +171,16 @@ impl State {
     }
 }
 
+/// A fence's refusal again, for each write it refuses.
+fn copy(fenced: &StoreError) -> StoreError {
+    match fenced {
+        StoreError::Fenced { partition } => StoreError::Fenced {
+            partition: *partition,
+        },
+        other => StoreError::Invalid(other.to_string()),
+    }
+}
+
 /// `KeyReused` when both fingerprints are known and differ.
 fn reused(key: &str, recorded: &str, asked: &str) -> Result<()> {
     if recorded.is_empty() || asked.is_empty() || recorded == asked {
@@ -901,7 +911,10 @@ impl ReadModels for MemoryStore {
         writes: Vec<ReadModelWrite>,
         fence: &Fence,
     ) -> Result<Vec<Result<()>>> {
-        self.lock().check_fence(fence)?;
+        // Fenced: each write refused, as the Redis adapter answers.
+        if let Err(fenced) = self.lock().check_fence(fence) {
+            return Ok(writes.iter().map(|_| Err(copy(&fenced))).collect());
+        }
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in &writes {
             outcomes.push(
@@ -936,7 +949,9 @@ impl Tallies for MemoryStore {
         fence: &Fence,
     ) -> Result<Vec<Result<()>>> {
         let mut state = self.lock();
-        state.check_fence(fence)?;
+        if let Err(fenced) = state.check_fence(fence) {
+            return Ok(writes.iter().map(|_| Err(copy(&fenced))).collect());
+        }
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
             let key = (name.to_owned(), write.source);

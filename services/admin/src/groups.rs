@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use esr_redis::RedisStore;
 use esr_schema::Category;
-use esr_store::Subscriptions as _;
+use esr_store::{LeaseHolder, Leases as _, Subscriptions as _};
 use serde_json::json;
 
 /// The categories the modules declare, then any other found in Redis (a module this tool
@@ -29,9 +29,30 @@ fn modules_of_groups() -> impl Fn(&str) -> &'static str {
     move |group| declared.get(group).copied().unwrap_or("undeclared")
 }
 
+/// Each group's partition leases: who holds which partition now.
+async fn owners(
+    store: &RedisStore,
+    groups: impl Iterator<Item = &String>,
+) -> anyhow::Result<BTreeMap<(String, u32), LeaseHolder>> {
+    let mut owners = BTreeMap::new();
+    for group in groups {
+        if owners.keys().any(|(g, _)| g == group) {
+            continue;
+        }
+        for (partition, holder) in store.lease_holders(group).await?.into_iter().enumerate() {
+            if let Some(holder) = holder {
+                owners.insert((group.clone(), partition as u32), holder);
+            }
+        }
+    }
+    Ok(owners)
+}
+
 pub async fn list(store: &RedisStore, json: bool) -> anyhow::Result<()> {
     let rows = store.group_rows(&categories(store).await?).await?;
     let module_of = modules_of_groups();
+    let owners = owners(store, rows.iter().map(|r| &r.group)).await?;
+    let owner_of = |group: &str, partition: u32| owners.get(&(group.to_owned(), partition));
     let mut dead: BTreeMap<String, u64> = BTreeMap::new();
     for (_, letter) in store.dead_letters_with_ids(usize::MAX).await? {
         *dead.entry(letter.group).or_default() += 1;
@@ -52,6 +73,9 @@ pub async fn list(store: &RedisStore, json: bool) -> anyhow::Result<()> {
                     }).collect::<Vec<_>>(),
                     "dead_letters": dead.get(&r.group).copied().unwrap_or(0),
                     "module": module_of(&r.group),
+                    "owner": owner_of(&r.group, r.partition).map(|h| {
+                        json!({"name": h.owner, "token": h.token})
+                    }),
                 })
             })
             .collect();
@@ -83,6 +107,10 @@ pub async fn list(store: &RedisStore, json: bool) -> anyhow::Result<()> {
                 },
                 r.pending.to_string(),
                 dead.get(&r.group).copied().unwrap_or(0).to_string(),
+                owner_of(&r.group, r.partition).map_or_else(
+                    || "-".to_owned(),
+                    |h| format!("{} (token {})", h.owner, h.token),
+                ),
                 consumers.join(", "),
                 module_of(&r.group).to_owned(),
             ]
@@ -96,6 +124,7 @@ pub async fn list(store: &RedisStore, json: bool) -> anyhow::Result<()> {
             "LAG",
             "PENDING",
             "DEAD",
+            "OWNER",
             "CONSUMERS",
             "MODULE",
         ],

@@ -317,6 +317,12 @@ async fn groups_list_lag_pending_consumers_and_prune_removes_the_idle() {
         (Some(0), Some(0), Some(0))
     );
     assert_eq!(row["consumers"][0]["name"], "worker-1", "{row}");
+    // The running worker holds the partition's lease.
+    assert_eq!(row["owner"]["name"], "worker-1", "{row}");
+    assert!(
+        row["owner"]["token"].as_u64().is_some_and(|t| t >= 1),
+        "{row}"
+    );
     let text = stdout(&esr(&server, &["groups"]));
     assert!(text.starts_with("GROUP"), "{text}");
     assert!(
