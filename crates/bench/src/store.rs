@@ -522,7 +522,16 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         .map(|c| esr_redis::keys::Keys::category_stream(c, 0))
         .collect();
     let raw_rate = raw::group_drain(&conn, &streams, scale.backlog).await?;
-    let mut rows = Vec::new();
+    let raw_with_writes = raw::group_drain_with_writes(&conn, &streams, scale.backlog).await?;
+    let mut rows = vec![Row::new(
+        "raw_drain_with_writes",
+        raw_with_writes,
+        "events/s",
+        Some(raw_rate),
+        "raw: XREADGROUP COUNT 1000 + one pipelined HSET per event + XACK (the least a \
+         projection storing per event does); ratio to the raw drain"
+            .to_owned(),
+    )];
     // The profile projection alone (the runtime's cost per view), then every handler of the
     // standard set at once (profile, group view, most-liked tally, friendship policy).
     for (name, instances, standard) in [
@@ -619,8 +628,70 @@ async fn projector_rows(scale: &Scale) -> anyhow::Result<Vec<Row>> {
                 scale.backlog
             ),
         ));
+        if name == "projector_catchup" {
+            rows.push(Row::new(
+                "projector_catchup_vs_writes",
+                rate,
+                "events/s",
+                Some(raw_with_writes),
+                "the same run as projector_catchup; raw: raw_drain_with_writes".to_owned(),
+            ));
+        }
     }
+    rows.push(partitioned_catchup(scale, raw_rate).await?);
     Ok(rows)
+}
+
+/// The profile projection's catch-up with one instance on a server whose store has 48
+/// partitions (144 category streams): against the raw drain of one partition's streams.
+async fn partitioned_catchup(scale: &Scale, raw_rate: f64) -> anyhow::Result<Row> {
+    const PARTITIONS: u32 = 48;
+    let server = RedisServer::start_with(&["--appendonly", "no"]);
+    let mut config = RedisConfig::new(Topology::Single(server.url()));
+    config.partitions = PARTITIONS;
+    let store = RedisStore::connect(config).await?;
+    let users: Vec<UserId> = (0..(scale.backlog / 100).max(scale.backlog / 10).min(10_000))
+        .map(|i| user(&format!("p{i}")))
+        .collect();
+    let versions = write_backlog(&store, &users, scale.backlog).await?;
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let settings = ProjectorSettings {
+        consumer: "bench-p48".into(),
+        batch_size: 1000,
+        block: Duration::from_millis(100),
+        ..ProjectorSettings::default()
+    };
+    let handler: Arc<dyn Handler> = Arc::new(ViewProjection::<Profile>::new(shared.clone()));
+    let (group, categories) = (handler.group().to_owned(), handler.categories().to_vec());
+    let projectors = Arc::new(Projectors::new(shared.clone(), vec![handler], settings));
+    projectors.create_groups().await?;
+    eprintln!("  projector_catchup_p48: catch-up on {PARTITIONS} partitions ...");
+    let (stop, shutdown) = watch::channel(false);
+    let started = Instant::now();
+    let running = tokio::spawn(projectors.run(shutdown));
+    loop {
+        // Every 200 ms: one ask is 144 `XINFO GROUPS`.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stats = store.group_stats(&group, &categories).await?;
+        if stats.lag == 0 && stats.pending == 0 {
+            break;
+        }
+    }
+    let rate = scale.backlog as f64 / started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    running.await??;
+    last_profile_caught_up(&store, &users, &versions).await?;
+    Ok(Row::new(
+        "projector_catchup_p48",
+        rate,
+        "events/s",
+        Some(raw_rate),
+        format!(
+            "{} events, 1 instance, the profile projection, {PARTITIONS} partitions on one \
+             server; raw: XREADGROUP COUNT 1000 + XACK on one partition's streams",
+            scale.backlog
+        ),
+    ))
 }
 
 /// Commands through the command service at 64 connections, and freshness under that load.

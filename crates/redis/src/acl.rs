@@ -151,6 +151,12 @@ const COMMAND: &[Use] = &[
     ),
     on("xadd", Family::Category, &["XADD", "KEY", "*", "f", "v"]),
     on("type", Family::Category, &["TYPE", "KEY"]),
+    // An append whose category key holds another type undoes its writes.
+    on("xdel", Family::Category, &["XDEL", "KEY", "1-0"]),
+    on("xdel", Family::Stream, &["XDEL", "KEY", "1-0"]),
+    on("xlen", Family::Stream, &["XLEN", "KEY"]),
+    on("xsetid", Family::Stream, &["XSETID", "KEY", "1-0"]),
+    on("del", Family::Stream, &["DEL", "KEY"]),
     on(
         "xinfo|groups",
         Family::Category,
@@ -327,6 +333,7 @@ const ADMIN: &[Use] = &[
 /// Commands that change data: the keys they touch need write access (`%W~` or `~`).
 const WRITES: &[&str] = &[
     "set",
+    "xsetid",
     "pexpire",
     "incr",
     "xadd",

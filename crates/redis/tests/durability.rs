@@ -453,11 +453,13 @@ async fn startup_warns_of_eviction_and_missing_persistence() {
 }
 
 /// Keys a write would fail on (another type under a category key, an entry past the counter
-/// that this store did not write) refuse the request before its first write, naming the key;
-/// the other requests of the batch are written, and once the key is mended the stream takes
-/// appends again. A lost counter is taken up again from the stream.
+/// that this store did not write) refuse the request, naming the key, with nothing of it
+/// written (the stream checked before the first write, a category key's type found by its
+/// write failing and the request's writes taken back); the other requests of the batch are
+/// written, and once the key is mended the stream takes appends again. A lost counter is taken
+/// up again from the stream.
 #[tokio::test]
-async fn a_request_a_write_would_fail_on_is_refused_before_its_first_write() {
+async fn a_request_a_write_would_fail_on_is_refused_with_nothing_written() {
     let server = RedisServer::start();
     let store = connect(&server).await;
     let category_count = || -> usize {
@@ -489,6 +491,45 @@ async fn a_request_a_write_would_fail_on_is_refused_before_its_first_write() {
         .await
         .unwrap();
     assert_eq!(mended.version, 1);
+
+    // A stream with history, and a request whose second event's category key holds another
+    // type: its first event's writes are taken back, and the stream appends on after.
+    let () = server
+        .query(redis::cmd("SET").arg("user_updates:{p0}").arg("x"))
+        .unwrap();
+    let mut updated = kick();
+    updated.category = esr_schema::user::USER_UPDATES;
+    let activity_before = category_count();
+    let refused = store
+        .append(AppendRequest {
+            events: vec![kick(), updated],
+            ..append_to(&first, ExpectedVersion::Exactly(1))
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Corrupt { what, .. } if what == "user_updates:{p0}"),
+        "{refused:?}"
+    );
+    assert_eq!(store.stream_version(&first).await.unwrap(), 1);
+    assert_eq!(store.read_stream(&first, 1, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        category_count(),
+        activity_before,
+        "the first event's category entry"
+    );
+    let () = server
+        .query(redis::cmd("DEL").arg("user_updates:{p0}"))
+        .unwrap();
+    let mended = store
+        .append(AppendRequest {
+            events: vec![kick(), kick()],
+            ..append_to(&first, ExpectedVersion::Exactly(1))
+        })
+        .await
+        .unwrap();
+    assert_eq!(mended.version, 3);
+    assert_eq!(store.read_stream(&first, 1, 10).await.unwrap().len(), 3);
 
     // An entry someone else added to a stream: that request is refused, its batch neighbours
     // are written once.

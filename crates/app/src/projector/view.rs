@@ -39,26 +39,51 @@ pub struct ViewSink<V> {
 const DISTRUST_ABOVE: f64 = 0.1;
 const DISTRUST_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The models a sink keeps, by generation name and stream, with their stored size.
+/// The models a sink keeps, by stream, with their stored size: those of one generation (a
+/// switch to another starts over).
 struct Recent<V> {
-    models: HashMap<(String, StreamId), (u64, V, usize)>,
+    generation: String,
+    models: HashMap<StreamId, (u64, V, usize)>,
     bytes: usize,
 }
 
 impl<V> Recent<V> {
-    fn insert(&mut self, key: (String, StreamId), version: u64, view: V, bytes: usize) {
+    fn of(&mut self, generation: &str) -> &mut Self {
+        if self.generation != generation {
+            self.clear();
+            generation.clone_into(&mut self.generation);
+        }
+        self
+    }
+
+    /// The model kept for `stream`, taken out (the fold consumes it, the write puts the next
+    /// back), if it has not applied `first`; a model that has stays for the store to judge.
+    fn take(&mut self, stream: &StreamId, first: u64) -> Option<(u64, V)> {
+        if self
+            .models
+            .get(stream)
+            .is_none_or(|(version, _, _)| *version >= first)
+        {
+            return None;
+        }
+        let (version, view, bytes) = self.models.remove(stream)?;
+        self.bytes -= bytes;
+        Some((version, view))
+    }
+
+    fn insert(&mut self, stream: StreamId, version: u64, view: V, bytes: usize) {
         // Bounded without bookkeeping: when full, start over (a miss is one read).
         if self.bytes + bytes > RECENT_BYTES {
             self.clear();
         }
         self.bytes += bytes;
-        if let Some((_, _, old)) = self.models.insert(key, (version, view, bytes)) {
+        if let Some((_, _, old)) = self.models.insert(stream, (version, view, bytes)) {
             self.bytes -= old;
         }
     }
 
-    fn remove(&mut self, key: &(String, StreamId)) {
-        if let Some((_, _, old)) = self.models.remove(key) {
+    fn remove(&mut self, stream: &StreamId) {
+        if let Some((_, _, old)) = self.models.remove(stream) {
             self.bytes -= old;
         }
     }
@@ -89,6 +114,7 @@ impl<V: View> ViewProjection<V> {
             store: store.clone(),
             generation,
             recent: std::sync::Mutex::new(Recent {
+                generation: String::new(),
                 models: HashMap::new(),
                 bytes: 0,
             }),
@@ -128,17 +154,16 @@ impl<V: View> StreamSink for ViewSink<V> {
         let mut loaded: Vec<Option<(u64, Option<V>)>> = if distrusted {
             vec![None; streams.len()]
         } else {
-            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            let recent = recent.of(&name);
             streams
                 .iter()
+                // An event in hand the guess says is applied is a redelivery: the store
+                // decides whether the write really landed.
                 .map(|(stream, first)| {
                     recent
-                        .models
-                        .get(&(name.clone(), stream.clone()))
-                        // An event in hand the guess says is applied is a redelivery: the
-                        // store decides whether the write really landed.
-                        .filter(|(version, _, _)| version < first)
-                        .map(|(version, view, _)| (*version, Some(view.clone())))
+                        .take(stream, *first)
+                        .map(|(version, view)| (version, Some(view)))
                 })
                 .collect()
         };
@@ -229,7 +254,8 @@ impl<V: View> StreamSink for ViewSink<V> {
                 .await?;
         }
         let outcomes = self.store.put_read_models(&name, writes, fence).await;
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = kept.of(&name);
         match &outcomes {
             Ok(outcomes) => {
                 let lost = outcomes.iter().filter(|o| o.is_err()).count();
@@ -241,20 +267,17 @@ impl<V: View> StreamSink for ViewSink<V> {
                         Some(std::time::Instant::now() + DISTRUST_FOR);
                 }
                 for ((stream, version, view, bytes), outcome) in views.into_iter().zip(outcomes) {
-                    let key = (name.clone(), stream);
                     match outcome {
-                        Ok(()) => recent.insert(key, version, view, bytes),
+                        Ok(()) => recent.insert(stream, version, view, bytes),
                         // Another writer got there first: what is stored is unknown now.
-                        Err(_) => {
-                            recent.remove(&key);
-                        }
+                        Err(_) => recent.remove(&stream),
                     }
                 }
             }
             // The store failed as a whole (a restart may have lost recent writes): forget all.
             Err(_) => recent.clear(),
         }
-        drop(recent);
+        drop(kept);
         outcomes
     }
 }

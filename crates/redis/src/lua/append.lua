@@ -26,7 +26,8 @@
 -- 3 + i the i-th event's category stream) holds a type this script does not write; 5, the
 -- counter when the stream holds an entry this script did not write past it. The record holds
 -- `<version>:<fingerprint>` (a record written before fingerprints holds the version alone).
--- A request's checks all come before its first write: Redis does not roll a script back.
+-- A request's checks all come before its first write, but one: a category key of another
+-- type is found by its write failing, and the request's writes are then undone.
 -- Requests are independent: one's conflict or refusal does not stop the next.
 --
 -- A lost counter (evicted, deleted) is taken up again from the stream's last entry.
@@ -47,9 +48,6 @@ local function failed(reply)
     return type(reply) == 'table' and reply.err ~= nil
 end
 
--- Category keys found usable in this call (a batch's requests mostly share one).
-local usable_categories = {}
-
 local function field_of(fields, name)
     for i = 1, #fields, 2 do
         if fields[i] == name then
@@ -58,23 +56,30 @@ local function field_of(fields, name)
     end
 end
 
+-- Take back a request's writes when one fails part way (a category key of another type):
+-- its entries in the category streams, then in its stream, whose last id goes back to the
+-- version before (an emptied new stream is removed), so the stream can be written again.
+local function undo(stream_key, current, version, categories_written)
+    for _, written in ipairs(categories_written) do
+        redis.call('XDEL', written[1], written[2])
+    end
+    for v = current + 1, version do
+        redis.call('XDEL', stream_key, v .. '-0')
+    end
+    if redis.call('XLEN', stream_key) == 0 then
+        redis.call('DEL', stream_key)
+    else
+        redis.call('XSETID', stream_key, current .. '-0')
+    end
+end
+
 local function append(k, a)
     local version_key, stream_key, idempotency_key = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     local expected, ttl, count = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     local id_field, id, fingerprint = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-    -- Everything that could fail a later write is checked before the first: Redis does not
-    -- roll a script back, and a stream written without its counter could never be written
-    -- again.
-    for i = 1, count do
-        local category_key = KEYS[k + 2 + i]
-        if not usable_categories[category_key] then
-            local kind = redis.call('TYPE', category_key)['ok']
-            if kind ~= 'stream' and kind ~= 'none' then
-                return UNUSABLE_KEY, 3 + i
-            end
-            usable_categories[category_key] = true
-        end
-    end
+    -- Redis does not roll a script back, and a stream written without its counter could never
+    -- be written again: what can be read is checked before the first write; a category key of
+    -- another type, found only by its write failing, has this request's writes undone.
     if ttl > 0 then
         local recorded = redis.pcall('GET', idempotency_key)
         if failed(recorded) then
@@ -139,6 +144,7 @@ local function append(k, a)
     -- UTC, so they compare as text.
     local version = current
     local at = a + PER_REQUEST
+    local categories_written = {}
     for i = 1, count do
         version = version + 1
         if ARGV[at + 2] < last_time then
@@ -162,7 +168,8 @@ local function append(k, a)
             end
             return STREAM_AHEAD, current
         end
-        redis.call('XADD', KEYS[k + 2 + i], '*',
+        local category_key = KEYS[k + 2 + i]
+        local entry = redis.pcall('XADD', category_key, '*',
             'type', ARGV[at],
             id_field, id,
             'version', tostring(version),
@@ -173,6 +180,11 @@ local function append(k, a)
             'causation_id', ARGV[at + 5],
             'actor', ARGV[at + 6],
             'payload', ARGV[at + 7])
+        if failed(entry) then
+            undo(stream_key, current, version, categories_written)
+            return UNUSABLE_KEY, 3 + i
+        end
+        categories_written[#categories_written + 1] = {category_key, entry}
         at = at + PER_EVENT
     end
 
