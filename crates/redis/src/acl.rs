@@ -215,6 +215,7 @@ const PROJECTOR: &[Use] = &[
     on("hgetall", Family::ReadModel, &["HGETALL", "KEY"]),
     on("hget", Family::ReadModel, &["HGET", "KEY", "version"]),
     on("hset", Family::ReadModel, &["HSET", "KEY", "version", "1"]),
+    on("hlen", Family::ReadModel, &["HLEN", "KEY"]),
     on("del", Family::ReadModel, &["DEL", "KEY"]),
     on("zadd", Family::Checkpoint, &["ZADD", "KEY", "1", "m"]),
     on("zrange", Family::Checkpoint, &["ZRANGE", "KEY", "0", "0"]),

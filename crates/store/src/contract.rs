@@ -93,7 +93,8 @@ macro_rules! contract_suite {
             a_tally_top_ranks_a_long_tail_by_count_then_key,
             a_lease_has_one_holder_and_a_new_token_for_each_new_holder,
             members_are_listed_by_name_while_their_time_runs,
-            a_former_holders_writes_are_refused_once_another_holds_the_lease
+            a_former_holders_writes_are_refused_once_another_holds_the_lease,
+            a_read_model_written_again_keeps_only_its_new_fields
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -2031,4 +2032,50 @@ pub async fn a_former_holders_writes_are_refused_once_another_holds_the_lease<S:
             .all(|o| matches!(o, Err(StoreError::Fenced { .. }))),
         "{refused:?}"
     );
+}
+
+pub async fn a_read_model_written_again_keeps_only_its_new_fields<S: ContractStore>(store: S) {
+    let user = fresh_user();
+    let model = |version: u64, fields: &[(&str, &str)]| ReadModel {
+        version,
+        fields: fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    };
+    let write = |expected: u64, model: ReadModel| ReadModelWrite {
+        stream: user.clone(),
+        expected,
+        model,
+    };
+    let first = model(1, &[("name", "Duffy"), ("nickname", "Duck")]);
+    let second = model(2, &[("name", "Daffy")]);
+    let third = model(3, &[("name", "Daffy"), ("city", "Toontown")]);
+    for (expected, next) in [(0, first), (1, second.clone()), (2, third.clone())] {
+        let outcome = store
+            .put_read_models("contract", vec![write(expected, next)], &Fence::Unfenced)
+            .await
+            .unwrap();
+        assert!(outcome[0].is_ok(), "{outcome:?}");
+        if expected == 1 {
+            let stored = store
+                .get_read_model("contract", &user)
+                .await
+                .unwrap()
+                .unwrap();
+            let names: Vec<&str> = stored.fields.keys().map(String::as_str).collect();
+            assert_eq!(names, ["name", "version"], "the dropped field is gone");
+        }
+    }
+    let stored = store
+        .get_read_model("contract", &user)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.version, 3);
+    assert_eq!(
+        stored.fields.get("city").map(String::as_str),
+        Some("Toontown")
+    );
+    assert_eq!(stored.fields.get("nickname"), None);
 }

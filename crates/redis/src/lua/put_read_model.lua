@@ -25,9 +25,14 @@ for i = 1, tonumber(ARGV[2]) do
     local expected, version, count = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
     local stored = tonumber(redis.call('HGET', key, 'version') or '0')
     if stored == expected then
-        -- Replaced whole: fields the new model no longer has must not linger.
-        redis.call('DEL', key)
-        redis.call('HSET', key, 'version', version, unpack(ARGV, a + 3, a + 2 + 2 * count))
+        -- Written over in place; fields the new model no longer has must not linger: when the
+        -- hash holds more fields than were just written, it is written again from empty.
+        local first, last = a + 3, a + 2 + 2 * count
+        redis.call('HSET', key, 'version', version, unpack(ARGV, first, last))
+        if redis.call('HLEN', key) > count + 1 then
+            redis.call('DEL', key)
+            redis.call('HSET', key, 'version', version, unpack(ARGV, first, last))
+        end
         replies[#replies + 1] = 1
         replies[#replies + 1] = tonumber(version)
     else

@@ -29,6 +29,8 @@
 
 local counts_key, sources_key, fences_key = KEYS[1], KEYS[2], KEYS[3]
 local added, refused = 0, 0
+-- The newest token seen per source partition, read once per call.
+local newest = {}
 local a = 2
 for _ = 1, tonumber(ARGV[1]) do
     local source, partition, token = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
@@ -36,13 +38,18 @@ for _ = 1, tonumber(ARGV[1]) do
     a = a + 2
     local counted = tonumber(redis.call('HGET', sources_key, source) or '0')
     if token > 0 then
-        local seen = tonumber(redis.call('HGET', fences_key, partition) or '0')
+        local seen = newest[partition]
+        if seen == nil then
+            seen = tonumber(redis.call('HGET', fences_key, partition) or '0')
+        end
         if seen > token then
             refused = refused + 1
             counted = math.huge
         elseif token > seen then
             redis.call('HSET', fences_key, partition, token)
+            seen = token
         end
+        newest[partition] = seen
     end
     local last = counted
     for i = 0, n - 1 do
