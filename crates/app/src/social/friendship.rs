@@ -1,12 +1,14 @@
 //! Makes friendship mutual by running the friend's side of each friendship change.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use esr_domain::{User, friendship};
 use esr_kernel::{Actor, Aggregate as _};
 use esr_schema::user::USER_FRIENDS;
-use esr_schema::{Category, StoredEvent, UserEvent};
+use esr_schema::{Category, StoredEvent, StreamId, UserEvent};
+use esr_store::Fence;
 
 use crate::command::{CommandError, CommandMeta, CommandService};
 use crate::projector::{Handler, HandlerError};
@@ -75,6 +77,43 @@ impl Handler for FriendshipPolicy {
         READS
     }
 
+    /// Events of one initiator in order, initiators [`CONCURRENT_INITIATORS`] at a time: each
+    /// mirror is a few round trips, so one at a time left the policy far behind the users'
+    /// commands. Two initiators mirrored at once are what two processes do, which `handle`
+    /// already makes safe.
+    async fn handle_batch(
+        &self,
+        events: &[StoredEvent],
+        _fence: &Fence,
+    ) -> Vec<Result<(), HandlerError>> {
+        use futures::StreamExt as _;
+        let mut by_initiator: BTreeMap<&StreamId, Vec<usize>> = BTreeMap::new();
+        for (i, stored) in events.iter().enumerate() {
+            by_initiator
+                .entry(&stored.envelope.stream)
+                .or_default()
+                .push(i);
+        }
+        let mut outcomes: Vec<Result<(), HandlerError>> = (0..events.len())
+            .map(|_| Err(HandlerError::Transient("not handled".into())))
+            .collect();
+        let mut handled = futures::stream::iter(by_initiator.into_values())
+            .map(|indexes| async move {
+                let mut done = Vec::with_capacity(indexes.len());
+                for i in indexes {
+                    done.push((i, self.handle(&events[i]).await));
+                }
+                done
+            })
+            .buffer_unordered(CONCURRENT_INITIATORS);
+        while let Some(done) = handled.next().await {
+            for (i, outcome) in done {
+                outcomes[i] = outcome;
+            }
+        }
+        outcomes
+    }
+
     /// Mirror the initiator's current friendship onto the friend, then check that the
     /// initiator did not change while the mirror was written; if it did (another process
     /// handled a later change of the same pair in the meantime, and its mirror may have been
@@ -120,6 +159,9 @@ impl Handler for FriendshipPolicy {
         )))
     }
 }
+
+/// Initiators whose events a batch mirrors at once.
+const CONCURRENT_INITIATORS: usize = 32;
 
 /// Mirror rounds in one delivery before giving up to a later redelivery.
 const MAX_ROUNDS: usize = 8;
