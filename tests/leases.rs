@@ -124,32 +124,57 @@ fn profile_version(conn: &mut redis::Connection, i: usize) -> u64 {
     version.unwrap_or(0)
 }
 
-fn all_profiles_at(conn: &mut redis::Connection, version: u64) -> bool {
-    (0..USERS).all(|i| profile_version(conn, i) == version)
+/// Until every user's profile is at `version`: each command applied once, none lost.
+async fn until_profiles_at(conn: &mut redis::Connection, version: u64) {
+    until(
+        &format!("every profile at version {version}"),
+        Duration::from_secs(20),
+        || (0..USERS).all(|i| profile_version(conn, i) == version),
+    )
+    .await;
+}
+
+/// Until the instances hold `expected` partitions each.
+async fn until_shares(conn: &mut redis::Connection, expected: &[(&str, usize)], within: Duration) {
+    let expected: BTreeMap<String, usize> = expected
+        .iter()
+        .map(|(name, n)| ((*name).to_owned(), *n))
+        .collect();
+    until(&format!("the partitions held {expected:?}"), within, || {
+        shares(&holders(conn, GROUP)) == expected
+    })
+    .await;
+}
+
+const HALVES: &[(&str, usize)] = &[("instance-a", 4), ("instance-b", 4)];
+
+/// One command per user: `path` after the user's id (`""`: registration), answered `status`.
+async fn command_each(
+    http: &reqwest::Client,
+    command_url: &str,
+    path: &str,
+    body: impl Fn(usize) -> serde_json::Value,
+    status: u16,
+) {
+    for i in 0..USERS {
+        let url = if path.is_empty() {
+            format!("{command_url}/users")
+        } else {
+            format!("{command_url}/users/{}/{path}", user_id(i))
+        };
+        let response = http.post(url).json(&body(i)).send().await.unwrap();
+        assert_eq!(response.status(), status);
+    }
 }
 
 async fn register_all(http: &reqwest::Client, command_url: &str) {
-    for i in 0..USERS {
-        let response = http
-            .post(format!("{command_url}/users"))
-            .json(&json!({"user_id": user_id(i), "name": "Lease", "surname": "Holder"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-    }
+    let body = |i| json!({"user_id": user_id(i), "name": "Lease", "surname": "Holder"});
+    command_each(http, command_url, "", body, 201).await;
 }
 
 async fn like_all(http: &reqwest::Client, command_url: &str, object: &str) {
-    for i in 0..USERS {
-        let response = http
-            .post(format!("{command_url}/users/{}/activity", user_id(i)))
-            .json(&json!({"action": "like", "object": object}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-    }
+    let body = |_| json!({"action": "like", "object": object});
+    command_each(http, command_url, "activity", body, 200).await;
 }
 
 fn signal(child: &Child, signal: &str) {
@@ -174,13 +199,7 @@ async fn two_balanced(server: &RedisServer) -> (Killed, Killed, std::path::PathB
     let (a, a_log) = projector(server, "instance-a");
     let (b, _) = projector(server, "instance-b");
     let mut conn = connection(server);
-    let balanced = BTreeMap::from([("instance-a".to_owned(), 4), ("instance-b".to_owned(), 4)]);
-    until(
-        "the partitions split 4 and 4",
-        Duration::from_secs(30),
-        || shares(&holders(&mut conn, GROUP)) == balanced,
-    )
-    .await;
+    until_shares(&mut conn, HALVES, Duration::from_secs(30)).await;
     (Killed(a), Killed(b), a_log)
 }
 
@@ -192,19 +211,11 @@ async fn a_killed_instances_partitions_are_taken_over_within_the_lease_time() {
     let (mut a, _b, _) = two_balanced(&server).await;
     let mut conn = connection(&server);
     register_all(&http, &url).await;
-    until(
-        "every profile at version 1",
-        Duration::from_secs(20),
-        || all_profiles_at(&mut conn, 1),
-    )
-    .await;
+    until_profiles_at(&mut conn, 1).await;
 
     a.0.kill().unwrap();
     let killed = Instant::now();
-    until("instance-b holds all", TAKEOVER_BOUND + SLACK, || {
-        shares(&holders(&mut conn, GROUP)) == BTreeMap::from([("instance-b".to_owned(), 8)])
-    })
-    .await;
+    until_shares(&mut conn, &[("instance-b", 8)], TAKEOVER_BOUND + SLACK).await;
     let took = killed.elapsed();
     eprintln!(
         "taken over {} ms after the kill (lease {} ms)",
@@ -214,12 +225,7 @@ async fn a_killed_instances_partitions_are_taken_over_within_the_lease_time() {
 
     // Instance b projects the users of a's former partitions too.
     like_all(&http, &url, "o1").await;
-    until(
-        "every profile at version 2",
-        Duration::from_secs(20),
-        || all_profiles_at(&mut conn, 2),
-    )
-    .await;
+    until_profiles_at(&mut conn, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,20 +241,12 @@ async fn a_stalled_instance_resumed_after_losing_its_leases_writes_nothing_and_r
     like_all(&http, &url, "o1").await;
     signal(&a.0, "-STOP");
     let stopped = Instant::now();
-    until("instance-b holds all", TAKEOVER_BOUND + SLACK, || {
-        shares(&holders(&mut conn, GROUP)) == BTreeMap::from([("instance-b".to_owned(), 8)])
-    })
-    .await;
+    until_shares(&mut conn, &[("instance-b", 8)], TAKEOVER_BOUND + SLACK).await;
     eprintln!(
         "taken from the stalled instance after {} ms",
         stopped.elapsed().as_millis()
     );
-    until(
-        "every profile at version 2",
-        Duration::from_secs(20),
-        || all_profiles_at(&mut conn, 2),
-    )
-    .await;
+    until_profiles_at(&mut conn, 2).await;
 
     // Woken: its first renewal finds the leases gone; whatever it had in hand is refused.
     signal(&a.0, "-CONT");
@@ -266,20 +264,9 @@ async fn a_stalled_instance_resumed_after_losing_its_leases_writes_nothing_and_r
     eprintln!("instance-a's late writes refused: {applied_late} entries");
 
     // It rejoins: the partitions split again, and every later command is applied once.
-    let balanced = BTreeMap::from([("instance-a".to_owned(), 4), ("instance-b".to_owned(), 4)]);
-    until(
-        "the partitions split 4 and 4 again",
-        Duration::from_secs(30),
-        || shares(&holders(&mut conn, GROUP)) == balanced,
-    )
-    .await;
+    until_shares(&mut conn, HALVES, Duration::from_secs(30)).await;
     like_all(&http, &url, "o2").await;
-    until(
-        "every profile at version 3",
-        Duration::from_secs(20),
-        || all_profiles_at(&mut conn, 3),
-    )
-    .await;
+    until_profiles_at(&mut conn, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,42 +277,23 @@ async fn a_joining_instance_takes_its_share() {
     let (a, _) = projector(&server, "instance-a");
     let _a = Killed(a);
     let mut conn = connection(&server);
-    until("instance-a holds all", Duration::from_secs(30), || {
-        shares(&holders(&mut conn, GROUP)) == BTreeMap::from([("instance-a".to_owned(), 8)])
-    })
-    .await;
+    until_shares(&mut conn, &[("instance-a", 8)], Duration::from_secs(30)).await;
     register_all(&http, &url).await;
-    until(
-        "every profile at version 1",
-        Duration::from_secs(20),
-        || all_profiles_at(&mut conn, 1),
-    )
-    .await;
+    until_profiles_at(&mut conn, 1).await;
 
     let (b, b_log) = projector(&server, "instance-b");
     let _b = Killed(b);
     let joined = Instant::now();
-    let balanced = BTreeMap::from([("instance-a".to_owned(), 4), ("instance-b".to_owned(), 4)]);
     // Instance a gives a partition up a round after b joins, once its reads are done (the
     // block time and a second); b takes it at its next round.
-    until(
-        "the partitions split 4 and 4",
-        Duration::from_secs(15),
-        || shares(&holders(&mut conn, GROUP)) == balanced,
-    )
-    .await;
+    until_shares(&mut conn, HALVES, Duration::from_secs(15)).await;
     eprintln!(
         "balanced {} ms after the join",
         joined.elapsed().as_millis()
     );
 
     like_all(&http, &url, "o1").await;
-    until(
-        "every profile at version 2",
-        Duration::from_secs(20),
-        || all_profiles_at(&mut conn, 2),
-    )
-    .await;
+    until_profiles_at(&mut conn, 2).await;
     // Instance b did project its share.
     let log = std::fs::read_to_string(&b_log).unwrap();
     assert!(
