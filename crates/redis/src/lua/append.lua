@@ -59,9 +59,9 @@ end
 -- Take back a request's writes when one fails part way (a category key of another type):
 -- its entries in the category streams, then in its stream, whose last id goes back to the
 -- version before (an emptied new stream is removed), so the stream can be written again.
-local function undo(stream_key, current, version, categories_written)
-    for _, written in ipairs(categories_written) do
-        redis.call('XDEL', written[1], written[2])
+local function undo(stream_key, current, version, k, categories_written)
+    for i, id in ipairs(categories_written) do
+        redis.call('XDEL', KEYS[k + 2 + i], id)
     end
     for v = current + 1, version do
         redis.call('XDEL', stream_key, v .. '-0')
@@ -121,9 +121,10 @@ local function append(k, a)
             recorded = '0'
         end
     end
-    local counted, last_time = string.match(recorded, '^(%d+)|(.*)$')
-    if not counted then
-        counted, last_time = recorded, ''
+    local counted, last_time = recorded, ''
+    local bar = string.find(recorded, '|', 1, true)
+    if bar then
+        counted, last_time = string.sub(recorded, 1, bar - 1), string.sub(recorded, bar + 1)
     end
     local current = tonumber(counted)
     if expected ~= 'any' and tonumber(expected) ~= current then
@@ -144,14 +145,18 @@ local function append(k, a)
     -- UTC, so they compare as text.
     local version = current
     local at = a + PER_REQUEST
+    -- The entry ids written to the category streams (event i's in KEYS[k + 2 + i]).
     local categories_written = {}
+    local text = counted
     for i = 1, count do
         version = version + 1
+        -- Formatted once: a number becomes text through the C library's formatting.
+        text = tostring(version)
         if ARGV[at + 2] < last_time then
             ARGV[at + 2] = last_time
         end
         last_time = ARGV[at + 2]
-        local written = redis.pcall('XADD', stream_key, version .. '-0',
+        local written = redis.pcall('XADD', stream_key, text .. '-0',
             'type', ARGV[at],
             'event_id', ARGV[at + 1],
             'occurred_at', ARGV[at + 2],
@@ -172,7 +177,7 @@ local function append(k, a)
         local entry = redis.pcall('XADD', category_key, '*',
             'type', ARGV[at],
             id_field, id,
-            'version', tostring(version),
+            'version', text,
             'event_id', ARGV[at + 1],
             'occurred_at', ARGV[at + 2],
             'schema_version', ARGV[at + 3],
@@ -181,16 +186,16 @@ local function append(k, a)
             'actor', ARGV[at + 6],
             'payload', ARGV[at + 7])
         if failed(entry) then
-            undo(stream_key, current, version, categories_written)
+            undo(stream_key, current, version, k, categories_written)
             return UNUSABLE_KEY, 3 + i
         end
-        categories_written[#categories_written + 1] = {category_key, entry}
+        categories_written[i] = entry
         at = at + PER_EVENT
     end
 
-    redis.call('SET', version_key, version .. '|' .. last_time)
+    redis.call('SET', version_key, text .. '|' .. last_time)
     if ttl > 0 then
-        redis.call('SET', idempotency_key, version .. ':' .. fingerprint, 'PX', ttl)
+        redis.call('SET', idempotency_key, text .. ':' .. fingerprint, 'PX', ttl)
     end
     return 1, version
 end
