@@ -47,6 +47,11 @@ impl Fence {
         }))
     }
 
+    /// Whether a write to `partition` may be made under this fence (unfenced: anywhere).
+    pub fn holds(&self, partition: u32) -> bool {
+        self.token(partition).is_ok()
+    }
+
     /// The group and token a write to `partition` must carry: `None` when unfenced, `Fenced`
     /// when the writer holds no lease on that partition (nothing may be written there).
     pub fn token(&self, partition: u32) -> Result<Option<(&str, u64)>> {

@@ -129,19 +129,41 @@ impl MemoryStore {
 }
 
 impl State {
-    /// `Fenced` unless `fence` is unfenced or holds the current lease of partition 0.
-    fn check_fence(&self, fence: &Fence) -> Result<()> {
-        let Some((group, token)) = fence.token(0)? else {
-            return Ok(());
-        };
-        match self.leases.get(group) {
-            Some((Some((holder, until)), _))
-                if holder.token == token && *until > Instant::now() =>
-            {
-                Ok(())
-            }
-            _ => Err(StoreError::Fenced { partition: 0 }),
+    /// Whether `fence` is unfenced or holds the current lease of partition 0.
+    fn passes(&self, fence: &Fence) -> bool {
+        match fence.token(0) {
+            Ok(None) => true,
+            Ok(Some((group, token))) => matches!(
+                self.leases.get(group),
+                Some((Some((holder, until)), _))
+                    if holder.token == token && *until > Instant::now()
+            ),
+            Err(_) => false,
         }
+    }
+
+    fn put_read_model(
+        &mut self,
+        name: &str,
+        stream: &StreamId,
+        expected: u64,
+        model: &ReadModel,
+    ) -> Result<()> {
+        let key = (name.to_owned(), stream.clone());
+        let actual = self.read_models.get(&key).map_or(0, |m| m.version);
+        if actual != expected {
+            return Err(StoreError::Conflict {
+                expected: ExpectedVersion::Exactly(expected),
+                actual,
+            });
+        }
+        let mut stored = model.clone();
+        stored.fields.insert(
+            crate::read_model::VERSION_FIELD.to_owned(),
+            model.version.to_string(),
+        );
+        self.read_models.insert(key, stored);
+        Ok(())
     }
 
     fn next_id(&mut self) -> EntryId {
@@ -171,14 +193,9 @@ impl State {
     }
 }
 
-/// A fence's refusal again, for each write it refuses.
-fn copy(fenced: &StoreError) -> StoreError {
-    match fenced {
-        StoreError::Fenced { partition } => StoreError::Fenced {
-            partition: *partition,
-        },
-        other => StoreError::Invalid(other.to_string()),
-    }
+/// A write refused by its fence (one partition here: 0).
+fn fenced() -> StoreError {
+    StoreError::Fenced { partition: 0 }
 }
 
 /// `KeyReused` when both fingerprints are known and differ.
@@ -847,7 +864,9 @@ impl ReadModels for MemoryStore {
         fence: &Fence,
     ) -> Result<()> {
         let mut state = self.lock();
-        state.check_fence(fence)?;
+        if !state.passes(fence) {
+            return Err(fenced());
+        }
         for (stream, checkpoint) in checkpoints {
             state
                 .checkpoints
@@ -887,22 +906,7 @@ impl ReadModels for MemoryStore {
         expected: u64,
         model: &ReadModel,
     ) -> Result<()> {
-        let mut state = self.lock();
-        let key = (name.to_owned(), stream.clone());
-        let actual = state.read_models.get(&key).map_or(0, |m| m.version);
-        if actual != expected {
-            return Err(StoreError::Conflict {
-                expected: ExpectedVersion::Exactly(expected),
-                actual,
-            });
-        }
-        let mut stored = model.clone();
-        stored.fields.insert(
-            crate::read_model::VERSION_FIELD.to_owned(),
-            model.version.to_string(),
-        );
-        state.read_models.insert(key, stored);
-        Ok(())
+        self.lock().put_read_model(name, stream, expected, model)
     }
 
     async fn put_read_models(
@@ -911,18 +915,15 @@ impl ReadModels for MemoryStore {
         writes: Vec<ReadModelWrite>,
         fence: &Fence,
     ) -> Result<Vec<Result<()>>> {
+        let mut state = self.lock();
         // Fenced: each write refused, as the Redis adapter answers.
-        if let Err(fenced) = self.lock().check_fence(fence) {
-            return Ok(writes.iter().map(|_| Err(copy(&fenced))).collect());
+        if !state.passes(fence) {
+            return Ok(writes.iter().map(|_| Err(fenced())).collect());
         }
-        let mut outcomes = Vec::with_capacity(writes.len());
-        for write in &writes {
-            outcomes.push(
-                self.put_read_model(name, &write.stream, write.expected, &write.model)
-                    .await,
-            );
-        }
-        Ok(outcomes)
+        Ok(writes
+            .iter()
+            .map(|w| state.put_read_model(name, &w.stream, w.expected, &w.model))
+            .collect())
     }
 }
 
@@ -949,8 +950,8 @@ impl Tallies for MemoryStore {
         fence: &Fence,
     ) -> Result<Vec<Result<()>>> {
         let mut state = self.lock();
-        if let Err(fenced) = state.check_fence(fence) {
-            return Ok(writes.iter().map(|_| Err(copy(&fenced))).collect());
+        if !state.passes(fence) {
+            return Ok(writes.iter().map(|_| Err(fenced())).collect());
         }
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {

@@ -45,12 +45,13 @@ struct Held {
     releasing: BTreeMap<u32, Instant>,
     /// Taken since the reading loop last looked: what others left pending there is claimed.
     taken: BTreeSet<u32>,
-    fence: Fence,
 }
 
 impl Held {
-    fn refence(&mut self, group: &str) {
-        self.fence = Fence::held(group, self.tokens.clone());
+    /// No longer held: lost, or handed over.
+    fn forget(&mut self, partition: u32) {
+        self.tokens.remove(&partition);
+        self.releasing.remove(&partition);
     }
 }
 
@@ -86,13 +87,12 @@ impl GroupLeases {
             .collect()
     }
 
-    /// The fence this instance's writes carry.
+    /// The fence this instance's writes carry: the leases it holds now.
     pub fn fence(&self) -> Fence {
-        self.state().fence.clone()
+        Fence::held(&self.group, self.state().tokens.clone())
     }
 
-    /// Whether a write to `partition` could pass the fence now.
-    pub fn holds(&self, partition: u32) -> bool {
+    fn holds(&self, partition: u32) -> bool {
         self.state().tokens.contains_key(&partition)
     }
 
@@ -135,9 +135,7 @@ impl GroupLeases {
                 let mut state = self.state();
                 if !kept {
                     tracing::warn!(group = %self.group, partition, "lease lost: another instance holds the partition now");
-                    state.tokens.remove(&partition);
-                    state.releasing.remove(&partition);
-                    state.refence(&self.group);
+                    state.forget(partition);
                     false
                 } else if assigned.contains(&partition) {
                     // Assigned here again while being given up: read again.
@@ -159,11 +157,7 @@ impl GroupLeases {
             store
                 .release_lease(&self.group, partition, &self.member, token)
                 .await?;
-            let mut state = self.state();
-            state.tokens.remove(&partition);
-            state.releasing.remove(&partition);
-            state.refence(&self.group);
-            drop(state);
+            self.state().forget(partition);
             tracing::info!(group = %self.group, partition, "partition handed over");
         }
         for partition in assigned {
@@ -178,7 +172,6 @@ impl GroupLeases {
                     let mut state = self.state();
                     state.tokens.insert(partition, token);
                     state.taken.insert(partition);
-                    state.refence(&self.group);
                 }
                 self.taken.notify_one();
                 tracing::info!(group = %self.group, partition, token, "partition taken");
@@ -195,7 +188,6 @@ impl GroupLeases {
             let held = state.tokens.iter().map(|(p, t)| (*p, *t)).collect();
             state.tokens.clear();
             state.releasing.clear();
-            state.refence(&self.group);
             held
         };
         for (partition, token) in held {

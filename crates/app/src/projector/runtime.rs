@@ -487,7 +487,7 @@ impl Projectors {
         let fence = leases.fence();
         let batch: Vec<Delivery> = batch
             .into_iter()
-            .filter(|d| leases.holds(d.partition))
+            .filter(|d| fence.holds(d.partition))
             .collect();
         if batch.is_empty() {
             return Ok(());

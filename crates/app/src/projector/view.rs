@@ -27,17 +27,11 @@ pub struct ViewSink<V> {
     generation: Generation,
     /// The models this process wrote last, by generation name and stream: a guess checked by
     /// the version-conditioned write (a stale one costs a conflict and a reload), so a stream
-    /// projected by this process alone is never read back from the store.
+    /// projected by this process alone is never read back from the store. Within a partition
+    /// this instance holds by lease no other instance writes, so the guesses hold.
     recent: std::sync::Mutex<Recent<V>>,
-    /// Until when the sink reads every model from the store: set when its guesses lose many
-    /// races (other processes write the same streams), which makes them cost more than reads.
-    distrust_until: std::sync::Mutex<Option<std::time::Instant>>,
     view: PhantomData<fn() -> V>,
 }
-
-/// A batch whose writes lost more than this share of races stops the guessing for a while.
-const DISTRUST_ABOVE: f64 = 0.1;
-const DISTRUST_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The models a sink keeps, by stream, with their stored size: those of one generation (a
 /// switch to another starts over).
@@ -118,7 +112,6 @@ impl<V: View> ViewProjection<V> {
                 models: HashMap::new(),
                 bytes: 0,
             }),
-            distrust_until: std::sync::Mutex::new(None),
             view: PhantomData,
         };
         Self::with_sink(sink, store)
@@ -146,14 +139,7 @@ impl<V: View> StreamSink for ViewSink<V> {
         // Resolved for the load and again for the save: a switch in between costs a version
         // conflict and another round, never a wrong write.
         let name = self.generation.name(self.store.as_ref(), V::NAME).await?;
-        let distrusted = self
-            .distrust_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|until| std::time::Instant::now() < until);
-        let mut loaded: Vec<Option<(u64, Option<V>)>> = if distrusted {
-            vec![None; streams.len()]
-        } else {
+        let mut loaded: Vec<Option<(u64, Option<V>)>> = {
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             let recent = recent.of(&name);
             streams
@@ -258,14 +244,6 @@ impl<V: View> StreamSink for ViewSink<V> {
         let recent = kept.of(&name);
         match &outcomes {
             Ok(outcomes) => {
-                let lost = outcomes.iter().filter(|o| o.is_err()).count();
-                if lost as f64 > DISTRUST_ABOVE * outcomes.len() as f64 {
-                    *self
-                        .distrust_until
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) =
-                        Some(std::time::Instant::now() + DISTRUST_FOR);
-                }
                 for ((stream, version, view, bytes), outcome) in views.into_iter().zip(outcomes) {
                     match outcome {
                         Ok(()) => recent.insert(stream, version, view, bytes),
